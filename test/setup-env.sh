@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Prepares this machine for docker-worker's Docker-tier and e2e tests:
+# installs the Debian Docker engine, busybox-static and docker-registry when
+# missing, starts dockerd and a loopback-only registry when they do not
+# answer, builds the busybox test image and pushes it to the local registry.
+#
+# Idempotent; when everything is already up it only checks and returns.
+# Run as root on Debian 12. State (logs, registry config and storage) lives in
+# DW_TEST_STATE (default /var/tmp/docker-worker-test).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+fixture="$here/fixtures/busybox"
+state=${DW_TEST_STATE:-/var/tmp/docker-worker-test}
+wait_seconds=${DW_TEST_WAIT:-30}
+
+# TEST_IMAGE, TEST_REGISTRY and TEST_REGISTRY_IMAGE are defined only there.
+# shellcheck source=SCRIPTDIR/fixtures/busybox/image.env
+. "$fixture/image.env"
+export TEST_IMAGE TEST_REGISTRY TEST_REGISTRY_IMAGE
+
+content_label=dev.dockerworker.test.content
+
+say() { printf '%-10s %s\n' "$1:" "$2"; }
+die() {
+	printf 'setup-env: %s\n' "$*" >&2
+	exit 1
+}
+
+# wait_for DESCRIPTION LOG COMMAND...: polls COMMAND for up to wait_seconds.
+wait_for() {
+	local what=$1 log=$2
+	shift 2
+	local deadline=$((SECONDS + wait_seconds))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			printf 'setup-env: %s did not answer within %ss; last lines of %s:\n' \
+				"$what" "$wait_seconds" "$log" >&2
+			tail -n 20 "$log" >&2 || true
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
+
+# start_bg LOG COMMAND...: runs COMMAND detached from this shell's session.
+start_bg() {
+	local log=$1
+	shift
+	setsid nohup "$@" >>"$log" 2>&1 </dev/null &
+}
+
+mkdir -p "$state"
+
+# 1. Packages.
+packages=(docker.io busybox-static docker-registry curl)
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]} > 0)); then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	say packages "installed ${missing[*]}"
+else
+	say packages "already installed"
+fi
+
+# 2. Docker engine. There is no systemd here: a docker.socket or
+# docker.service unit left by apt is never started, so start dockerd directly.
+if docker info >/dev/null 2>&1; then
+	say dockerd "already up"
+else
+	start_bg "$state/dockerd.log" dockerd
+	wait_for dockerd "$state/dockerd.log" docker info
+	say dockerd "started (log $state/dockerd.log)"
+fi
+
+# 3. Test image, rebuilt when the Dockerfile or busybox binary changed.
+busybox_bin=/bin/busybox
+[[ -x $busybox_bin ]] || die "$busybox_bin missing (busybox-static)"
+content=$(cat "$fixture/Dockerfile" "$busybox_bin" | sha256sum | cut -d' ' -f1)
+have=$(docker image inspect -f "{{index .Config.Labels \"$content_label\"}}" "$TEST_IMAGE" 2>/dev/null || true)
+if [[ $have == "$content" ]]; then
+	say image "$TEST_IMAGE already built"
+else
+	ctx=$(mktemp -d)
+	trap 'rm -rf "$ctx"' EXIT
+	cp "$fixture/Dockerfile" "$ctx/Dockerfile"
+	cp "$busybox_bin" "$ctx/busybox"
+	# The legacy builder is enough here (and the only one without buildx);
+	# its deprecation notice is shown only if the build fails.
+	if ! out=$(DOCKER_BUILDKIT=0 docker build -q --label "$content_label=$content" \
+		-t "$TEST_IMAGE" "$ctx" 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "building $TEST_IMAGE failed"
+	fi
+	rm -rf "$ctx"
+	trap - EXIT
+	say image "$TEST_IMAGE built"
+fi
+
+# 4. Local registry on loopback, with the test image pushed to it.
+registry_url="http://$TEST_REGISTRY"
+if curl -fsS -o /dev/null --max-time 2 "$registry_url/v2/" 2>/dev/null; then
+	say registry "already up on $TEST_REGISTRY"
+else
+	mkdir -p "$state/registry"
+	cat >"$state/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $state/registry
+  delete:
+    enabled: true
+http:
+  addr: $TEST_REGISTRY
+EOF
+	start_bg "$state/registry.log" docker-registry serve "$state/registry.yml"
+	wait_for registry "$state/registry.log" curl -fsS -o /dev/null --max-time 2 "$registry_url/v2/"
+	say registry "started on $TEST_REGISTRY (log $state/registry.log)"
+fi
+
+# The registry copy is current when its manifest names the local image's
+# config digest (the image ID).
+repo_tag=${TEST_REGISTRY_IMAGE#"$TEST_REGISTRY"/}
+repo=${repo_tag%:*}
+tag=${repo_tag##*:}
+local_id=$(docker image inspect -f '{{.Id}}' "$TEST_IMAGE")
+remote_manifest=$(curl -fsS --max-time 5 \
+	-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+	"$registry_url/v2/$repo/manifests/$tag" 2>/dev/null || true)
+if [[ $remote_manifest == *"\"$local_id\""* ]]; then
+	say push "$TEST_REGISTRY_IMAGE already present"
+else
+	docker tag "$TEST_IMAGE" "$TEST_REGISTRY_IMAGE"
+	docker push -q "$TEST_REGISTRY_IMAGE" >/dev/null
+	say push "$TEST_REGISTRY_IMAGE pushed"
+fi

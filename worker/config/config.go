@@ -1,0 +1,290 @@
+// Package config is the worker's configuration: defaults, one YAML (or JSON)
+// file with docker-worker's key names, and the standard Taskcluster
+// environment variables. Load rejects unknown keys and Validate reports every
+// problem at once, each naming the key (and the file).
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is everything the worker process is configured with. Keys follow
+// docker-worker's names; times are milliseconds as there.
+type Config struct {
+	RootURL     string      `yaml:"rootUrl"`
+	Taskcluster Credentials `yaml:"taskcluster"`
+
+	ProvisionerID string `yaml:"provisionerId"`
+	WorkerType    string `yaml:"workerType"`
+	WorkerGroup   string `yaml:"workerGroup"`
+	WorkerID      string `yaml:"workerId"`
+
+	// Host facts, shown in the task log header and environment.
+	WorkerNodeType string `yaml:"workerNodeType"`
+	InstanceID     string `yaml:"instanceId"`
+	InstanceType   string `yaml:"instanceType"`
+	Region         string `yaml:"region"`
+	PublicIP       string `yaml:"publicIp"`
+	PrivateIP      string `yaml:"privateIp"`
+	Host           string `yaml:"host"`
+	// WorkerLocation is given to tasks as TASKCLUSTER_WORKER_LOCATION: a
+	// JSON string, or a mapping that is encoded as JSON.
+	WorkerLocation any `yaml:"workerLocation"`
+
+	Capacity     int                      `yaml:"capacity"`
+	Task         TaskConfig               `yaml:"task"`
+	TaskQueue    TaskQueueConfig          `yaml:"taskQueue"`
+	DockerConfig DockerConfig             `yaml:"dockerConfig"`
+	Features     map[string]FeatureConfig `yaml:"features"`
+}
+
+// Credentials are the worker's Taskcluster credentials.
+type Credentials struct {
+	ClientID    string `yaml:"clientId"`
+	AccessToken string `yaml:"accessToken"`
+	Certificate string `yaml:"certificate"`
+}
+
+// TaskConfig holds per-task settings.
+type TaskConfig struct {
+	// ReclaimDivisor: the next reclaim happens at (takenUntil-now)/divisor.
+	ReclaimDivisor float64 `yaml:"reclaimDivisor"`
+}
+
+// TaskQueueConfig controls the claim loop.
+type TaskQueueConfig struct {
+	// PollInterval is the pause (ms) after an empty or failed claimWork.
+	PollInterval int `yaml:"pollInterval"`
+	// MaxBackoff caps the pause (ms) after repeated claim failures.
+	MaxBackoff int `yaml:"maxBackoff"`
+}
+
+// DockerConfig controls image pulls and container privileges.
+type DockerConfig struct {
+	AllowPrivileged bool `yaml:"allowPrivileged"`
+	// MaxAttempts is the number of pull attempts.
+	MaxAttempts int `yaml:"maxAttempts"`
+	// DelayFactor (ms) is the backoff base: 2^(n-1)*delayFactor*(1±randomization).
+	DelayFactor         int     `yaml:"delayFactor"`
+	RandomizationFactor float64 `yaml:"randomizationFactor"`
+}
+
+// FeatureConfig switches one payload feature on or off for this worker.
+type FeatureConfig struct {
+	Enabled *bool `yaml:"enabled"`
+}
+
+// FeatureNames are the payload features a worker config may mention.
+var FeatureNames = []string{
+	"localLiveLog", "bulkLog", "artifacts", "taskclusterProxy", "chainOfTrust",
+	"allowPtrace", "interactive", "dind", "dockerSave",
+}
+
+// Default returns the built-in defaults (docker-worker's where it had one).
+func Default() *Config {
+	return &Config{
+		WorkerNodeType: "standalone",
+		InstanceID:     "standalone",
+		Region:         "none",
+		Host:           "localhost",
+		Capacity:       1,
+		Task:           TaskConfig{ReclaimDivisor: 2},
+		TaskQueue:      TaskQueueConfig{PollInterval: 5000, MaxBackoff: 60000},
+		DockerConfig: DockerConfig{
+			MaxAttempts:         5,
+			DelayFactor:         15000,
+			RandomizationFactor: 0.25,
+		},
+		Features: map[string]FeatureConfig{},
+	}
+}
+
+// FeatureEnabled reports whether the worker allows feature name;
+// def is the answer when the config does not say (docker-worker disables
+// bulkLog by default and enables the rest).
+func (c *Config) FeatureEnabled(name string, def bool) bool {
+	if f, ok := c.Features[name]; ok && f.Enabled != nil {
+		return *f.Enabled
+	}
+	return def
+}
+
+// PollInterval is TaskQueue.PollInterval as a duration.
+func (c *Config) PollInterval() time.Duration {
+	return time.Duration(c.TaskQueue.PollInterval) * time.Millisecond
+}
+
+// WorkerLocationJSON is the value of TASKCLUSTER_WORKER_LOCATION ("" when unset).
+func (c *Config) WorkerLocationJSON() (string, error) {
+	switch v := c.WorkerLocation.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	default:
+		b, err := json.Marshal(normalize(v))
+		if err != nil {
+			return "", fmt.Errorf("workerLocation: %w", err)
+		}
+		return string(b), nil
+	}
+}
+
+// normalize turns YAML's map[any]any (from nested documents) into JSON-able maps.
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = normalize(x)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[fmt.Sprint(k)] = normalize(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = normalize(x)
+		}
+		return out
+	}
+	return v
+}
+
+// Environment variables read by [Config.ApplyEnv].
+const (
+	EnvRootURL     = "TASKCLUSTER_ROOT_URL"
+	EnvClientID    = "TASKCLUSTER_CLIENT_ID"
+	EnvAccessToken = "TASKCLUSTER_ACCESS_TOKEN"
+	EnvCertificate = "TASKCLUSTER_CERTIFICATE"
+)
+
+// ApplyEnv overrides the Taskcluster settings with the standard environment
+// variables that are set (non-empty). getenv is os.Getenv in production.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	if v := getenv(EnvRootURL); v != "" {
+		c.RootURL = v
+	}
+	if v := getenv(EnvClientID); v != "" {
+		c.Taskcluster.ClientID = v
+	}
+	if v := getenv(EnvAccessToken); v != "" {
+		c.Taskcluster.AccessToken = v
+	}
+	if v := getenv(EnvCertificate); v != "" {
+		c.Taskcluster.Certificate = v
+	}
+}
+
+var identifier = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,38}$`)
+
+// Validate reports every problem in c, one per line, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.RootURL == "" {
+		bad("rootUrl", "is required (or set %s)", EnvRootURL)
+	} else if u, err := url.Parse(c.RootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("rootUrl", "%q is not an http(s) URL", c.RootURL)
+	}
+	if c.Taskcluster.ClientID == "" {
+		bad("taskcluster.clientId", "is required (or set %s)", EnvClientID)
+	}
+	if c.Taskcluster.AccessToken == "" {
+		bad("taskcluster.accessToken", "is required (or set %s)", EnvAccessToken)
+	}
+	if c.Taskcluster.Certificate != "" && !json.Valid([]byte(c.Taskcluster.Certificate)) {
+		bad("taskcluster.certificate", "is not valid JSON")
+	}
+	for _, f := range []struct{ key, val string }{
+		{"provisionerId", c.ProvisionerID}, {"workerType", c.WorkerType},
+		{"workerGroup", c.WorkerGroup}, {"workerId", c.WorkerID},
+	} {
+		if !identifier.MatchString(f.val) {
+			bad(f.key, "%q must be 1-38 characters of a-z, A-Z, 0-9, '-' and '_'", f.val)
+		}
+	}
+	if c.Capacity < 1 {
+		bad("capacity", "must be at least 1, got %d", c.Capacity)
+	}
+	if c.Task.ReclaimDivisor < 1 {
+		bad("task.reclaimDivisor", "must be at least 1, got %v", c.Task.ReclaimDivisor)
+	}
+	if c.TaskQueue.PollInterval < 0 {
+		bad("taskQueue.pollInterval", "must not be negative, got %d", c.TaskQueue.PollInterval)
+	}
+	if c.TaskQueue.MaxBackoff < c.TaskQueue.PollInterval {
+		bad("taskQueue.maxBackoff", "must be at least taskQueue.pollInterval (%d), got %d", c.TaskQueue.PollInterval, c.TaskQueue.MaxBackoff)
+	}
+	if c.DockerConfig.MaxAttempts < 1 {
+		bad("dockerConfig.maxAttempts", "must be at least 1, got %d", c.DockerConfig.MaxAttempts)
+	}
+	if c.DockerConfig.DelayFactor < 0 {
+		bad("dockerConfig.delayFactor", "must not be negative, got %d", c.DockerConfig.DelayFactor)
+	}
+	if r := c.DockerConfig.RandomizationFactor; r < 0 || r >= 1 {
+		bad("dockerConfig.randomizationFactor", "must be in [0, 1), got %v", r)
+	}
+	for name := range c.Features {
+		known := false
+		for _, n := range FeatureNames {
+			known = known || n == name
+		}
+		if !known {
+			bad("features."+name, "is not a feature (known: %s)", strings.Join(FeatureNames, ", "))
+		}
+	}
+	if _, err := c.WorkerLocationJSON(); err != nil {
+		bad("workerLocation", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads defaults, then the file at path (if path is not empty), then
+// the environment, and validates the result. Every problem is reported, each
+// prefixed with the file name.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := decode(data, c); err != nil {
+			return nil, prefixLines(path, err)
+		}
+	}
+	c.ApplyEnv(getenv)
+	if err := c.Validate(); err != nil {
+		where := "config"
+		if path != "" {
+			where = path
+		}
+		return nil, prefixLines(where, err)
+	}
+	return c, nil
+}
+
+func prefixLines(prefix string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = append(errs, fmt.Errorf("%s: %w", prefix, e))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}

@@ -1,0 +1,37 @@
+package worker
+
+import (
+	"context"
+	"io"
+
+	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+// Queue is what the claim loop needs from the queue, with the worker's own
+// credentials.
+type Queue interface {
+	ClaimWork(ctx context.Context, taskQueueID string, req tc.ClaimWorkRequest) (*tc.ClaimWorkResponse, error)
+}
+
+// RunQueue is what a task run needs from the queue; it is always built from
+// the run's current temporary credentials.
+type RunQueue interface {
+	ReclaimTask(ctx context.Context, taskID string, runID int) (*tc.TaskReclaimResponse, error)
+	ReportCompleted(ctx context.Context, taskID string, runID int) (*tc.TaskStatusResponse, error)
+	ReportFailed(ctx context.Context, taskID string, runID int) (*tc.TaskStatusResponse, error)
+	ReportException(ctx context.Context, taskID string, runID int, reason string) (*tc.TaskStatusResponse, error)
+	CreateArtifact(ctx context.Context, taskID string, runID int, name string, req tc.ArtifactRequest) (*tc.ArtifactResponse, error)
+	PutArtifact(ctx context.Context, putURL string, open func() (io.ReadCloser, error), size int64, contentType, contentEncoding string) error
+}
+
+// Docker is the part of the Docker Engine API the runner uses.
+type Docker interface {
+	EnsureImage(ctx context.Context, ref string, progress io.Writer, p docker.PullPolicy) (string, error)
+	Create(ctx context.Context, spec docker.ContainerSpec) (string, error)
+	Attach(ctx context.Context, id string) (io.ReadCloser, error)
+	Start(ctx context.Context, id string) error
+	Wait(ctx context.Context, id string) (int, error)
+	Kill(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string) error
+}

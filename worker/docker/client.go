@@ -1,0 +1,64 @@
+// Package docker is the worker's narrow, concrete wrapper over the Docker
+// Engine API: it makes sure task images are present (pulling them with
+// retries, one shared pull per reference) and runs task containers through
+// create, attach, start, wait, kill and remove.
+//
+// It is used by the worker core and its features; nothing here knows about
+// Taskcluster. A [Client] is safe for concurrent use.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+)
+
+// Client talks to one Docker daemon. Create it with [New] and release it
+// with [Client.Close].
+type Client struct {
+	api *client.Client
+
+	mu    sync.Mutex
+	pulls map[string]*pull // in-flight pulls by normalised reference
+
+	pullsStarted atomic.Int64 // pulls begun, for tests
+}
+
+// New connects to the daemon named by the standard Docker environment
+// variables (DOCKER_HOST and friends; the local socket by default),
+// negotiates the API version and pings the daemon. It fails if the daemon
+// does not answer before ctx is done.
+func New(ctx context.Context) (*Client, error) {
+	api, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), err), api.Close())
+	}
+	return &Client{api: api, pulls: make(map[string]*pull)}, nil
+}
+
+// Close releases the client's connections. Streams returned by
+// [Client.Attach] should be closed first.
+func (c *Client) Close() error {
+	return c.api.Close()
+}
+
+// Ping checks that the daemon answers.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.api.Ping(ctx, client.PingOptions{}); err != nil {
+		return fmt.Errorf("ping docker daemon: %w", err)
+	}
+	return nil
+}
+
+// isNotFound reports whether err says the object does not exist.
+func isNotFound(err error) bool {
+	return cerrdefs.IsNotFound(err)
+}

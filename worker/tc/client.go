@@ -1,0 +1,257 @@
+package tc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultRetries   = 5
+	DefaultBaseDelay = 100 * time.Millisecond
+	DefaultMaxDelay  = 30 * time.Second
+)
+
+// maxResponseBody bounds how much of a JSON response Request reads.
+const maxResponseBody = 64 << 20
+
+// Config configures a Client.
+type Config struct {
+	// RootURL is the deployment root, e.g. https://tc.example.com.
+	RootURL string
+	// Credentials sign every request; nil sends unauthenticated requests.
+	Credentials *Credentials
+	// HTTPClient sends the requests; nil means a new default http.Client.
+	// Its CheckRedirect is not used by Download, which follows redirects itself.
+	HTTPClient *http.Client
+	// Retries is how many times a request is retried after a 5xx answer or a
+	// network error: 0 means DefaultRetries, a negative value disables retries.
+	Retries int
+	// BaseDelay and MaxDelay shape the backoff between attempts (see Backoff);
+	// zero means DefaultBaseDelay and DefaultMaxDelay.
+	BaseDelay, MaxDelay time.Duration
+	// Now is the clock used for Hawk timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Client calls Taskcluster services under one root URL. It is safe for
+// concurrent use and never mutated after New; WithCredentials returns a copy.
+type Client struct {
+	rootURL   string
+	creds     *Credentials
+	http      *http.Client
+	retries   int
+	baseDelay time.Duration
+	maxDelay  time.Duration
+	now       func() time.Time
+}
+
+// New returns a Client for cfg, filling in defaults.
+func New(cfg Config) *Client {
+	c := &Client{
+		rootURL:   strings.TrimRight(cfg.RootURL, "/"),
+		http:      cfg.HTTPClient,
+		retries:   cfg.Retries,
+		baseDelay: cfg.BaseDelay,
+		maxDelay:  cfg.MaxDelay,
+		now:       cfg.Now,
+	}
+	if cfg.Credentials != nil {
+		creds := cloneCredentials(*cfg.Credentials)
+		c.creds = &creds
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	switch {
+	case c.retries == 0:
+		c.retries = DefaultRetries
+	case c.retries < 0:
+		c.retries = 0
+	}
+	if c.baseDelay <= 0 {
+		c.baseDelay = DefaultBaseDelay
+	}
+	if c.maxDelay <= 0 {
+		c.maxDelay = DefaultMaxDelay
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+func cloneCredentials(c Credentials) Credentials {
+	if c.AuthorizedScopes != nil {
+		c.AuthorizedScopes = append([]string{}, c.AuthorizedScopes...)
+	}
+	return c
+}
+
+// WithCredentials returns a copy of c that signs with creds, typically the
+// temporary credentials of one claimed run.
+func (c *Client) WithCredentials(creds Credentials) *Client {
+	cp := *c
+	creds = cloneCredentials(creds)
+	cp.creds = &creds
+	return &cp
+}
+
+// RootURL returns the root URL the client was built with, without a
+// trailing slash.
+func (c *Client) RootURL() string { return c.rootURL }
+
+// PathEscape escapes s for use as one path segment ("/" becomes "%2F").
+func PathEscape(s string) string { return url.PathEscape(s) }
+
+// ServiceURL returns <rootUrl>/api/<service>/v1<path>; path must already be
+// escaped (see PathEscape).
+func (c *Client) ServiceURL(service, path string) string {
+	return c.rootURL + "/api/" + service + "/v1" + path
+}
+
+// Request calls method on <rootUrl>/api/<service>/v1<path>?<query>. path
+// segments must already be escaped with PathEscape; they are sent, and signed,
+// exactly as given. in, when non-nil, is sent as a JSON body (a
+// json.RawMessage is sent as is); out, when non-nil, receives the decoded
+// JSON answer (an empty 2xx body leaves it untouched). 5xx answers and
+// network errors are retried with backoff, each attempt freshly signed; other
+// non-2xx answers return an *APIError at once.
+func (c *Client) Request(ctx context.Context, service, method, path string, query url.Values, in, out any) error {
+	rawURL := c.ServiceURL(service, path)
+	if len(query) > 0 {
+		rawURL += "?" + query.Encode()
+	}
+	if _, err := url.Parse(rawURL); err != nil {
+		return fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+	}
+	var body []byte
+	var err error
+	if in != nil {
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("tc: %s %s: encode request: %w", method, rawURL, err)
+		}
+	}
+	var respBody []byte
+	err = c.retry(ctx, func() (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+		if err != nil {
+			return false, fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+		}
+		if body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			req.ContentLength = int64(len(body))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("Accept", "application/json")
+		if err := c.sign(req); err != nil {
+			return false, err
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return true, fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+		if err != nil {
+			return true, fmt.Errorf("tc: %s %s: read response: %w", method, rawURL, err)
+		}
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return resp.StatusCode >= 500, newAPIError(method, rawURL, resp.StatusCode, b)
+		}
+		respBody = b
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if out == nil || len(bytes.TrimSpace(respBody)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(respBody, out); err != nil {
+		return fmt.Errorf("tc: %s %s: decode response: %w", method, rawURL, err)
+	}
+	return nil
+}
+
+// sign sets the Hawk Authorization header on req when the client has
+// credentials; it signs req.URL exactly as it will be sent.
+func (c *Client) sign(req *http.Request) error {
+	if c.creds == nil {
+		return nil
+	}
+	h, err := SignRequest(*c.creds, req.Method, req.URL, c.now())
+	if err != nil {
+		return fmt.Errorf("tc: sign %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	req.Header.Set("Authorization", h)
+	return nil
+}
+
+// retry runs attempt until it succeeds, fails with retry == false, or the
+// retries are used up, sleeping Backoff between attempts. It stops early
+// when ctx is done.
+func (c *Client) retry(ctx context.Context, attempt func() (retry bool, err error)) error {
+	for n := 0; ; n++ {
+		retry, err := attempt()
+		if err == nil {
+			return nil
+		}
+		if !retry {
+			return err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			if errors.Is(err, ctxErr) {
+				return err
+			}
+			return fmt.Errorf("%w (last error: %w)", ctxErr, err)
+		}
+		if n >= c.retries {
+			if c.retries == 0 {
+				return err
+			}
+			return fmt.Errorf("giving up after %d attempts: %w", n+1, err)
+		}
+		t := time.NewTimer(Backoff(n, c.baseDelay, c.maxDelay, rand.Float64()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Backoff is the delay before retry number attempt+1 (attempt counts from 0):
+// a "full jitter" delay of r × min(limit, base × 2^attempt), where r in
+// [0, 1) is the caller's random number. It is a pure function.
+func Backoff(attempt int, base, limit time.Duration, r float64) time.Duration {
+	if base <= 0 || limit <= 0 {
+		return 0
+	}
+	ceiling := min(base, limit)
+	for i := 0; i < attempt && ceiling < limit; i++ {
+		if ceiling > limit/2 {
+			ceiling = limit
+			break
+		}
+		ceiling *= 2
+	}
+	switch {
+	case r <= 0:
+		return 0
+	case r >= 1:
+		return ceiling
+	}
+	return min(time.Duration(r*float64(ceiling)), ceiling)
+}
