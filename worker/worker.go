@@ -12,8 +12,8 @@ import (
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
-	"go.dockerworker.dev/docker-worker/worker/tc"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
+	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // maxClaim is the most tasks one claimWork call may ask for.

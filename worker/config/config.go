@@ -253,18 +253,27 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ReadFile overlays the file at path onto c without validating the result,
+// for callers that fill in the rest themselves (docker-worker dev).
+func ReadFile(path string, c *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if err := decode(data, c); err != nil {
+		return prefixLines(path, err)
+	}
+	return nil
+}
+
 // Load reads defaults, then the file at path (if path is not empty), then
 // the environment, and validates the result. Every problem is reported, each
 // prefixed with the file name.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	c := Default()
 	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		if err := decode(data, c); err != nil {
-			return nil, prefixLines(path, err)
+		if err := ReadFile(path, c); err != nil {
+			return nil, err
 		}
 	}
 	c.ApplyEnv(getenv)

@@ -120,4 +120,3 @@ func Classify(err error) Kind {
 
 // Is reports whether err classifies as k.
 func Is(err error, k Kind) bool { return err != nil && Classify(err) == k }
-

@@ -131,8 +131,10 @@ func (c *Client) Request(ctx context.Context, service, method, path string, quer
 	if len(query) > 0 {
 		rawURL += "?" + query.Encode()
 	}
-	if _, err := url.Parse(rawURL); err != nil {
+	if u, err := url.Parse(rawURL); err != nil {
 		return fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("tc: %s %s: root URL %q is not an absolute http(s) URL", method, rawURL, c.rootURL)
 	}
 	var body []byte
 	var err error
@@ -159,7 +161,7 @@ func (c *Client) Request(ctx context.Context, service, method, path string, quer
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {
-			return true, fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+			return true, fmt.Errorf("tc: %s %s: %w", method, rawURL, withoutURL(err))
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))

@@ -368,3 +368,11 @@ func TestPathEscape(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestNeedsAbsoluteRootURL(t *testing.T) {
+	ct := &countingTransport{base: http.DefaultTransport}
+	c := New(Config{RootURL: "tc.example.com", HTTPClient: &http.Client{Transport: ct}, BaseDelay: time.Hour})
+	if err := c.Request(t.Context(), "queue", http.MethodGet, "/ping", nil, nil, nil); err == nil || ct.n.Load() != 0 {
+		t.Errorf("err = %v after %d attempts", err, ct.n.Load())
+	}
+}

@@ -94,7 +94,10 @@ func TestTemporaryCredentials(t *testing.T) {
 	}
 	for name, check := range map[string]func() error{
 		"wrong issuer key": func() error { _, _, err := VerifyCertificate([]byte(creds.Certificate), id, "other", now); return err },
-		"other clientId":   func() error { _, _, err := VerifyCertificate([]byte(creds.Certificate), id+"x", "issuer-secret", now); return err },
+		"other clientId": func() error {
+			_, _, err := VerifyCertificate([]byte(creds.Certificate), id+"x", "issuer-secret", now)
+			return err
+		},
 		"expired": func() error {
 			_, _, err := VerifyCertificate([]byte(creds.Certificate), id, "issuer-secret", now.Add(21*time.Minute))
 			return err

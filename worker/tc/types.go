@@ -245,9 +245,9 @@ func S3Artifact(expires time.Time, contentType string) ArtifactRequest {
 	return ArtifactRequest{StorageType: StorageS3, Expires: expires, ContentType: contentType}
 }
 
-// ReferenceArtifact makes an artifact that redirects to url.
-func ReferenceArtifact(expires time.Time, url, contentType string) ArtifactRequest {
-	return ArtifactRequest{StorageType: StorageReference, Expires: expires, URL: url, ContentType: contentType}
+// ReferenceArtifact makes an artifact that redirects to redirectURL.
+func ReferenceArtifact(expires time.Time, redirectURL, contentType string) ArtifactRequest {
+	return ArtifactRequest{StorageType: StorageReference, Expires: expires, URL: redirectURL, ContentType: contentType}
 }
 
 // LinkArtifact makes an artifact that resolves to the task's artifact target.

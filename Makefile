@@ -1,0 +1,37 @@
+# docker-worker: see README.md. `make help` lists the targets.
+GO      ?= go
+BIN     := bin/docker-worker
+PKGS    := ./...
+# Tests that need a real dockerd fail instead of skipping when CI is set.
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: help build test test-unit setup lint fmt demo clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/docker-worker
+	$(GO) build -o $(BIN) ./cmd/docker-worker
+
+setup: ## install and start what the tests need (dockerd, test image, registry)
+	bash test/setup-env.sh
+
+test: setup lint ## set up the test environment, lint, and run every test (Docker tests included)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-unit: ## run the tests that need no Docker daemon
+	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt: ## gofmt every Go file
+	gofmt -w $$(git ls-files '*.go')
+
+demo: build setup ## run the embedded queue and a worker, submit a sample task, print its log and artifacts
+	bash test/demo.sh
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/backinglog"
+	"go.dockerworker.dev/docker-worker/schemas"
+	"go.dockerworker.dev/docker-worker/worker"
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "run --config FILE", stderr)
+	cfgPath := fs.String("config", os.Getenv("DOCKER_WORKER_CONFIG"), "worker config file (YAML or JSON); $DOCKER_WORKER_CONFIG")
+	logLevel := fs.String("log-level", "info", "worker log level: debug, info, warn, error")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	cfg, err := config.Load(*cfgPath, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
+		return 1
+	}
+	logger := newLogger(stdout, *logLevel)
+	w, closeFn, err := buildWorker(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
+		return 1
+	}
+	defer closeFn()
+	return runUntilSignalled(w, logger)
+}
+
+// buildWorker wires the worker's dependencies and its feature list.
+func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*worker.Worker, func(), error) {
+	dc, err := docker.New(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to Docker: %w", err)
+	}
+	validator, err := schemas.NewValidator()
+	if err != nil {
+		dc.Close()
+		return nil, nil, err
+	}
+	queue := tc.New(tc.Config{
+		RootURL: cfg.RootURL,
+		Credentials: &tc.Credentials{
+			ClientID:    cfg.Taskcluster.ClientID,
+			AccessToken: cfg.Taskcluster.AccessToken,
+			Certificate: cfg.Taskcluster.Certificate,
+		},
+	})
+	hostname, _ := os.Hostname()
+	w := worker.New(worker.Options{
+		Config:    cfg,
+		Queue:     queue,
+		RunQueue:  func(c tc.Credentials) worker.RunQueue { return queue.WithCredentials(c) },
+		Docker:    dc,
+		Validator: validator,
+		Features: []features.Feature{
+			backinglog.New(""),
+		},
+		Logger:   logger,
+		Version:  version,
+		Hostname: hostname,
+	})
+	return w, func() { dc.Close() }, nil
+}
+
+// runUntilSignalled runs w until it is told to stop: SIGINT stops claiming
+// and lets running tasks finish (a second SIGINT aborts them); SIGTERM aborts
+// running tasks with worker-shutdown.
+func runUntilSignalled(w *worker.Worker, logger *slog.Logger) int {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		graceful := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGTERM:
+				logger.Info("Terminating worker due to SIGTERM")
+				w.Abort()
+				stop()
+			case graceful:
+				logger.Info("second interrupt: aborting running tasks")
+				w.Abort()
+			default:
+				logger.Info("interrupt: finishing running tasks, claiming no more")
+				graceful = true
+				stop()
+			}
+		}
+	}()
+	if err := w.Run(ctx); err != nil {
+		logger.Error("worker stopped", "error", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/slugid"
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+// Defaults shared by dev and submit, so a task submitted without options
+// reaches the dev worker.
+const (
+	devProvisionerID = "local"
+	devWorkerType    = "docker"
+)
+
+func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("submit", "submit [flags] FILE  (a task definition or a bare payload; JSON or YAML; - for stdin)", stderr)
+	cfgPath := fs.String("config", "", "worker config file to take provisionerId/workerType from")
+	prov := fs.String("provisioner-id", "", "provisionerId (default: from --config, else "+devProvisionerID+")")
+	wt := fs.String("worker-type", "", "workerType (default: from --config, else "+devWorkerType+")")
+	noWait := fs.Bool("no-wait", false, "print the taskId and exit without waiting")
+	poll := fs.Duration("poll", 500*time.Millisecond, "status poll interval while waiting")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintf(stderr, "docker-worker: %v\n", err); return 1 }
+
+	rootURL, creds, err := clientFromEnv()
+	if err != nil {
+		return fail(err)
+	}
+	doc, err := readDocument(fs.Arg(0))
+	if err != nil {
+		return fail(err)
+	}
+	pool := [2]string{devProvisionerID, devWorkerType}
+	if *cfgPath != "" {
+		c := config.Default()
+		if err := loadPartial(*cfgPath, c); err != nil {
+			return fail(err)
+		}
+		pool = [2]string{c.ProvisionerID, c.WorkerType}
+	}
+	if *prov != "" {
+		pool[0] = *prov
+	}
+	if *wt != "" {
+		pool[1] = *wt
+	}
+	taskID, def := completeTask(doc, fs.Arg(0), pool, time.Now())
+	body, err := json.Marshal(def)
+	if err != nil {
+		return fail(err)
+	}
+	q := tc.New(tc.Config{RootURL: rootURL, Credentials: creds})
+	if _, err := q.CreateTask(ctx, taskID, body); err != nil {
+		return fail(fmt.Errorf("create task: %w", err))
+	}
+	fmt.Fprintf(stderr, "created task %s (%s/%s/task/%s)\n", taskID, rootURL, "tasks", taskID)
+	if *noWait {
+		fmt.Fprintln(stdout, taskID)
+		return 0
+	}
+	status, err := waitResolved(ctx, q, taskID, *poll)
+	if err != nil {
+		return fail(err)
+	}
+	last := status.Runs[len(status.Runs)-1]
+	if err := printLog(ctx, q, taskID, last.RunID, def, stdout); err != nil {
+		fmt.Fprintf(stderr, "docker-worker: could not read the task log: %v\n", err)
+	}
+	printArtifacts(ctx, q, taskID, last.RunID, stderr)
+	reason := ""
+	if last.ReasonResolved != "" {
+		reason = " (" + last.ReasonResolved + ")"
+	}
+	fmt.Fprintf(stderr, "task %s run %d: %s%s\n", taskID, last.RunID, last.State, reason)
+	switch last.State {
+	case tc.StateCompleted:
+		return 0
+	case tc.StateFailed:
+		return 1
+	}
+	return 2
+}
+
+// clientFromEnv reads the standard Taskcluster variables.
+func clientFromEnv() (string, *tc.Credentials, error) {
+	rootURL := os.Getenv(config.EnvRootURL)
+	if rootURL == "" {
+		return "", nil, fmt.Errorf("%s is not set (run 'docker-worker dev' and export what it prints)", config.EnvRootURL)
+	}
+	id := os.Getenv(config.EnvClientID)
+	if id == "" {
+		return rootURL, nil, nil
+	}
+	return rootURL, &tc.Credentials{
+		ClientID:    id,
+		AccessToken: os.Getenv(config.EnvAccessToken),
+		Certificate: os.Getenv(config.EnvCertificate),
+	}, nil
+}
+
+// loadPartial reads a worker config file without requiring it to be
+// complete (submit only needs the pool).
+func loadPartial(path string, c *config.Config) error {
+	doc, err := readDocument(path)
+	if err != nil {
+		return err
+	}
+	if v, ok := doc["provisionerId"].(string); ok {
+		c.ProvisionerID = v
+	}
+	if v, ok := doc["workerType"].(string); ok {
+		c.WorkerType = v
+	}
+	return nil
+}
+
+// completeTask turns a payload or partial task definition into a full one.
+func completeTask(doc map[string]any, file string, pool [2]string, now time.Time) (string, map[string]any) {
+	task, payload := splitTask(doc)
+	if task == nil {
+		task = map[string]any{"payload": payload}
+	}
+	taskID, _ := task["taskId"].(string)
+	delete(task, "taskId") // not part of a task definition
+	if taskID == "" {
+		taskID = slugid.Nice()
+	}
+	_, hasQueue := task["taskQueueId"]
+	_, hasProv := task["provisionerId"]
+	if !hasQueue && !hasProv {
+		task["provisionerId"], task["workerType"] = pool[0], pool[1]
+	}
+	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+	setDefault(task, "created", ts(now))
+	setDefault(task, "deadline", ts(now.Add(time.Hour)))
+	setDefault(task, "expires", ts(now.Add(7*24*time.Hour)))
+	meta, _ := task["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		task["metadata"] = meta
+	}
+	setDefault(meta, "name", filepath.Base(file))
+	setDefault(meta, "description", "submitted with docker-worker submit")
+	setDefault(meta, "owner", "docker-worker-submit@localhost")
+	setDefault(meta, "source", "https://localhost/docker-worker/submit")
+	return taskID, task
+}
+
+func setDefault(m map[string]any, k string, v any) {
+	if _, ok := m[k]; !ok {
+		m[k] = v
+	}
+}
+
+// waitResolved polls the task status until its last run is resolved and no
+// retry is pending.
+func waitResolved(ctx context.Context, q *tc.Client, taskID string, every time.Duration) (*tc.TaskStatus, error) {
+	for {
+		resp, err := q.Status(ctx, taskID)
+		if err != nil {
+			return nil, fmt.Errorf("task status: %w", err)
+		}
+		s := resp.Status
+		switch s.State {
+		case tc.StateCompleted, tc.StateFailed, tc.StateException:
+			if len(s.Runs) == 0 {
+				return nil, errors.New("task resolved without a run")
+			}
+			return &s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// printLog writes the run's task log (the live log link, followed).
+func printLog(ctx context.Context, q *tc.Client, taskID string, runID int, def map[string]any, w io.Writer) error {
+	name := "public/logs/live.log"
+	if p, ok := def["payload"].(map[string]any); ok {
+		if l, ok := p["log"].(string); ok && l != "" {
+			name = l
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := q.Download(ctx, q.ArtifactURL(taskID, runID, name), &buf); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func printArtifacts(ctx context.Context, q *tc.Client, taskID string, runID int, w io.Writer) {
+	token := ""
+	fmt.Fprintln(w, "artifacts:")
+	for {
+		resp, err := q.ListArtifacts(ctx, taskID, runID, token)
+		if err != nil {
+			fmt.Fprintf(w, "  (could not list artifacts: %v)\n", err)
+			return
+		}
+		for _, a := range resp.Artifacts {
+			fmt.Fprintf(w, "  %-40s %-9s %s\n", a.Name, a.StorageType, a.ContentType)
+		}
+		if resp.ContinuationToken == "" {
+			return
+		}
+		token = resp.ContinuationToken
+	}
+}

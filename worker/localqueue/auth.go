@@ -1,0 +1,219 @@
+package localqueue
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+// issuerClientID is the client that issues the per-run temporary
+// credentials, as on a real deployment.
+const issuerClientID = "static/taskcluster/queue"
+
+// maxClockSkew is how far a Hawk timestamp may be from the queue's clock.
+const maxClockSkew = 15 * time.Minute
+
+// authInfo is who a request was authenticated as, and the scopes it
+// carries: the client's scopes, narrowed by a certificate's scopes and by
+// authorizedScopes. Scope enforcement will use it.
+type authInfo struct {
+	ClientID string
+	Scopes   []string
+}
+
+type authKey struct{}
+
+func withAuth(ctx context.Context, ai *authInfo) context.Context {
+	return context.WithValue(ctx, authKey{}, ai)
+}
+
+// authFromContext returns the authentication of the request ctx belongs
+// to; ok is false for unauthenticated requests.
+func authFromContext(ctx context.Context) (ai *authInfo, ok bool) {
+	ai, ok = ctx.Value(authKey{}).(*authInfo)
+	return ai, ok
+}
+
+// authenticate verifies the request's Hawk Authorization header. It
+// returns nil, nil when the request has none.
+func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*authInfo, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, nil
+	}
+	a, mac, err := tc.ParseHawkHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	if skew := now.Sub(time.Unix(a.TS, 0)).Abs(); skew > maxClockSkew {
+		return nil, fmt.Errorf("hawk timestamp %d is %s away from the server's clock (at most %s allowed)", a.TS, skew.Round(time.Second), maxClockSkew)
+	}
+	a.Method = r.Method
+	a.Resource = r.RequestURI
+	if a.Resource == "" {
+		a.Resource = r.URL.RequestURI()
+	}
+	a.Host, a.Port, err = tc.SplitHostPort(r.Host, r.TLS != nil)
+	if err != nil {
+		return nil, fmt.Errorf("host header: %w", err)
+	}
+	ext, err := tc.ParseExt(a.Ext)
+	if err != nil {
+		return nil, err
+	}
+
+	var key string
+	var scopes []string
+	if ext.Certificate != nil {
+		issuer, err := certificateIssuer(ext.Certificate)
+		if err != nil {
+			return nil, err
+		}
+		if issuer == "" { // unnamed temporary credentials: the issuer signs in its own name
+			issuer = a.ID
+		}
+		issuerKey, issuerScopes, ok := q.lookupClient(issuer)
+		if !ok {
+			return nil, fmt.Errorf("certificate issuer %q is not a known client", issuer)
+		}
+		cert, derived, err := tc.VerifyCertificate(ext.Certificate, a.ID, issuerKey, now)
+		if err != nil {
+			return nil, fmt.Errorf("client %q: %w", a.ID, err)
+		}
+		key, scopes = derived, intersectScopes(issuerScopes, cert.Scopes)
+	} else {
+		clientKey, clientScopes, ok := q.lookupClient(a.ID)
+		if !ok || a.ID == issuerClientID {
+			return nil, fmt.Errorf("unknown clientId %q", a.ID)
+		}
+		key, scopes = clientKey, clientScopes
+	}
+	if !hmac.Equal([]byte(a.MAC(key)), []byte(mac)) {
+		return nil, fmt.Errorf("bad Hawk MAC for client %q", a.ID)
+	}
+	if a.Hash != "" && !hmac.Equal([]byte(payloadHash(r.Header.Get("Content-Type"), body)), []byte(a.Hash)) {
+		return nil, errors.New("hawk payload hash does not match the body")
+	}
+	if ext.HasAuthorized {
+		scopes = intersectScopes(scopes, ext.AuthorizedScopes)
+	}
+	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
+		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
+	}
+	return &authInfo{ClientID: a.ID, Scopes: scopes}, nil
+}
+
+// lookupClient returns the accessToken and scopes of a permanent client
+// (the queue's own issuer included).
+func (q *Queue) lookupClient(clientID string) (string, []string, bool) {
+	if clientID == issuerClientID {
+		return q.issuerToken, []string{"*"}, true
+	}
+	c, ok := q.clients[clientID]
+	if !ok {
+		return "", nil, false
+	}
+	return c.AccessToken, c.Scopes, true
+}
+
+// certificateIssuer reads the issuer of a certificate given as a JSON
+// object or, as the queue hands certificates out, a JSON string.
+func certificateIssuer(raw json.RawMessage) (string, error) {
+	var c struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &c) != nil {
+			return "", fmt.Errorf("%w: not a certificate object", tc.ErrCertificate)
+		}
+	}
+	return c.Issuer, nil
+}
+
+// payloadHash is the Hawk payload hash of body.
+func payloadHash(contentType string, body []byte) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = strings.ToLower(strings.TrimSpace(strings.Split(contentType, ";")[0]))
+	}
+	h := sha256.New()
+	h.Write([]byte("hawk.1.payload\n" + mt + "\n"))
+	h.Write(body)
+	h.Write([]byte("\n"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// scopeSatisfied reports whether any pattern in have grants scope.
+func scopeSatisfied(have []string, scope string) bool {
+	for _, p := range have {
+		if p == scope {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(scope, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// intersectScopes returns the scopes granted by both a and b.
+func intersectScopes(a, b []string) []string {
+	out := []string{}
+	for _, s := range a {
+		if scopeSatisfied(b, s) {
+			out = append(out, s)
+		}
+	}
+	for _, s := range b {
+		if scopeSatisfied(a, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// nonceCache remembers the Hawk nonces seen while their timestamps are
+// still acceptable; older entries are swept out, so memory stays bounded by
+// the request rate over the skew window.
+type nonceCache struct {
+	mu        sync.Mutex
+	seen      map[string]time.Time // key → when it may be forgotten
+	lastSweep time.Time
+}
+
+// use records key and reports whether it was new.
+func (c *nonceCache) use(key string, forgetAt, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	if now.Sub(c.lastSweep) > time.Minute {
+		for k, t := range c.seen {
+			if now.After(t) {
+				delete(c.seen, k)
+			}
+		}
+		c.lastSweep = now
+	}
+	if _, dup := c.seen[key]; dup {
+		return false
+	}
+	c.seen[key] = forgetAt
+	return true
+}

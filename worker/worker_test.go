@@ -1,0 +1,230 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/backinglog"
+	"go.dockerworker.dev/docker-worker/schemas"
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+// fakeQueue hands out pending claims and records every claimWork request
+// together with how many tasks were running when it was made.
+type fakeQueue struct {
+	mu       sync.Mutex
+	pending  []tc.TaskClaim
+	requests []int
+	busy     []int // running tasks at each request
+	w        *Worker
+	resolved map[string]string
+	done     chan struct{}
+	want     int
+}
+
+func (q *fakeQueue) ClaimWork(ctx context.Context, _ string, req tc.ClaimWorkRequest) (*tc.ClaimWorkResponse, error) {
+	q.mu.Lock()
+	q.requests = append(q.requests, req.Tasks)
+	q.busy = append(q.busy, q.w.Running())
+	n := min(req.Tasks, len(q.pending))
+	out := q.pending[:n]
+	q.pending = q.pending[n:]
+	q.mu.Unlock()
+	if n == 0 {
+		select { // long-poll a little, like the real queue
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return &tc.ClaimWorkResponse{Tasks: out}, nil
+}
+
+func (q *fakeQueue) resolve(taskID, state string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.resolved[taskID] = state
+	if len(q.resolved) == q.want {
+		close(q.done)
+	}
+}
+
+type fakeRunQueue struct {
+	q *fakeQueue
+}
+
+func (f fakeRunQueue) ReclaimTask(context.Context, string, int) (*tc.TaskReclaimResponse, error) {
+	return nil, fmt.Errorf("unexpected reclaim")
+}
+func (f fakeRunQueue) ReportCompleted(_ context.Context, id string, _ int) (*tc.TaskStatusResponse, error) {
+	f.q.resolve(id, "completed")
+	return &tc.TaskStatusResponse{}, nil
+}
+func (f fakeRunQueue) ReportFailed(_ context.Context, id string, _ int) (*tc.TaskStatusResponse, error) {
+	f.q.resolve(id, "failed")
+	return &tc.TaskStatusResponse{}, nil
+}
+func (f fakeRunQueue) ReportException(_ context.Context, id string, _ int, reason string) (*tc.TaskStatusResponse, error) {
+	f.q.resolve(id, "exception/"+reason)
+	return &tc.TaskStatusResponse{}, nil
+}
+func (f fakeRunQueue) CreateArtifact(context.Context, string, int, string, tc.ArtifactRequest) (*tc.ArtifactResponse, error) {
+	return &tc.ArtifactResponse{PutURL: "http://127.0.0.1:1/unused"}, nil
+}
+func (f fakeRunQueue) PutArtifact(_ context.Context, _ string, open func() (io.ReadCloser, error), _ int64, _, _ string) error {
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	return rc.Close()
+}
+
+// fakeDocker runs "containers" that exit 0 when released.
+type fakeDocker struct {
+	release chan struct{}
+}
+
+func (d *fakeDocker) EnsureImage(context.Context, string, io.Writer, docker.PullPolicy) (string, error) {
+	return "sha256:fake", nil
+}
+func (d *fakeDocker) Create(context.Context, docker.ContainerSpec) (string, error) { return "c", nil }
+func (d *fakeDocker) Attach(context.Context, string) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("output\r\n")), nil
+}
+func (d *fakeDocker) Start(context.Context, string) error { return nil }
+func (d *fakeDocker) Wait(ctx context.Context, _ string) (int, error) {
+	select {
+	case <-d.release:
+		return 0, nil
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+func (d *fakeDocker) Kill(context.Context, string) error   { return nil }
+func (d *fakeDocker) Remove(context.Context, string) error { return nil }
+
+func claimFor(t *testing.T, id string) tc.TaskClaim {
+	t.Helper()
+	def := fmt.Sprintf(`{"payload":{"image":"busybox","command":["true"],"maxRunTime":600},"expires":%q,"deadline":%q}`,
+		time.Now().Add(time.Hour).Format(time.RFC3339), time.Now().Add(time.Hour).Format(time.RFC3339))
+	var td tc.TaskDefinition
+	if err := json.Unmarshal([]byte(def), &td); err != nil {
+		t.Fatal(err)
+	}
+	return tc.TaskClaim{Status: tc.TaskStatus{TaskID: id}, Task: td, TakenUntil: time.Now().Add(time.Hour)}
+}
+
+// The claim loop asks for exactly the free capacity (at most 32) and never
+// calls claimWork while every slot is busy.
+func TestClaimLoopCapacityRule(t *testing.T) {
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Capacity = 3
+	cfg.TaskQueue.PollInterval = 1
+	cfg.ProvisionerID, cfg.WorkerType, cfg.WorkerGroup, cfg.WorkerID = "p", "w", "g", "i"
+	q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{}), want: 7}
+	for i := range 7 {
+		q.pending = append(q.pending, claimFor(t, fmt.Sprintf("task%d", i)))
+	}
+	d := &fakeDocker{release: make(chan struct{})}
+	w := New(Options{
+		Config: cfg, Queue: q, Docker: d, Validator: v,
+		RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
+		Features: []features.Feature{backinglog.New(t.TempDir())},
+	})
+	q.w = w
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(ctx) }()
+
+	// Release the containers one at a time once the worker is full.
+	go func() {
+		for i := range 7 {
+			for w.Running() < min(3, 7-i) && !isClosed(q.done) {
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case d.release <- struct{}{}:
+			case <-q.done:
+				return
+			}
+		}
+	}()
+	select {
+	case <-q.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("tasks did not all resolve")
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, n := range q.requests {
+		// Tasks only finish (never start) between the loop computing its free
+		// slots and the request arriving, so n may trail the sampled free count.
+		if free := cfg.Capacity - q.busy[i]; n > free || n <= 0 {
+			t.Errorf("request %d asked for %d tasks with %d running (capacity %d)", i, n, q.busy[i], cfg.Capacity)
+		}
+	}
+	for id, state := range q.resolved {
+		if state != "completed" {
+			t.Errorf("%s resolved %s", id, state)
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestClaimRequestCappedAt32(t *testing.T) {
+	v, _ := schemas.NewValidator()
+	cfg := config.Default()
+	cfg.Capacity = 100
+	cfg.TaskQueue.PollInterval = 1
+	q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{})}
+	w := New(Options{Config: cfg, Queue: q, Docker: &fakeDocker{}, Validator: v,
+		RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} }})
+	q.w = w
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	w.Run(ctx)
+	if len(q.requests) == 0 {
+		t.Fatal("no claimWork calls")
+	}
+	for _, n := range q.requests {
+		if n != 32 {
+			t.Errorf("asked for %d tasks, want 32", n)
+		}
+	}
+}
+
+func TestClaimBackoff(t *testing.T) {
+	base, limit := 100*time.Millisecond, time.Second
+	for n, want := range map[int]time.Duration{1: base, 2: 2 * base, 3: 4 * base, 10: limit} {
+		for range 20 {
+			got := claimBackoff(n, base, limit)
+			if got < want*3/4 || got > want*5/4 {
+				t.Errorf("claimBackoff(%d) = %v, want %v ±25%%", n, got, want)
+			}
+		}
+	}
+}
