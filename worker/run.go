@@ -450,12 +450,12 @@ func (r *run) unsupported(p *schemas.Payload) []schemas.Problem {
 		if !p.Features[name] || !explicit(p, name) {
 			continue
 		}
-		if _, ok := have[name]; !ok {
-			out = append(out, schemas.Problem{Path: "payload.features." + name,
-				Message: fmt.Sprintf("feature %q is not supported by this worker", name)})
-		} else if !r.w.cfg.FeatureEnabled(name, workerDefault(name)) {
+		if !r.w.cfg.FeatureEnabled(name, workerDefault(name)) {
 			out = append(out, schemas.Problem{Path: "payload.features." + name,
 				Message: fmt.Sprintf("feature %q is not enabled on this worker (%s/%s)", name, r.w.cfg.ProvisionerID, r.w.cfg.WorkerType)})
+		} else if _, ok := have[name]; !ok {
+			out = append(out, schemas.Problem{Path: "payload.features." + name,
+				Message: fmt.Sprintf("feature %q is not supported by this worker", name)})
 		}
 	}
 	if p.Image.Type != schemas.ImageTypeDockerImage {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -301,6 +300,3 @@ func decodeBody(rq *apiRequest, schema string, v any) error {
 func invalidInput(schema string, problems ...string) error {
 	return apiErrorf(codeInputValidationError, "Request payload must follow the schema: %s\nErrors:\n  * %s", schema, strings.Join(problems, "\n  * "))
 }
-
-// logger is a request-scoped logger.
-func (q *Queue) logger(rq *apiRequest) *slog.Logger { return q.log.With("method", rq.name) }
