@@ -287,3 +287,6 @@ func workerBinary(t *testing.T) string {
 	}
 	return bin
 }
+
+// dockertestRequire fails (CI) or skips when no Docker daemon answers.
+func dockertestRequire(t *testing.T) { t.Helper(); dockertest.Require(t) }

@@ -170,6 +170,7 @@ func TestCancelTask(t *testing.T) {
 
 	// A pending task is cancelled before anyone claims it.
 	pendingID, _ := e.createTask(e.taskDef(testQueueID))
+	st = statusResponse{}
 	e.call("POST", "/task/"+pendingID+"/cancel", &adminCreds, nil, 200, "queue/v1/task-status-response.json", &st)
 	if r := st.Status.Runs[0]; r.State != stateException || r.ReasonResolved != reasonCanceled || r.WorkerID != "" {
 		t.Fatalf("pending task after cancel: %+v", st.Status)
