@@ -70,7 +70,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if _, err := q.CreateTask(ctx, taskID, body); err != nil {
 		return fail(fmt.Errorf("create task: %w", err))
 	}
-	fmt.Fprintf(stderr, "created task %s (%s/%s/task/%s)\n", taskID, rootURL, "tasks", taskID)
+	fmt.Fprintf(stderr, "created task %s on %s\n", taskID, rootURL)
 	if *noWait {
 		fmt.Fprintln(stdout, taskID)
 		return 0

@@ -231,3 +231,25 @@ func TestImagePull(t *testing.T) {
 	wantState(t, s, 0, tc.StateFailed, "failed")
 	mustContain(t, q.logOf(t, id, 0, ""), "[taskcluster:error] Pulling docker image has failed.", "no-such-image")
 }
+
+// privileged_containers_test: missing scope, and a worker that does not
+// allow privileged mode, both fail the task with docker-worker's messages.
+func TestPrivilegedRefused(t *testing.T) {
+	q := startQueue(t, nil)
+	cfg := q.workerConfig("privileged")
+	startWorker(t, q, cfg)
+	p := shell("true", 60)
+	p["capabilities"] = map[string]any{"privileged": true}
+
+	id := q.create(t, newTask(cfg, p))
+	s := q.waitRun(t, id, 0, time.Minute)
+	wantState(t, s, 0, tc.StateFailed, "failed")
+	mustContain(t, q.logOf(t, id, 0, ""), "Insufficient scopes to run task in privileged mode. Try adding docker-worker:capability:privileged:null-provisioner/privileged to the .scopes array")
+
+	def := newTask(cfg, p)
+	def["scopes"] = []string{"docker-worker:capability:privileged:null-provisioner/*"}
+	id = q.create(t, def)
+	s = q.waitRun(t, id, 0, time.Minute)
+	wantState(t, s, 0, tc.StateFailed, "failed")
+	mustContain(t, q.logOf(t, id, 0, ""), "Cannot run task using docker privileged mode.  Worker must be enabled to allow running of privileged tasks.")
+}

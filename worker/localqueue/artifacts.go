@@ -212,17 +212,50 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	return nil
 }
 
+// artifactForm is how an artifact endpoint answers.
+type artifactForm int
+
+const (
+	formRedirect artifactForm = iota // getArtifact: 303 to the content (424 for errors)
+	formContent                      // artifact: JSON telling where the content is
+	formInfo                         // artifactInfo: the artifact's metadata, links not followed
+)
+
 func (q *Queue) getArtifact(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfRun(w, rq, formRedirect)
+}
+
+func (q *Queue) getLatestArtifact(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfLatestRun(w, rq, formRedirect)
+}
+
+func (q *Queue) artifactContent(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfRun(w, rq, formContent)
+}
+
+func (q *Queue) latestArtifactContent(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfLatestRun(w, rq, formContent)
+}
+
+func (q *Queue) artifactInfo(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfRun(w, rq, formInfo)
+}
+
+func (q *Queue) latestArtifactInfo(w http.ResponseWriter, rq *apiRequest) error {
+	return q.artifactOfLatestRun(w, rq, formInfo)
+}
+
+func (q *Queue) artifactOfRun(w http.ResponseWriter, rq *apiRequest, form artifactForm) error {
 	q.mu.Lock()
 	rec, runID, err := q.loadRun(rq)
 	q.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return q.serveArtifact(w, rq, rec, runID)
+	return q.serveArtifact(w, rq, rec, runID, form)
 }
 
-func (q *Queue) getLatestArtifact(w http.ResponseWriter, rq *apiRequest) error {
+func (q *Queue) artifactOfLatestRun(w http.ResponseWriter, rq *apiRequest, form artifactForm) error {
 	q.mu.Lock()
 	rec, err := q.loadTask(rq)
 	q.mu.Unlock()
@@ -232,7 +265,7 @@ func (q *Queue) getLatestArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	if len(rec.Runs) == 0 {
 		return apiErrorf(codeResourceNotFound, "Task `%s` has no runs.", rec.TaskID)
 	}
-	return q.serveArtifact(w, rq, rec, len(rec.Runs)-1)
+	return q.serveArtifact(w, rq, rec, len(rec.Runs)-1, form)
 }
 
 type getArtifactResponse struct {
@@ -240,9 +273,15 @@ type getArtifactResponse struct {
 	URL         string `json:"url"`
 }
 
-// serveArtifact answers getArtifact: a 303 to the bytes (s3) or to the
-// reference's URL, following links; 424 for error artifacts.
-func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRecord, runID int) error {
+type errorArtifactContent struct {
+	StorageType string `json:"storageType"`
+	Reason      string `json:"reason"`
+	Message     string `json:"message"`
+}
+
+// serveArtifact answers for the artifact named in the request, following
+// links (except for formInfo).
+func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRecord, runID int, form artifactForm) error {
 	name := rq.params["name"]
 	arts := rec.Runs[runID].Artifacts
 	var seen []string
@@ -251,7 +290,7 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 		if !ok {
 			return apiErrorf(codeResourceNotFound, "Artifact `%s` not found on run %d of task `%s`.", name, runID, rec.TaskID)
 		}
-		if a.StorageType != storageLink {
+		if a.StorageType != storageLink || form == formInfo {
 			break
 		}
 		seen = append(seen, name)
@@ -261,19 +300,32 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 		name = a.Link
 	}
 	a := arts[name]
-	w.Header().Set("x-taskcluster-artifact-storage-type", a.StorageType)
+	if form == formInfo {
+		q.reply(w, http.StatusOK, artifactToJSON(a))
+		return nil
+	}
+	var target string
 	switch a.StorageType {
 	case storageS3:
-		u := q.blobURL(blobToken{TaskID: rec.TaskID, RunID: runID, Name: name, Op: blobGet, Expires: a.Expires.UnixMilli()})
-		w.Header().Set("Location", u)
-		q.reply(w, http.StatusSeeOther, getArtifactResponse{StorageType: a.StorageType, URL: u})
+		target = q.blobURL(blobToken{TaskID: rec.TaskID, RunID: runID, Name: name, Op: blobGet, Expires: a.Expires.UnixMilli()})
 	case storageReference:
-		w.Header().Set("Location", a.URL)
-		q.reply(w, http.StatusSeeOther, getArtifactResponse{StorageType: a.StorageType, URL: a.URL})
+		target = a.URL
 	case storageError:
-		q.reply(w, http.StatusFailedDependency, map[string]string{"reason": a.Reason, "message": a.Message})
 	default:
 		return fmt.Errorf("artifact %s of %s/%d has unknown storageType %q", name, rec.TaskID, runID, a.StorageType)
+	}
+	switch {
+	case form == formContent && a.StorageType == storageError:
+		q.reply(w, http.StatusOK, errorArtifactContent{StorageType: a.StorageType, Reason: a.Reason, Message: a.Message})
+	case form == formContent:
+		q.reply(w, http.StatusOK, getArtifactResponse{StorageType: a.StorageType, URL: target})
+	case a.StorageType == storageError:
+		w.Header().Set("x-taskcluster-artifact-storage-type", a.StorageType)
+		q.reply(w, http.StatusFailedDependency, map[string]string{"reason": a.Reason, "message": a.Message})
+	default:
+		w.Header().Set("x-taskcluster-artifact-storage-type", a.StorageType)
+		w.Header().Set("Location", target)
+		q.reply(w, http.StatusSeeOther, getArtifactResponse{StorageType: a.StorageType, URL: target})
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func TestClaimWorkWakesOnCreate(t *testing.T) {
 
 func TestReportResolutions(t *testing.T) {
 	e := newEnv(t, nil)
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name         string
 		retries      int
 		path         string
@@ -191,51 +191,51 @@ func TestReportResolutions(t *testing.T) {
 		{"resource-unavailable", 5, "/exception", "resource-unavailable", stateException, "", 5},
 		{"internal-error", 5, "/exception", "internal-error", stateException, "", 5},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := e.claimOne(func(d map[string]any) { d["retries"] = tc.retries })
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.claimOne(func(d map[string]any) { d["retries"] = tt.retries })
 			taskID, creds := c.Status.TaskID, credsOf(c.Credentials)
 			var body any
-			if tc.reason != "" {
-				body = map[string]string{"reason": tc.reason}
+			if tt.reason != "" {
+				body = map[string]string{"reason": tt.reason}
 				b, _ := json.Marshal(body)
 				e.validate("queue/v1/task-exception-request.json", b)
 			}
 			var st statusResponse
-			e.call("POST", runPath(taskID, 0, tc.path), creds, body, 200, "queue/v1/task-status-response.json", &st)
+			e.call("POST", runPath(taskID, 0, tt.path), creds, body, 200, "queue/v1/task-status-response.json", &st)
 			r0 := st.Status.Runs[0]
-			wantReason := tc.reason
+			wantReason := tt.reason
 			if wantReason == "" {
-				wantReason = tc.wantState
+				wantReason = tt.wantState
 			}
-			if r0.State != tc.wantState || r0.ReasonResolved != wantReason || r0.Resolved == "" {
-				t.Fatalf("run 0 = %+v, want %s/%s", r0, tc.wantState, wantReason)
+			if r0.State != tt.wantState || r0.ReasonResolved != wantReason || r0.Resolved == "" {
+				t.Fatalf("run 0 = %+v, want %s/%s", r0, tt.wantState, wantReason)
 			}
-			if st.Status.RetriesLeft != tc.wantRetriesL {
-				t.Errorf("retriesLeft = %d, want %d", st.Status.RetriesLeft, tc.wantRetriesL)
+			if st.Status.RetriesLeft != tt.wantRetriesL {
+				t.Errorf("retriesLeft = %d, want %d", st.Status.RetriesLeft, tt.wantRetriesL)
 			}
-			if tc.wantRetry == "" {
-				if len(st.Status.Runs) != 1 || st.Status.State != tc.wantState {
+			if tt.wantRetry == "" {
+				if len(st.Status.Runs) != 1 || st.Status.State != tt.wantState {
 					t.Fatalf("status = %+v, want one resolved run", st.Status)
 				}
 			} else {
-				if len(st.Status.Runs) != 2 || st.Status.Runs[1].State != statePending || st.Status.Runs[1].ReasonCreated != tc.wantRetry || st.Status.State != statePending {
-					t.Fatalf("status = %+v, want run 1 pending (%s)", st.Status, tc.wantRetry)
+				if len(st.Status.Runs) != 2 || st.Status.Runs[1].State != statePending || st.Status.Runs[1].ReasonCreated != tt.wantRetry || st.Status.State != statePending {
+					t.Fatalf("status = %+v, want run 1 pending (%s)", st.Status, tt.wantRetry)
 				}
 			}
 			// Repeating the same resolution is idempotent; another conflicts.
 			var again statusResponse
-			e.call("POST", runPath(taskID, 0, tc.path), creds, body, 200, "queue/v1/task-status-response.json", &again)
+			e.call("POST", runPath(taskID, 0, tt.path), creds, body, 200, "queue/v1/task-status-response.json", &again)
 			if len(again.Status.Runs) != len(st.Status.Runs) {
 				t.Errorf("repeated report changed the runs: %+v", again.Status)
 			}
 			other := "/failed"
-			if tc.path == "/failed" {
+			if tt.path == "/failed" {
 				other = "/completed"
 			}
 			e.callErr("POST", runPath(taskID, 0, other), creds, nil, codeRequestConflict)
 			e.callErr("POST", runPath(taskID, 0, "/reclaim"), creds, nil, codeRequestConflict)
 
-			if tc.wantRetry != "" {
+			if tt.wantRetry != "" {
 				// The retry run is claimable like any pending run.
 				claims := e.claim(st.Status.TaskQueueID, 1)
 				if len(claims) != 1 || claims[0].RunID != 1 || claims[0].Status.TaskID != taskID {
@@ -265,19 +265,19 @@ func TestClaimExpiry(t *testing.T) {
 		c.ClaimTimeout = 50 * time.Millisecond
 		c.ExpiryInterval = 10 * time.Millisecond
 	})
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name    string
 		retries int
 	}{{"retried", 2}, {"no retries left", 0}} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := e.claimOne(func(d map[string]any) { d["retries"] = tc.retries })
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.claimOne(func(d map[string]any) { d["retries"] = tt.retries })
 			taskID := c.Status.TaskID
 			st := e.waitStatus(taskID, func(s taskStatus) bool { return s.Runs[0].State != stateRunning })
 			if r := st.Runs[0]; r.State != stateException || r.ReasonResolved != reasonClaimExpired {
 				t.Fatalf("run 0 = %+v, want exception/claim-expired", r)
 			}
-			if tc.retries > 0 {
-				if len(st.Runs) != 2 || st.Runs[1].State != statePending || st.Runs[1].ReasonCreated != reasonRetry || st.RetriesLeft != tc.retries-1 {
+			if tt.retries > 0 {
+				if len(st.Runs) != 2 || st.Runs[1].State != statePending || st.Runs[1].ReasonCreated != reasonRetry || st.RetriesLeft != tt.retries-1 {
 					t.Fatalf("status = %+v, want run 1 pending (retry)", st)
 				}
 			} else if len(st.Runs) != 1 || st.State != stateException {

@@ -82,6 +82,7 @@ type Queue struct {
 	expiryEvery  time.Duration
 	started      time.Time
 	nonces       nonceCache
+	routes       []route
 
 	// mu serialises every change of task state, and guards the indexes.
 	mu sync.Mutex
@@ -124,6 +125,7 @@ func New(cfg Config) (*Queue, error) {
 		queues:       map[string]*taskQueue{},
 		active:       map[string]struct{}{},
 		groups:       map[string]string{},
+		routes:       routeTable(),
 	}
 	if q.log == nil {
 		q.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -88,7 +88,7 @@ type route struct {
 	handle  func(q *Queue, w http.ResponseWriter, rq *apiRequest) error
 }
 
-func (q *Queue) routes() []route {
+func routeTable() []route {
 	return []route{
 		{"GET", "ping", []string{"ping"}, false, (*Queue).ping},
 		{"PUT", "createTask", []string{"task", ":taskId"}, true, (*Queue).createTask},
@@ -103,6 +103,10 @@ func (q *Queue) routes() []route {
 		{"POST", "createArtifact", []string{"task", ":taskId", "runs", ":runId", "artifacts", "*name"}, true, (*Queue).createArtifact},
 		{"GET", "getArtifact", []string{"task", ":taskId", "runs", ":runId", "artifacts", "*name"}, false, (*Queue).getArtifact},
 		{"GET", "getLatestArtifact", []string{"task", ":taskId", "artifacts", "*name"}, false, (*Queue).getLatestArtifact},
+		{"GET", "artifactInfo", []string{"task", ":taskId", "runs", ":runId", "artifact-info", "*name"}, false, (*Queue).artifactInfo},
+		{"GET", "latestArtifactInfo", []string{"task", ":taskId", "artifact-info", "*name"}, false, (*Queue).latestArtifactInfo},
+		{"GET", "artifact", []string{"task", ":taskId", "runs", ":runId", "artifact-content", "*name"}, false, (*Queue).artifactContent},
+		{"GET", "latestArtifact", []string{"task", ":taskId", "artifact-content", "*name"}, false, (*Queue).latestArtifactContent},
 		{"GET", "listArtifacts", []string{"task", ":taskId", "runs", ":runId", "artifacts"}, false, (*Queue).listArtifacts},
 		{"GET", "listLatestArtifacts", []string{"task", ":taskId", "artifacts"}, false, (*Queue).listLatestArtifacts},
 	}
@@ -182,7 +186,7 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var rt *route
 	var params map[string]string
-	for _, cand := range q.routes() {
+	for _, cand := range q.routes {
 		if cand.method != r.Method {
 			continue
 		}

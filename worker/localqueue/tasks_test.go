@@ -95,7 +95,7 @@ func TestCreateTaskIdempotent(t *testing.T) {
 func TestCreateTaskRejects(t *testing.T) {
 	e := newEnv(t, nil)
 	taskID := slugid.Nice()
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name string
 		mod  func(map[string]any)
 		code string
@@ -116,10 +116,10 @@ func TestCreateTaskRejects(t *testing.T) {
 		{"deadline too far", func(d map[string]any) { d["deadline"] = e.now().Add(6 * 24 * time.Hour).Format(time.RFC3339) }, codeInputError},
 		{"expires before deadline", func(d map[string]any) { d["expires"] = e.now().Add(time.Minute).Format(time.RFC3339) }, codeInputError},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			def := e.taskDef(testQueueID)
-			tc.mod(def)
-			e.callErr("PUT", "/task/"+taskID, &adminCreds, def, tc.code)
+			tt.mod(def)
+			e.callErr("PUT", "/task/"+taskID, &adminCreds, def, tt.code)
 		})
 	}
 	t.Run("not JSON", func(t *testing.T) {

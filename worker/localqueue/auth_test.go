@@ -1,0 +1,213 @@
+package localqueue
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+func TestAuthenticationFailures(t *testing.T) {
+	e := newEnv(t, nil)
+	taskID, _ := e.createTask(e.taskDef(testQueueID))
+	path := "/task/" + taskID + "/cancel"
+	u, _ := url.Parse(e.root + "/api/queue/v1" + path)
+	now := e.now()
+
+	expired, err := tc.IssueTemporaryCredentials(issuerClientID, testIssuerToken, "task-client/old", []string{"*"}, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := tc.IssueTemporaryCredentials(issuerClientID, "not-the-issuer-secret", "task-client/forged", []string{"*"}, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownIssuer, err := tc.IssueTemporaryCredentials("nobody", "whatever", "task-client/x", []string{"*"}, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sign := func(c tc.Credentials, at time.Time) string {
+		h, err := tc.SignRequest(c, "POST", u, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	replayed := sign(adminCreds, now)
+
+	for _, tt := range []struct {
+		name   string
+		header string
+	}{
+		{"wrong key", sign(tc.Credentials{ClientID: adminCreds.ClientID, AccessToken: "wrong"}, now)},
+		{"unknown client", sign(tc.Credentials{ClientID: "stranger", AccessToken: "x"}, now)},
+		{"stale timestamp", sign(adminCreds, now.Add(-20*time.Minute))},
+		{"future timestamp", sign(adminCreds, now.Add(20*time.Minute))},
+		{"expired temporary credentials", sign(expired, now)},
+		{"forged certificate signature", sign(forged, now)},
+		{"unknown certificate issuer", sign(unknownIssuer, now)},
+		{"issuer's own id without certificate", sign(tc.Credentials{ClientID: issuerClientID, AccessToken: testIssuerToken}, now)},
+		{"not Hawk", "Bearer abc"},
+		{"replayed nonce", replayed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "replayed nonce" {
+				req, _ := http.NewRequest("POST", u.String(), nil)
+				req.Header.Set("Authorization", replayed)
+				if resp, b := e.do(req); resp.StatusCode != 200 {
+					t.Fatalf("first use of the header = %d %s", resp.StatusCode, b)
+				}
+			}
+			req, _ := http.NewRequest("POST", u.String(), nil)
+			req.Header.Set("Authorization", tt.header)
+			resp, b := e.do(req)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status = %d %s, want 401", resp.StatusCode, b)
+			}
+			eb := checkErrorBody(t, b, codeAuthenticationFailed)
+			if eb.RequestInfo.Method != "cancelTask" {
+				t.Errorf("requestInfo.method = %q", eb.RequestInfo.Method)
+			}
+		})
+	}
+
+	// A signature for another path (or host) does not carry over.
+	other, _ := url.Parse(e.root + "/api/queue/v1/task/" + taskID + "/status")
+	h, _ := tc.SignRequest(adminCreds, "POST", other, now)
+	req, _ := http.NewRequest("POST", u.String(), nil)
+	req.Header.Set("Authorization", h)
+	if resp, b := e.do(req); resp.StatusCode != 401 {
+		t.Fatalf("signature for another resource = %d %s", resp.StatusCode, b)
+	}
+	// Reads accept unauthenticated requests, but not bad signatures.
+	e.call("GET", "/task/"+taskID+"/status", nil, nil, 200, "queue/v1/task-status-response.json", nil)
+	bad := &tc.Credentials{ClientID: "admin", AccessToken: "wrong"}
+	e.callErr("GET", "/task/"+taskID+"/status", bad, nil, codeAuthenticationFailed)
+}
+
+func TestAuthenticationAccepted(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Clients = append(c.Clients, Client{ClientID: "limited", AccessToken: "limited-secret", Scopes: []string{"queue:cancel-task:*", "queue:status:*"}})
+	})
+	taskID, _ := e.createTask(e.taskDef(testQueueID))
+	now := e.now()
+	// Temporary credentials issued by a configured client.
+	temp, err := tc.IssueTemporaryCredentials("limited", "limited-secret", "limited/temp", []string{"queue:cancel-task:*", "other:*"}, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.call("GET", "/task/"+taskID+"/status", &temp, nil, 200, "queue/v1/task-status-response.json", nil)
+	withScopes := tc.Credentials{ClientID: "limited", AccessToken: "limited-secret", AuthorizedScopes: []string{"queue:status:*"}}
+	e.call("GET", "/task/"+taskID+"/status", &withScopes, nil, 200, "queue/v1/task-status-response.json", nil)
+}
+
+// The scopes kept on the request context for scope enforcement.
+func TestAuthenticatedScopes(t *testing.T) {
+	q, err := New(Config{
+		RootURL:           "http://127.0.0.1:1",
+		DataDir:           t.TempDir(),
+		IssuerAccessToken: testIssuerToken,
+		Clients:           []Client{{ClientID: "c", AccessToken: "s", Scopes: []string{"queue:a:*", "queue:b"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	temp, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b", "queue:c"}, now, now.Add(time.Hour))
+	for _, tt := range []struct {
+		name  string
+		creds tc.Credentials
+		want  []string
+	}{
+		{"permanent", tc.Credentials{ClientID: "c", AccessToken: "s"}, []string{"queue:a:*", "queue:b"}},
+		{"authorizedScopes", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:z"}}, []string{"queue:a:y"}},
+		{"certificate", temp, []string{"queue:a:x", "queue:b"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, _ := url.Parse("http://127.0.0.1:1/api/queue/v1/ping")
+			h, err := tc.SignRequest(tt.creds, "GET", u, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := http.NewRequest("GET", u.String(), nil)
+			r.RequestURI = u.RequestURI()
+			r.Header.Set("Authorization", h)
+			ai, err := q.authenticate(r, nil, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := authFromContext(withAuth(context.Background(), ai))
+			if !ok || !slices.Equal(got.Scopes, tt.want) {
+				t.Errorf("scopes = %v, want %v", got.Scopes, tt.want)
+			}
+		})
+	}
+}
+
+func TestIntersectScopes(t *testing.T) {
+	for _, tt := range []struct{ a, b, want []string }{
+		{[]string{"*"}, []string{"x", "y:*"}, []string{"x", "y:*"}},
+		{[]string{"a:*"}, []string{"a:b", "c"}, []string{"a:b"}},
+		{[]string{"a:b*"}, []string{"a:*"}, []string{"a:b*"}},
+		{[]string{"x"}, []string{"y"}, []string{}},
+	} {
+		if got := intersectScopes(tt.a, tt.b); !slices.Equal(got, tt.want) {
+			t.Errorf("intersectScopes(%v, %v) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := New(Config{RootURL: "http://" + ln.Addr().String(), DataDir: t.TempDir(), ClaimWait: time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, q) }()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/queue/v1/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("ping = %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve = %v, want nil after cancel", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	for name, cfg := range map[string]Config{
+		"no root URL":     {DataDir: dir},
+		"relative root":   {RootURL: "/x", DataDir: dir},
+		"no data dir":     {RootURL: "http://127.0.0.1:1"},
+		"reserved client": {RootURL: "http://127.0.0.1:1", DataDir: dir, Clients: []Client{{ClientID: issuerClientID, AccessToken: "x"}}},
+		"duplicate client": {RootURL: "http://127.0.0.1:1", DataDir: dir, Clients: []Client{
+			{ClientID: "a", AccessToken: "x"}, {ClientID: "a", AccessToken: "y"}}},
+		"client without token": {RootURL: "http://127.0.0.1:1", DataDir: dir, Clients: []Client{{ClientID: "a"}}},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%s) succeeded", name)
+		}
+	}
+}
