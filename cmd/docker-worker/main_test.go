@@ -19,7 +19,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 func TestValidateCommand(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yml")
-	os.WriteFile(good, []byte("payload:\n  image: busybox\n  command: ["true"]\n  maxRunTime: 60\n"), 0o600)
+	os.WriteFile(good, []byte("payload:\n  image: busybox\n  command: [\"true\"]\n  maxRunTime: 60\n"), 0o600)
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"image": "busybox", "maxRunTime": "hello", "onExitStatus": {"retry": ["1"]}, "bogus": 1}`), 0o600)
 
