@@ -57,6 +57,32 @@ type Task interface {
 	Log() io.Writer
 	// Artifacts publishes artifacts of this run with its credentials.
 	Artifacts() Publisher
+	// Worker describes the worker and host running the task.
+	Worker() WorkerInfo
+	// ImageID is the task image's ID ("sha256:..."), once it is known
+	// (from Prepare on); "" before.
+	ImageID() string
+	// ArtifactHashes returns the sha256 (hex) of every artifact uploaded so
+	// far with Upload.SHA256 set, by name. Chain of trust signs them.
+	ArtifactHashes() map[string]string
+}
+
+// WorkerInfo describes the worker running a task.
+type WorkerInfo struct {
+	RootURL       string
+	ProvisionerID string
+	WorkerType    string
+	WorkerGroup   string
+	WorkerID      string
+	// Host facts, as configured (empty when unknown).
+	PublicIP     string
+	PrivateIP    string
+	InstanceID   string
+	InstanceType string
+	Region       string
+	// Hostname is the name other machines reach this worker by (the
+	// `host` config key), for URLs such as the live log's.
+	Hostname string
 }
 
 // Publisher creates artifacts for the current run. Every method retries
@@ -81,6 +107,9 @@ type Upload struct {
 	Expires         time.Time
 	Size            int64
 	Open            func() (io.ReadCloser, error)
+	// SHA256 is the hex sha256 of the uncompressed content, if known; it is
+	// recorded for chain of trust (see Task.ArtifactHashes).
+	SHA256 string
 }
 
 // Opener attaches log sinks before anything is written to the task log.
@@ -139,6 +168,17 @@ type Exiter interface {
 type ExitedRequest struct {
 	ContainerID string
 	ExitCode    int
+	// Container reads files out of the stopped container.
+	Container ContainerFiles
+}
+
+// ContainerFiles reads files out of a stopped task container.
+type ContainerFiles interface {
+	// CopyFrom returns a tar stream of path (a file or a directory; a
+	// relative path resolves against the container's working directory) and
+	// whether it is a directory. A missing path gives an error satisfying
+	// errors.Is(err, fs.ErrNotExist). The caller closes the stream.
+	CopyFrom(ctx context.Context, path string) (io.ReadCloser, bool, error)
 }
 
 // Finisher runs once the task log is complete, before the run is resolved.

@@ -34,4 +34,5 @@ type Docker interface {
 	Wait(ctx context.Context, id string) (int, error)
 	Kill(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
+	CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, bool, error)
 }

@@ -30,6 +30,14 @@ func (p publisher) Upload(ctx context.Context, a features.Upload) error {
 	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
 		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
+	if a.SHA256 != "" {
+		p.r.mu.Lock()
+		if p.r.hashes == nil {
+			p.r.hashes = map[string]string{}
+		}
+		p.r.hashes[a.Name] = a.SHA256
+		p.r.mu.Unlock()
+	}
 	return nil
 }
 

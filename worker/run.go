@@ -48,6 +48,9 @@ type run struct {
 	takenUntil time.Time
 
 	active []activeFeature
+
+	imageID string
+	hashes  map[string]string // uploaded artifact sha256s, by name
 }
 
 type activeFeature struct {
@@ -250,6 +253,9 @@ func (r *run) execute(ctx context.Context) outcome {
 		return fail(fmt.Errorf("pull image %q: %w", r.payload.Image.Name, err))
 	}
 	spec.Image = image
+	r.mu.Lock()
+	r.imageID = image
+	r.mu.Unlock()
 	return r.runContainer(ctx, spec, out)
 }
 
@@ -337,7 +343,8 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 	r.log.Infof("=== Task Finished ===")
 	if err := r.eachPhase(func(f activeFeature) error {
 		if e, ok := f.tf.(features.Exiter); ok {
-			return e.Exited(ctx, &features.ExitedRequest{ContainerID: id, ExitCode: out.exitCode})
+			return e.Exited(ctx, &features.ExitedRequest{ContainerID: id, ExitCode: out.exitCode,
+				Container: containerFiles{d: d, id: id}})
 		}
 		return nil
 	}); err != nil {
@@ -616,3 +623,46 @@ func (t *taskView) Expires() time.Time            { return t.r.def.Expires }
 func (t *taskView) Logger() *slog.Logger          { return t.logger }
 func (t *taskView) Log() io.Writer                { return t.r.log }
 func (t *taskView) Artifacts() features.Publisher { return publisher{t.r} }
+
+func (t *taskView) ImageID() string {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	return t.r.imageID
+}
+
+func (t *taskView) ArtifactHashes() map[string]string {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	out := make(map[string]string, len(t.r.hashes))
+	for k, v := range t.r.hashes {
+		out[k] = v
+	}
+	return out
+}
+
+func (t *taskView) Worker() features.WorkerInfo {
+	c := t.r.w.cfg
+	return features.WorkerInfo{
+		RootURL:       c.RootURL,
+		ProvisionerID: c.ProvisionerID,
+		WorkerType:    c.WorkerType,
+		WorkerGroup:   c.WorkerGroup,
+		WorkerID:      c.WorkerID,
+		PublicIP:      c.PublicIP,
+		PrivateIP:     c.PrivateIP,
+		InstanceID:    c.InstanceID,
+		InstanceType:  c.InstanceType,
+		Region:        c.Region,
+		Hostname:      c.Host,
+	}
+}
+
+// containerFiles reads from the stopped task container (features.ContainerFiles).
+type containerFiles struct {
+	d  Docker
+	id string
+}
+
+func (c containerFiles) CopyFrom(ctx context.Context, path string) (io.ReadCloser, bool, error) {
+	return c.d.CopyFrom(ctx, c.id, path)
+}

@@ -228,3 +228,7 @@ func TestClaimBackoff(t *testing.T) {
 		}
 	}
 }
+
+func (d *fakeDocker) CopyFrom(context.Context, string, string) (io.ReadCloser, bool, error) {
+	return nil, false, fmt.Errorf("no files in a fake container")
+}
