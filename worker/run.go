@@ -51,6 +51,38 @@ type run struct {
 
 	imageID string
 	hashes  map[string]string // uploaded artifact sha256s, by name
+
+	// marks are when each phase of the run ended, for the timings record.
+	marks []mark
+}
+
+// mark is the end of one phase of a run.
+type mark struct {
+	phase string
+	at    time.Time
+}
+
+// mark records that phase ended now.
+func (r *run) mark(phase string) {
+	now := r.w.now()
+	r.mu.Lock()
+	r.marks = append(r.marks, mark{phase, now})
+	r.mu.Unlock()
+}
+
+// timings returns slog attributes with each phase's duration in
+// milliseconds (since the previous mark; the first since the claim), in
+// order, and the total.
+func (r *run) timings() []any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	attrs := make([]any, 0, 2*len(r.marks)+2)
+	prev := r.start
+	for _, m := range r.marks {
+		attrs = append(attrs, m.phase+"Ms", m.at.Sub(prev).Seconds()*1000)
+		prev = m.at
+	}
+	return append(attrs, "totalMs", prev.Sub(r.start).Seconds()*1000)
 }
 
 type activeFeature struct {
@@ -130,6 +162,7 @@ func (r *run) run() {
 		}
 	}
 	r.log.Close()
+	r.mark("logUploaded")
 	r.cleanup(fctx)
 
 	close(stopReclaim)
@@ -183,7 +216,9 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		r.logger.Error("could not resolve task", "taskState", state, "error", err)
 		return
 	}
+	r.mark("resolved")
 	r.logger.Info("task resolved", "taskState", state)
+	r.logger.Info("task timings", r.timings()...)
 }
 
 // execute runs everything up to and including the Exited phase.
@@ -253,6 +288,7 @@ func (r *run) execute(ctx context.Context) outcome {
 		return fail(fmt.Errorf("pull image %q: %w", r.payload.Image.Name, err))
 	}
 	spec.Image = image
+	r.mark("image")
 	r.mu.Lock()
 	r.imageID = image
 	r.mu.Unlock()
@@ -275,6 +311,7 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 	if err != nil {
 		return startErr(fmt.Errorf("create container: %w", err))
 	}
+	r.mark("created")
 	defer func() {
 		if err := d.Remove(bg, id); err != nil {
 			r.logger.Warn("container removal error", "container", id, "error", err)
@@ -296,6 +333,7 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 	if err := d.Start(ctx, id); err != nil {
 		return startErr(fmt.Errorf("start container: %w", err))
 	}
+	r.mark("started")
 	if err := r.eachPhase(func(f activeFeature) error {
 		if s, ok := f.tf.(features.Starter); ok {
 			return s.Started(ctx, &features.StartedRequest{ContainerID: id})
@@ -323,6 +361,7 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 			return out
 		}
 		out.exitCode, out.exited = res.code, true
+		r.mark("exited")
 	case <-timer.C:
 		r.logger.Info("task max runtime timeout", "maxRunTime", r.payload.MaxRunTime)
 		r.log.Errorf("Task timeout after %d seconds. Force killing container.", r.payload.MaxRunTime)
@@ -353,6 +392,7 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 			out.exitCode = -1
 		}
 	}
+	r.mark("artifacts")
 	return out
 }
 
