@@ -5,7 +5,7 @@ PKGS    := ./...
 # Tests that need a real dockerd fail instead of skipping when CI is set.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help build test test-unit setup lint fmt demo clean
+.PHONY: help build test test-unit setup lint fmt demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,6 @@ demo: build setup ## run the embedded queue and a worker, submit a sample task, 
 
 clean: ## remove build output
 	rm -rf bin
+
+bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
+	$(GO) run ./test/bench $(BENCHFLAGS)

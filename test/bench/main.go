@@ -1,0 +1,39 @@
+// Command bench measures docker-worker against bare Docker on this machine:
+// per-task overhead over `docker run --rm`, throughput against a parallel
+// shell loop, worker memory, and (where the features exist) live-log latency,
+// artifact upload speed and cancellation latency. It starts the real binary
+// twice, as `docker-worker queue` and `docker-worker run`, talking over HTTP,
+// and the real dockerd. Every figure is paired with a baseline measured in
+// the same run, interleaved where possible. It prints a Markdown table and
+// writes the figures to bench-results.json. It never fails for slowness.
+//
+// Run it with `make bench` (after `make setup`); flags scale each part.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	var o options
+	flag.IntVar(&o.overheadN, "overhead-n", 20, "sequential trivial tasks (and as many bare docker runs) for the overhead row")
+	flag.IntVar(&o.throughputN, "throughput-n", 100, "tasks for the throughput row")
+	flag.IntVar(&o.capacity, "capacity", 4, "worker capacity (and shell-loop parallelism) for throughput and memory")
+	flag.IntVar(&o.livelogSeconds, "livelog-seconds", 5, "how long the live-log task prints (one line per 10 ms)")
+	flag.IntVar(&o.artifactMiB, "artifact-mib", 1024, "size of the artifact-upload file in MiB (0 skips)")
+	flag.StringVar(&o.image, "image", "docker-worker-test/busybox:latest", "image for every task and docker run")
+	flag.StringVar(&o.out, "out", "bench-results.json", "where to write the JSON results")
+	flag.StringVar(&o.bin, "bin", "", "docker-worker binary (default: build ./cmd/docker-worker)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

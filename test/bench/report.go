@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// results is what bench-results.json holds: the headline figures (null
+// when not measured) and every raw sample.
+type results struct {
+	Machine string    `json:"machine"`
+	When    time.Time `json:"when"`
+
+	OverheadMsOverDocker     *float64 `json:"overhead_ms_over_docker"`
+	ThroughputRatio          *float64 `json:"throughput_ratio"`
+	LivelogP99Ms             *float64 `json:"livelog_p99_ms"`
+	ArtifactUploadRatio      *float64 `json:"artifact_upload_ratio"`
+	ArtifactPeakRSSGrowthMiB *float64 `json:"artifact_peak_rss_growth_mib"`
+	RSSIdleMiB               *float64 `json:"rss_idle_mib"`
+	RSS4TasksMiB             *float64 `json:"rss_4tasks_mib"`
+	CancelLatencyMs          *float64 `json:"cancel_latency_ms"`
+
+	// NotMeasured says why a headline figure is null.
+	NotMeasured map[string]string `json:"not_measured"`
+	Samples     samples           `json:"samples"`
+}
+
+type samples struct {
+	WorkerTaskMs            []float64            `json:"worker_task_ms"`
+	DockerRunMs             []float64            `json:"docker_run_ms"`
+	PhaseMs                 []map[string]float64 `json:"worker_phase_ms"`
+	ShellLoopSeconds        float64              `json:"shell_loop_seconds"`
+	WorkerThroughputSeconds float64              `json:"worker_throughput_seconds"`
+	RSSIdleMiB              float64              `json:"rss_idle_mib"`
+	RSS4TasksMiB            float64              `json:"rss_4tasks_mib"`
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMax(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	lo, hi := xs[0], xs[0]
+	for _, x := range xs {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "docker-worker-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	e := &env{o: o, dir: dir, bin: o.bin}
+	if e.bin == "" {
+		if e.bin, err = buildBinary(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if err := e.startQueue(ctx); err != nil {
+		return err
+	}
+	defer e.stopQueue()
+
+	r := &results{Machine: machine(), When: time.Now().UTC(), NotMeasured: map[string]string{}}
+	step := func(name string, f func(context.Context, *results) error) error {
+		fmt.Fprintf(os.Stderr, "bench: %s...\n", name)
+		start := time.Now()
+		if err := f(ctx, r); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s done in %.1fs\n", name, time.Since(start).Seconds())
+		return nil
+	}
+	if err := step("per-task overhead", e.overhead); err != nil {
+		return err
+	}
+	if err := step("throughput", e.throughput); err != nil {
+		return err
+	}
+	if err := step("worker memory", e.memory); err != nil {
+		return err
+	}
+	s := &r.Samples
+	r.OverheadMsOverDocker = ptr(median(s.WorkerTaskMs) - median(s.DockerRunMs))
+	r.ThroughputRatio = ptr(s.ShellLoopSeconds / s.WorkerThroughputSeconds)
+	r.RSSIdleMiB = ptr(s.RSSIdleMiB)
+	r.RSS4TasksMiB = ptr(s.RSS4TasksMiB)
+	r.NotMeasured["livelog_p99_ms"] = "the worker has no live log yet"
+	r.NotMeasured["artifact_upload_ratio"] = "the worker uploads no payload artifacts yet"
+	r.NotMeasured["artifact_peak_rss_growth_mib"] = "the worker uploads no payload artifacts yet"
+	r.NotMeasured["cancel_latency_ms"] = "the worker notices cancellation only at its next reclaim"
+
+	fmt.Println(table(r, o))
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+}
+
+// table renders the Markdown summary.
+func table(r *results, o options) string {
+	s := r.Samples
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s  \nRun: %s\n\n", r.Machine, r.When.Format(time.RFC3339))
+	b.WriteString("| benchmark | measured | worker | baseline | result | target |\n|---|---|---|---|---|---|\n")
+	wlo, whi := minMax(s.WorkerTaskMs)
+	dlo, dhi := minMax(s.DockerRunMs)
+	fmt.Fprintf(&b, "| per-task overhead | %d trivial tasks createTask→resolved, interleaved with %d `docker run --rm … true` | median %.0f ms (min %.0f, max %.0f) | median %.0f ms (min %.0f, max %.0f) | +%.0f ms, ratio %.2f | ≤ +100 ms |\n",
+		len(s.WorkerTaskMs), len(s.DockerRunMs), median(s.WorkerTaskMs), wlo, whi, median(s.DockerRunMs), dlo, dhi,
+		*r.OverheadMsOverDocker, median(s.WorkerTaskMs)/median(s.DockerRunMs))
+	fmt.Fprintf(&b, "| throughput | %d trivial tasks at capacity %d vs `xargs -P%d docker run --rm` | %.2f tasks/s (%.1f s) | %.2f tasks/s (%.1f s) | ratio %.2f | ≥ 0.85 |\n",
+		o.throughputN, o.capacity, o.capacity, float64(o.throughputN)/s.WorkerThroughputSeconds, s.WorkerThroughputSeconds,
+		float64(o.throughputN)/s.ShellLoopSeconds, s.ShellLoopSeconds, *r.ThroughputRatio)
+	fmt.Fprintf(&b, "| worker RSS idle | after start, 2 s | %.1f MiB | | | < 25 MiB |\n", s.RSSIdleMiB)
+	fmt.Fprintf(&b, "| worker RSS, %d tasks | peak while %d tasks print for 5 s (50 ms samples) | %.1f MiB | | | < 60 MiB |\n", o.capacity, o.capacity, s.RSS4TasksMiB)
+	for _, k := range []string{"livelog_p99_ms", "artifact_upload_ratio", "artifact_peak_rss_growth_mib", "cancel_latency_ms"} {
+		if why, ok := r.NotMeasured[k]; ok {
+			fmt.Fprintf(&b, "| %s | not measured: %s | | | | |\n", k, why)
+		}
+	}
+	if len(s.PhaseMs) > 0 {
+		b.WriteString("\nWorker phase breakdown (median ms over the overhead tasks, each since the previous phase; claim is the start):\n\n| phase | median ms |\n|---|---|\n")
+		for _, p := range []string{"imageMs", "createdMs", "startedMs", "exitedMs", "artifactsMs", "logUploadedMs", "resolvedMs", "totalMs"} {
+			var xs []float64
+			for _, m := range s.PhaseMs {
+				if v, ok := m[p]; ok {
+					xs = append(xs, v)
+				}
+			}
+			if len(xs) > 0 {
+				fmt.Fprintf(&b, "| %s | %.1f |\n", strings.TrimSuffix(p, "Ms"), median(xs))
+			}
+		}
+	}
+	return b.String()
+}
