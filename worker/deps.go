@@ -12,6 +12,8 @@ import (
 // credentials.
 type Queue interface {
 	ClaimWork(ctx context.Context, taskQueueID string, req tc.ClaimWorkRequest) (*tc.ClaimWorkResponse, error)
+	// Status is polled while a task runs to notice cancellation early.
+	Status(ctx context.Context, taskID string) (*tc.TaskStatusResponse, error)
 }
 
 // RunQueue is what a task run needs from the queue; it is always built from

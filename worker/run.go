@@ -129,6 +129,13 @@ func (r *run) run() {
 		defer close(reclaimDone)
 		r.reclaimLoop(ctx, cancel, stopReclaim)
 	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if d := r.w.cfg.StatusPollInterval(); d > 0 {
+			r.watchStatus(ctx, cancel, stopReclaim, d)
+		}
+	}()
 
 	out := r.execute(ctx)
 	if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
@@ -167,6 +174,7 @@ func (r *run) run() {
 
 	close(stopReclaim)
 	<-reclaimDone
+	<-watchDone
 	r.resolve(fctx, out, kind, success)
 }
 

@@ -48,6 +48,10 @@ func (q *fakeQueue) ClaimWork(ctx context.Context, _ string, req tc.ClaimWorkReq
 	return &tc.ClaimWorkResponse{Tasks: out}, nil
 }
 
+func (q *fakeQueue) Status(_ context.Context, id string) (*tc.TaskStatusResponse, error) {
+	return &tc.TaskStatusResponse{Status: tc.TaskStatus{TaskID: id, Runs: []tc.Run{{State: tc.StateRunning}}}}, nil
+}
+
 func (q *fakeQueue) resolve(taskID, state string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

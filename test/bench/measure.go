@@ -213,3 +213,53 @@ func machine() string {
 	out, _ := exec.Command("sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; free -g | awk '/Mem:/{print $2\" GiB\"}'; docker version --format '{{.Server.Version}}'").Output()
 	return strings.Join(strings.Fields(strings.ReplaceAll(string(out), "\n", " | ")), " ")
 }
+
+// cancellation times cancelTask → the task container gone, with the worker
+// polling task status every statusPollMs (it has no Pulse consumer yet).
+func (e *env) cancellation(ctx context.Context, r *results) error {
+	w, err := e.startWorkerWith(ctx, 1, fmt.Sprintf("task: {statusPollInterval: %d}\n", e.o.statusPollMs))
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	for range e.o.cancelN {
+		id, err := e.createTask(ctx, w, []string{"sleep", "120"}, 300)
+		if err != nil {
+			return err
+		}
+		filter := "label=dev.dockerworker.task-id=" + id
+		if err := waitContainers(ctx, filter, true); err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := e.client.CancelTask(ctx, id); err != nil {
+			return fmt.Errorf("cancel task: %w", err)
+		}
+		if err := waitContainers(ctx, filter, false); err != nil {
+			return err
+		}
+		r.Samples.CancelMs = append(r.Samples.CancelMs, ms(time.Since(start)))
+	}
+	return nil
+}
+
+// waitContainers polls `docker ps` until a running container matching
+// filter exists (present) or no container matching it is left (!present).
+func waitContainers(ctx context.Context, filter string, present bool) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		args := []string{"ps", "-q", "--filter", filter}
+		if !present {
+			args = []string{"ps", "-aq", "--filter", filter}
+		}
+		out, err := exec.CommandContext(ctx, "docker", args...).Output()
+		if err != nil {
+			return fmt.Errorf("docker ps: %w", err)
+		}
+		if (len(strings.TrimSpace(string(out))) > 0) == present {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("container %s: still waiting for present=%v", filter, present)
+}

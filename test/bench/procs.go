@@ -21,6 +21,7 @@ import (
 
 type options struct {
 	overheadN, throughputN, capacity, livelogSeconds, artifactMiB int
+	cancelN, statusPollMs                                         int
 	image, out, bin                                               string
 }
 
@@ -111,11 +112,16 @@ type workerProc struct {
 }
 
 func (e *env) startWorker(ctx context.Context, capacity int) (*workerProc, error) {
+	return e.startWorkerWith(ctx, capacity, "")
+}
+
+// startWorkerWith starts a worker with extra YAML config lines.
+func (e *env) startWorkerWith(ctx context.Context, capacity int, extra string) (*workerProc, error) {
 	wt := "bench-" + strings.ToLower(slugid.Nice()[:10])
 	cfg := fmt.Sprintf("rootUrl: %s\ntaskcluster: {clientId: %s, accessToken: %s}\n"+
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: bench-1\n"+
-		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\n",
-		e.rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity)
+		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\n%s",
+		e.rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, extra)
 	path := filepath.Join(e.dir, wt+".yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -56,6 +56,10 @@ type Credentials struct {
 type TaskConfig struct {
 	// ReclaimDivisor: the next reclaim happens at (takenUntil-now)/divisor.
 	ReclaimDivisor float64 `yaml:"reclaimDivisor"`
+	// StatusPollInterval (ms) is how often a running task's status is
+	// checked so a cancellation is noticed before the next reclaim; 0 turns
+	// the polling off.
+	StatusPollInterval int `yaml:"statusPollInterval"`
 }
 
 // TaskQueueConfig controls the claim loop.
@@ -95,7 +99,7 @@ func Default() *Config {
 		Region:         "none",
 		Host:           "localhost",
 		Capacity:       1,
-		Task:           TaskConfig{ReclaimDivisor: 2},
+		Task:           TaskConfig{ReclaimDivisor: 2, StatusPollInterval: 30000},
 		TaskQueue:      TaskQueueConfig{PollInterval: 5000, MaxBackoff: 60000},
 		DockerConfig: DockerConfig{
 			MaxAttempts:         5,
@@ -114,6 +118,11 @@ func (c *Config) FeatureEnabled(name string, def bool) bool {
 		return *f.Enabled
 	}
 	return def
+}
+
+// StatusPollInterval is Task.StatusPollInterval as a duration.
+func (c *Config) StatusPollInterval() time.Duration {
+	return time.Duration(c.Task.StatusPollInterval) * time.Millisecond
 }
 
 // PollInterval is TaskQueue.PollInterval as a duration.
@@ -222,6 +231,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Task.ReclaimDivisor < 1 {
 		bad("task.reclaimDivisor", "must be at least 1, got %v", c.Task.ReclaimDivisor)
+	}
+	if c.Task.StatusPollInterval < 0 {
+		bad("task.statusPollInterval", "must not be negative, got %d", c.Task.StatusPollInterval)
 	}
 	if c.TaskQueue.PollInterval < 0 {
 		bad("taskQueue.pollInterval", "must not be negative, got %d", c.TaskQueue.PollInterval)
