@@ -16,12 +16,22 @@ import (
 
 // createTask submits a task running command on w's queue and returns its id.
 func (e *env) createTask(ctx context.Context, w *workerProc, command []string, maxRunTime int) (string, error) {
+	return e.createTaskPayload(ctx, w, map[string]any{"command": command}, maxRunTime)
+}
+
+// createTaskPayload submits a task whose payload is extra plus the image
+// and maxRunTime.
+func (e *env) createTaskPayload(ctx context.Context, w *workerProc, extra map[string]any, maxRunTime int) (string, error) {
+	payload := map[string]any{"image": e.o.image, "maxRunTime": maxRunTime}
+	for k, v := range extra {
+		payload[k] = v
+	}
 	now := time.Now().UTC()
 	ts := func(t time.Time) string { return t.Format("2006-01-02T15:04:05.000Z") }
 	def := map[string]any{
 		"provisionerId": "bench", "workerType": w.workerType,
 		"created": ts(now), "deadline": ts(now.Add(2 * time.Hour)), "expires": ts(now.Add(24 * time.Hour)),
-		"payload": map[string]any{"image": e.o.image, "command": command, "maxRunTime": maxRunTime},
+		"payload": payload,
 		"metadata": map[string]any{"name": "bench", "description": "make bench", "owner": "bench@localhost",
 			"source": "https://localhost/docker-worker/bench"},
 	}

@@ -117,7 +117,13 @@ func (e *env) startWorker(ctx context.Context, capacity int) (*workerProc, error
 
 // startWorkerWith starts a worker with extra YAML config lines.
 func (e *env) startWorkerWith(ctx context.Context, capacity int, extra string) (*workerProc, error) {
-	wt := "bench-" + strings.ToLower(slugid.Nice()[:10])
+	// workerType allows only a-z, 0-9 and '-'.
+	wt := "bench-" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return 'x'
+	}, strings.ToLower(slugid.Nice()[:10]))
 	cfg := fmt.Sprintf("rootUrl: %s\ntaskcluster: {clientId: %s, accessToken: %s}\n"+
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: bench-1\n"+
 		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\n%s",
