@@ -237,11 +237,17 @@ func (r *run) execute(ctx context.Context) outcome {
 	// Always-on features first: the task log needs its sinks before the header.
 	for _, f := range r.w.opts.Features {
 		if a, ok := f.(features.AlwaysOn); ok && a.AlwaysOn() {
-			if err := r.activate(ctx, f); err != nil {
+			if err := r.activate(ctx, f, nil); err != nil {
 				return fail(taskerr.InternalError(err))
 			}
 		}
 	}
+	// Payload features are opened after validation; what the log holds by
+	// then (the header) is replayed into their sinks, so that every sink
+	// receives the whole log.
+	early := &logPrefix{}
+	r.log.AddSink(early)
+	defer early.stop()
 	r.header()
 	if ctx.Err() != nil {
 		return out
@@ -255,12 +261,13 @@ func (r *run) execute(ctx context.Context) outcome {
 			continue
 		}
 		if r.featureOn(f) {
-			if err := r.activate(ctx, f); err != nil {
+			if err := r.activate(ctx, f, early.bytes()); err != nil {
 				r.log.Errorf("Task was aborted because states could not be created successfully. %v", err)
 				return fail(err)
 			}
 		}
 	}
+	early.stop()
 
 	var prep features.PrepareResponse
 	if err := r.eachPhase(func(f activeFeature) error {
@@ -421,8 +428,9 @@ func (r *run) kill(ctx context.Context, id string, waited <-chan waitResult) {
 	}
 }
 
-// activate creates a feature's per-task part and opens it.
-func (r *run) activate(ctx context.Context, f features.Feature) error {
+// activate creates a feature's per-task part and opens it; its log sinks
+// first receive replay, what the log held before they were added.
+func (r *run) activate(ctx context.Context, f features.Feature, replay []byte) error {
 	tf, err := f.NewTask(&taskView{r: r, logger: r.logger.With("feature", f.Name())})
 	if err != nil {
 		return fmt.Errorf("feature %s: %w", f.Name(), err)
@@ -435,10 +443,46 @@ func (r *run) activate(ctx context.Context, f features.Feature) error {
 			return fmt.Errorf("feature %s: %w", f.Name(), err)
 		}
 		for _, s := range resp.LogSinks {
+			if len(replay) > 0 {
+				if _, err := s.Write(replay); err != nil {
+					return fmt.Errorf("feature %s: task log sink: %w", f.Name(), err)
+				}
+			}
 			r.log.AddSink(s)
 		}
 	}
 	return nil
+}
+
+// logPrefix records the start of the task log (until stop), for sinks
+// added late. Only the runner's goroutine writes to the log while payload
+// features are opened, so the replay cannot miss or repeat a write.
+type logPrefix struct {
+	mu      sync.Mutex
+	buf     []byte
+	stopped bool
+}
+
+func (p *logPrefix) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		p.buf = append(p.buf, b...)
+	}
+	return len(b), nil
+}
+
+func (p *logPrefix) bytes() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.buf)
+}
+
+// stop drops the recording; later writes are discarded.
+func (p *logPrefix) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped, p.buf = true, nil
 }
 
 func (r *run) header() {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/artifacts"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
@@ -66,14 +67,24 @@ func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		RunQueue:  func(c tc.Credentials) worker.RunQueue { return queue.WithCredentials(c) },
 		Docker:    dc,
 		Validator: validator,
-		Features: []features.Feature{
-			backinglog.New(""),
-		},
-		Logger:   logger,
-		Version:  version,
-		Hostname: hostname,
+		Features:  featureList(cfg),
+		Logger:    logger,
+		Version:   version,
+		Hostname:  hostname,
 	})
 	return w, func() { dc.Close() }, nil
+}
+
+// featureList is the worker's features in docker-worker's order: the
+// always-on task log, then the payload features.
+func featureList(cfg *config.Config) []features.Feature {
+	return []features.Feature{
+		backinglog.New(""),
+		artifacts.New(artifacts.Config{
+			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
+			Parallelism:     cfg.Artifacts.UploadParallelism,
+		}),
+	}
 }
 
 // runUntilSignalled runs w until it is told to stop: SIGINT stops claiming

@@ -4,12 +4,18 @@
 package featuretest
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"path"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,12 +37,15 @@ type Artifact struct {
 	Reason, Message string // error
 }
 
-// Publisher records artifacts. Set Fail to make every call fail.
+// Publisher records artifacts. Set Fail to make every call fail, or
+// FailUpload to make chosen uploads fail.
 type Publisher struct {
 	mu        sync.Mutex
 	Artifacts map[string]Artifact
 	Fail      error
-	hashes    map[string]string
+	// FailUpload, when set, is asked before each Upload; an error fails it.
+	FailUpload func(name string) error
+	hashes     map[string]string
 }
 
 var _ features.Publisher = (*Publisher)(nil)
@@ -62,6 +71,11 @@ func (p *Publisher) put(a Artifact) error {
 
 // Upload implements features.Publisher; it reads the whole body and checks Size.
 func (p *Publisher) Upload(_ context.Context, u features.Upload) error {
+	if p.FailUpload != nil {
+		if err := p.FailUpload(u.Name); err != nil {
+			return err
+		}
+	}
 	rc, err := u.Open()
 	if err != nil {
 		return err
@@ -91,6 +105,18 @@ func (p *Publisher) Link(_ context.Context, name, target string, expires time.Ti
 // Error implements features.Publisher.
 func (p *Publisher) Error(_ context.Context, name, reason, message string, expires time.Time) error {
 	return p.put(Artifact{Kind: "error", Name: name, Reason: reason, Message: message, Expires: expires})
+}
+
+// Names returns the names of the recorded artifacts, sorted.
+func (p *Publisher) Names() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.Artifacts))
+	for n := range p.Artifacts {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Get returns the artifact called name.
@@ -164,4 +190,126 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.t.logMu.Lock()
 	defer w.t.logMu.Unlock()
 	return w.t.LogBuf.Write(p)
+}
+
+// Container is a fake stopped container (features.ContainerFiles): its
+// files are described in memory and CopyFrom answers as Docker's archive
+// API does, with a tar whose root entry is named after the path's last
+// element. Directories are implied by the files below them.
+type Container struct {
+	// WorkDir resolves relative paths ("/" when empty).
+	WorkDir string
+	// Files maps absolute paths to regular file contents.
+	Files map[string]string
+	// Dirs lists (possibly empty) directories.
+	Dirs []string
+	// Symlinks maps absolute paths to link targets.
+	Symlinks map[string]string
+	// Archives maps absolute paths to a raw tar stream returned as is
+	// (hostile archives), with IsDir for the directory flag.
+	Archives map[string][]byte
+	IsDir    map[string]bool
+}
+
+var _ features.ContainerFiles = (*Container)(nil)
+
+// CopyFrom implements features.ContainerFiles.
+func (c *Container) CopyFrom(_ context.Context, p string) (io.ReadCloser, bool, error) {
+	wd := c.WorkDir
+	if wd == "" {
+		wd = "/"
+	}
+	abs := path.Clean(p)
+	if !path.IsAbs(abs) {
+		abs = path.Join(wd, abs)
+	}
+	if raw, ok := c.Archives[abs]; ok {
+		return io.NopCloser(bytes.NewReader(raw)), c.IsDir[abs], nil
+	}
+	base := path.Base(abs)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := func(h *tar.Header) {
+		h.ModTime = time.Unix(1500000000, 0)
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		tw.WriteHeader(h) // writes to a bytes.Buffer cannot fail
+	}
+	isDir := false
+	switch {
+	case c.Symlinks[abs] != "":
+		hdr(&tar.Header{Name: base, Typeflag: tar.TypeSymlink, Linkname: c.Symlinks[abs]})
+	case c.hasFile(abs):
+		body := c.Files[abs]
+		hdr(&tar.Header{Name: base, Typeflag: tar.TypeReg, Size: int64(len(body))})
+		io.WriteString(tw, body)
+	case c.isDir(abs):
+		isDir = true
+		hdr(&tar.Header{Name: base + "/", Typeflag: tar.TypeDir, Mode: 0o755})
+		var below []string
+		for _, m := range []map[string]string{c.Files, c.Symlinks} {
+			for f := range m {
+				if strings.HasPrefix(f, abs+"/") {
+					below = append(below, f)
+				}
+			}
+		}
+		for _, d := range c.Dirs {
+			if strings.HasPrefix(d, abs+"/") {
+				below = append(below, d)
+			}
+		}
+		sort.Strings(below)
+		seen := map[string]bool{}
+		for _, f := range below {
+			rel := strings.TrimPrefix(f, abs+"/")
+			parts := strings.Split(rel, "/")
+			for i := 1; i < len(parts); i++ { // implied directories, once each
+				d := strings.Join(parts[:i], "/")
+				if !seen[d] {
+					seen[d] = true
+					hdr(&tar.Header{Name: base + "/" + d + "/", Typeflag: tar.TypeDir, Mode: 0o755})
+				}
+			}
+			switch {
+			case c.Symlinks[f] != "":
+				hdr(&tar.Header{Name: base + "/" + rel, Typeflag: tar.TypeSymlink, Linkname: c.Symlinks[f]})
+			case c.hasFile(f):
+				hdr(&tar.Header{Name: base + "/" + rel, Typeflag: tar.TypeReg, Size: int64(len(c.Files[f]))})
+				io.WriteString(tw, c.Files[f])
+			case !seen[rel]:
+				seen[rel] = true
+				hdr(&tar.Header{Name: base + "/" + rel + "/", Typeflag: tar.TypeDir, Mode: 0o755})
+			}
+		}
+	default:
+		return nil, false, fmt.Errorf("%w: Error response from daemon: Could not find the file %s in container fake", fs.ErrNotExist, p)
+	}
+	tw.Close()
+	return io.NopCloser(&buf), isDir, nil
+}
+
+func (c *Container) hasFile(p string) bool {
+	_, ok := c.Files[p]
+	return ok
+}
+
+func (c *Container) isDir(p string) bool {
+	if p == "/" {
+		return true
+	}
+	for _, d := range c.Dirs {
+		if d == p || strings.HasPrefix(d, p+"/") {
+			return true
+		}
+	}
+	for _, m := range []map[string]string{c.Files, c.Symlinks} {
+		for f := range m {
+			if strings.HasPrefix(f, p+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }

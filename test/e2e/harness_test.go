@@ -125,8 +125,16 @@ type workerEnv struct {
 	done chan error
 }
 
-// startWorker runs an in-process worker against q with the real Docker daemon.
+// startWorker runs an in-process worker against q with the real Docker
+// daemon and only the always-on task log feature.
 func startWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
+	t.Helper()
+	return startWorkerWith(t, q, cfg, []features.Feature{backinglog.New(t.TempDir())})
+}
+
+// startWorkerWith is startWorker with the given feature list (see
+// productionFeatures for the one the binary uses).
+func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []features.Feature) *workerEnv {
 	t.Helper()
 	dc := dockertest.Require(t)
 	if err := cfg.Validate(); err != nil {
@@ -145,7 +153,7 @@ func startWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
 		RunQueue:  func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
 		Docker:    dc,
 		Validator: v,
-		Features:  []features.Feature{backinglog.New(t.TempDir())},
+		Features:  feats,
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:   "e2e",
 		Hostname:  "e2e-host",

@@ -43,6 +43,14 @@ type Config struct {
 	TaskQueue    TaskQueueConfig          `yaml:"taskQueue"`
 	DockerConfig DockerConfig             `yaml:"dockerConfig"`
 	Features     map[string]FeatureConfig `yaml:"features"`
+
+	// Live log, artifacts and chain of trust (see outputs.go).
+	Logging   LoggingConfig   `yaml:"logging"`
+	SSL       SSLConfig       `yaml:"ssl"`
+	Artifacts ArtifactsConfig `yaml:"artifacts"`
+	// Ed25519SigningKeyLocation is the chain-of-trust signing key file
+	// (base64 of the 64-byte ed25519 private key, as docker-worker).
+	Ed25519SigningKeyLocation string `yaml:"ed25519SigningKeyLocation"`
 }
 
 // Credentials are the worker's Taskcluster credentials.
@@ -93,7 +101,7 @@ var FeatureNames = []string{
 
 // Default returns the built-in defaults (docker-worker's where it had one).
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		WorkerNodeType: "standalone",
 		InstanceID:     "standalone",
 		Region:         "none",
@@ -108,6 +116,8 @@ func Default() *Config {
 		},
 		Features: map[string]FeatureConfig{},
 	}
+	c.defaultOutputs()
+	return c
 }
 
 // FeatureEnabled reports whether the worker allows feature name;
@@ -262,6 +272,7 @@ func (c *Config) Validate() error {
 	if _, err := c.WorkerLocationJSON(); err != nil {
 		bad("workerLocation", "%v", err)
 	}
+	c.validateOutputs(bad)
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/artifacts"
+	"go.dockerworker.dev/docker-worker/features/backinglog"
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/localqueue"
+	"go.dockerworker.dev/docker-worker/worker/tc"
+)
+
+// productionFeatures is the feature list cmd/docker-worker wires, in its
+// order, for an in-process worker.
+func productionFeatures(t *testing.T, cfg *config.Config) []features.Feature {
+	t.Helper()
+	return []features.Feature{
+		backinglog.New(t.TempDir()),
+		artifacts.New(artifacts.Config{
+			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
+			Parallelism:     cfg.Artifacts.UploadParallelism,
+			TempDir:         t.TempDir(),
+		}),
+	}
+}
+
+// startFullWorker runs an in-process worker with the production features.
+func startFullWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
+	t.Helper()
+	return startWorkerWith(t, q, cfg, productionFeatures(t, cfg))
+}
+
+// rawArtifact fetches an artifact's stored bytes as a client that accepts
+// gzip sees them (not decoded), with the storage's response headers.
+func (q *queueEnv) rawArtifact(t *testing.T, taskID string, runID int, name string) ([]byte, http.Header) {
+	t.Helper()
+	var where struct {
+		URL string `json:"url"`
+	}
+	path := "/task/" + tc.PathEscape(taskID) + "/runs/" + strconv.Itoa(runID) + "/artifact-content/" + tc.PathEscape(name)
+	if err := q.admin.Request(t.Context(), "queue", http.MethodGet, path, nil, nil, &where); err != nil {
+		t.Fatalf("artifact %s: %v", name, err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, where.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", name, resp.StatusCode, err)
+	}
+	return b, resp.Header
+}
+
+// startFlakyQueue is startQueue behind a proxy that answers 500 to every
+// artifact upload (PUT) fail selects; the queue hands out URLs of the proxy.
+func startFlakyQueue(t *testing.T, fail func(*http.Request) bool) *queueEnv {
+	t.Helper()
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backURL *url.URL
+	q := startQueue(t, func(c *localqueue.Config) {
+		backURL, _ = url.Parse(c.RootURL)
+		c.RootURL = "http://" + front.Addr().String()
+	})
+	proxy := httputil.NewSingleHostReverseProxy(backURL)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && fail(r) {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(front)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	q.rootURL = "http://" + front.Addr().String()
+	q.admin = tc.New(tc.Config{RootURL: q.rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
+	return q
+}
