@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Prepares this machine for docker-worker's Docker-tier and e2e tests:
-# installs the Debian Docker engine, busybox-static and docker-registry when
-# missing, starts dockerd and a loopback-only registry when they do not
-# answer, builds the busybox test image and pushes it to the local registry.
+# installs the Debian Docker engine, busybox-static, docker-registry and
+# rabbitmq-server when missing, starts dockerd, a loopback-only registry and
+# RabbitMQ when they do not answer, builds the busybox test image and pushes
+# it to the local registry, and builds (once per version, cached in the state
+# directory) and starts versitygw, an S3-compatible server, on loopback.
 #
 # Idempotent; when everything is already up it only checks and returns.
-# Run as root on Debian 12. State (logs, registry config and storage) lives in
-# DW_TEST_STATE (default /var/tmp/docker-worker-test).
+# Run as root on Debian 12. State (logs, registry config and storage, the
+# versitygw binary and its buckets) lives in DW_TEST_STATE (default
+# /var/tmp/docker-worker-test).
+#
+# Addresses the tests expect: RabbitMQ on 127.0.0.1:5672 (guest/guest),
+# versitygw on 127.0.0.1:7070 (access key dwtest, secret dwtest-secret).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,7 +59,7 @@ start_bg() {
 mkdir -p "$state"
 
 # 1. Packages.
-packages=(docker.io busybox-static docker-registry curl)
+packages=(docker.io busybox-static docker-registry curl rabbitmq-server)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
@@ -141,4 +147,46 @@ else
 	docker tag "$TEST_IMAGE" "$TEST_REGISTRY_IMAGE"
 	docker push -q "$TEST_REGISTRY_IMAGE" >/dev/null
 	say push "$TEST_REGISTRY_IMAGE pushed"
+fi
+
+# 5. RabbitMQ on loopback (Pulse tests). The config pins the AMQP listener,
+# the Erlang distribution port and the Erlang port mapper to 127.0.0.1.
+rabbit_port=5672
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if port_open "$rabbit_port"; then
+	say rabbitmq "already up on 127.0.0.1:$rabbit_port"
+else
+	mkdir -p /etc/rabbitmq
+	printf '%s\n' "listeners.tcp.default = 127.0.0.1:$rabbit_port" >/etc/rabbitmq/rabbitmq.conf
+	printf '%s\n' NODE_IP_ADDRESS=127.0.0.1 NODENAME=rabbit@localhost \
+		"SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'" \
+		>/etc/rabbitmq/rabbitmq-env.conf
+	ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >>"$state/rabbitmq.log" 2>&1
+	wait_seconds=60 wait_for rabbitmq "$state/rabbitmq.log" port_open "$rabbit_port"
+	say rabbitmq "started on 127.0.0.1:$rabbit_port (log $state/rabbitmq.log)"
+fi
+
+# 6. versitygw (S3-compatible) on loopback: built once per version into the
+# state directory (`go install` takes one to two minutes cold), then reused.
+versitygw_version=v1.8.0
+versitygw_addr=127.0.0.1:7070
+versitygw_dir=$state/bin/versitygw-$versitygw_version
+if [[ ! -x $versitygw_dir/versitygw ]]; then
+	mkdir -p "$versitygw_dir"
+	if ! (cd / && GOBIN=$versitygw_dir GOFLAGS=-buildvcs=false \
+		go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version") \
+		>>"$state/versitygw-build.log" 2>&1; then
+		tail -n 20 "$state/versitygw-build.log" >&2
+		die "building versitygw $versitygw_version failed"
+	fi
+	say versitygw "built $versitygw_version"
+fi
+if curl -sS -o /dev/null --max-time 2 "http://$versitygw_addr/" 2>/dev/null; then
+	say versitygw "already up on $versitygw_addr"
+else
+	mkdir -p "$state/s3"
+	start_bg "$state/versitygw.log" "$versitygw_dir/versitygw" --access dwtest \
+		--secret dwtest-secret --port "$versitygw_addr" posix "$state/s3"
+	wait_for versitygw "$state/versitygw.log" curl -sS -o /dev/null --max-time 2 "http://$versitygw_addr/"
+	say versitygw "started on $versitygw_addr (log $state/versitygw.log)"
 fi

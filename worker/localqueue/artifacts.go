@@ -1,7 +1,6 @@
 package localqueue
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/slugid"
+	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 const postArtifactSchema = "/schemas/queue/v1/post-artifact-request.json#"
@@ -28,8 +30,14 @@ const (
 	artifactGrace = 25 * time.Minute
 	// putURLLifetime is how long an s3 putUrl is valid.
 	putURLLifetime = 45 * time.Minute
-	// maxLinkHops bounds how many links getArtifact follows.
-	maxLinkHops = 50
+	// getURLLifetime is how long the storage URL of a download is valid.
+	getURLLifetime = 30 * time.Minute
+	// uploadCredentialsLifetime bounds the object upload credentials of an
+	// object artifact (also bounded by the artifact's expiry).
+	uploadCredentialsLifetime = 24 * time.Hour
+	// downloadCredentialsLifetime is how long the object download
+	// credentials of artifact-content answers last.
+	downloadCredentialsLifetime = time.Hour
 )
 
 // artifactFields lists, per storageType, the properties a request may have
@@ -109,18 +117,16 @@ func parseArtifactRequest(rq *apiRequest, name string) (ArtifactRecord, error) {
 		slices.Sort(problems)
 		return a, invalidInput(postArtifactSchema, problems...)
 	}
-	if in.StorageType == storageObject {
-		return a, apiErrorf(codeInputError, "storageType `object` needs the object service, which the embedded queue does not provide; use `s3`")
-	}
 	a = ArtifactRecord{
-		Name:        name,
-		StorageType: in.StorageType,
-		ContentType: in.ContentType,
-		Expires:     expires.UTC().Truncate(time.Millisecond),
-		URL:         in.URL,
-		Link:        in.Artifact,
-		Reason:      in.Reason,
-		Message:     in.Message,
+		Name:          name,
+		StorageType:   in.StorageType,
+		ContentType:   in.ContentType,
+		ContentLength: in.ContentLength,
+		Expires:       expires.UTC().Truncate(time.Millisecond),
+		URL:           in.URL,
+		Link:          in.Artifact,
+		Reason:        in.Reason,
+		Message:       in.Message,
 	}
 	if a.ContentType == "" {
 		a.ContentType = defaultArtifactContentType
@@ -128,23 +134,32 @@ func parseArtifactRequest(rq *apiRequest, name string) (ArtifactRecord, error) {
 	return a, nil
 }
 
-// replaceable reports whether an existing artifact may be re-created as
-// next: identical values (idempotency), a reference replaced by a reference
-// or a link, or any change that extends expires — the real queue's rules.
-func replaceable(old, next ArtifactRecord) bool {
-	switch {
-	case sameArtifact(old, next):
-		return true
-	case old.StorageType == storageReference && (next.StorageType == storageReference || next.StorageType == storageLink):
-		return true
+// compatible reports whether an existing artifact may be re-created as
+// next, by the real queue's rules: the content type stays (links have none
+// to keep), expires may be extended but not shortened, and the
+// type-specific values stay, except that a reference may change its URL or
+// become a link.
+func compatible(old, next ArtifactRecord) bool {
+	if next.StorageType != storageLink && old.ContentType != next.ContentType {
+		return false
 	}
-	return old.Expires.Before(next.Expires)
-}
-
-func sameArtifact(a, b ArtifactRecord) bool {
-	ae, be := a.Expires, b.Expires
-	a.Expires, b.Expires = time.Time{}, time.Time{}
-	return a == b && ae.Equal(be)
+	if old.Expires.After(next.Expires) {
+		return false
+	}
+	if old.StorageType != next.StorageType {
+		return old.StorageType == storageReference && next.StorageType == storageLink
+	}
+	switch old.StorageType {
+	case storageReference:
+		return true
+	case storageLink:
+		return old.Link == next.Link
+	case storageError:
+		return old.Reason == next.Reason && old.Message == next.Message
+	case storageObject:
+		return !old.Present // an unfinished upload may be asked for again
+	}
+	return true // s3: the key is fixed by the name
 }
 
 type postArtifactS3Response struct {
@@ -154,8 +169,27 @@ type postArtifactS3Response struct {
 	ContentType string `json:"contentType"`
 }
 
+type postArtifactObjectResponse struct {
+	StorageType string          `json:"storageType"`
+	Name        string          `json:"name"`
+	ProjectID   string          `json:"projectId"`
+	UploadID    string          `json:"uploadId"`
+	Expires     string          `json:"expires"`
+	Credentials credentialsJSON `json:"credentials"`
+}
+
 type postArtifactResponse struct {
 	StorageType string `json:"storageType"`
+}
+
+// s3Key is the storage key of an s3 artifact, as the real queue's prefix.
+func s3Key(taskID string, runID int, name string) string {
+	return taskID + "/" + strconv.Itoa(runID) + "/" + name
+}
+
+// objectName is the object service name of an object artifact.
+func objectName(taskID string, runID int, name string) string {
+	return "t/" + s3Key(taskID, runID, name)
 }
 
 func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
@@ -170,16 +204,22 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	ctx := rq.r.Context()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rec, runID, err := q.loadRun(rq)
-	if err != nil {
-		if ae, ok := errors.AsType[*apiError](err); ok && ae.code == codeResourceNotFound {
-			ae.code = codeInputError // as the real queue answers createArtifact
-		}
+	rec, err := q.store.Get(ctx, rq.params["taskId"])
+	if errors.Is(err, ErrNotFound) {
+		return apiErrorf(codeInputError, "Task not found")
+	} else if err != nil {
 		return err
+	}
+	runID, _ := strconv.Atoi(rq.params["runId"])
+	if runID >= len(rec.Runs) {
+		return apiErrorf(codeInputError, "Run not found")
 	}
 	r := &rec.Runs[runID]
 	if r.WorkerGroup == "" || r.WorkerID == "" {
 		return apiErrorf(codeInputError, "Run was not claimed by a worker and so no artifacts can exist")
+	}
+	if err := rq.authorize(nil); err != nil {
+		return err
 	}
 	if taskExpires := mustTime(rec.Task.Expires); art.Expires.After(taskExpires) {
 		return apiErrorf(codeInputError, "Artifact expires (%s) after the task expiration %s (task.expires < expires) - this is not allowed, artifacts may not expire after the task they belong to expires", formatTime(art.Expires), rec.Task.Expires)
@@ -187,28 +227,120 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	if r.State != stateRunning && (r.State != stateException || !r.Resolved.After(rq.now.Add(-artifactGrace))) {
 		return apiErrorf(codeRequestConflict, "Artifacts cannot be created for a task after it is resolved, unless it is resolved 'exception', and even in this case only up to 25 min past resolution. Run %d of task `%s` is %s.", runID, rec.TaskID, r.State)
 	}
-	if old, ok := r.Artifacts[name]; ok && !replaceable(old, art) {
+	old, exists := r.Artifacts[name]
+	if exists && !compatible(old, art) {
 		return apiErrorf(codeRequestConflict, "Artifact already exists with different properties, and none of the allowed exceptions apply: storageType %s, contentType %s, expires %s", old.StorageType, old.ContentType, formatTime(old.Expires))
+	}
+	t := q.begin(ctx)
+	art.Present = art.StorageType != storageObject
+	if art.StorageType == storageObject {
+		art.UploadID = slugid.Nice()
+		if exists {
+			art.UploadID = old.UploadID
+		}
+		t.objects = append(t.objects, &ObjectRecord{
+			Name: objectName(rec.TaskID, runID, name), ProjectID: rec.Task.ProjectID,
+			UploadID: art.UploadID, Expires: art.Expires,
+		})
 	}
 	if r.Artifacts == nil {
 		r.Artifacts = map[string]ArtifactRecord{}
 	}
 	r.Artifacts[name] = art
-	if err := q.store.Update(ctx, rec); err != nil {
+	t.put(rec)
+	if art.Present && art.StorageType != storageS3 {
+		t.msg(msgArtifactCreated(rec, runID, art)) // s3 artifacts are not announced, as on the real queue
+	}
+	if err := t.commit(); err != nil {
 		return err
 	}
 	q.log.Debug("artifact created", "taskId", rec.TaskID, "runId", runID, "name", name, "storageType", art.StorageType)
-	if art.StorageType != storageS3 {
+
+	switch art.StorageType {
+	case storageS3:
+		expiry := rq.now.Add(putURLLifetime)
+		putURL, err := q.blobs.PutURL(ctx, s3Key(rec.TaskID, runID, name), art.ContentType, expiry.Add(10*time.Second))
+		if err != nil {
+			return fmt.Errorf("presign upload of %s: %w", name, err)
+		}
+		q.reply(w, http.StatusOK, postArtifactS3Response{StorageType: storageS3, PutURL: putURL, Expires: formatTime(expiry), ContentType: art.ContentType})
+	case storageObject:
+		oname := objectName(rec.TaskID, runID, name)
+		clientID := fmt.Sprintf("artifact-upload/%s/%d/on/%s/%s", rec.TaskID, runID, r.WorkerGroup, r.WorkerID)
+		expiry := rq.now.Add(uploadCredentialsLifetime)
+		if art.Expires.Before(expiry) {
+			expiry = art.Expires
+		}
+		creds, err := tc.IssueTemporaryCredentials(issuerClientID, q.issuerToken, clientID,
+			[]string{"object:upload:" + rec.Task.ProjectID + ":" + oname}, rq.now, expiry)
+		if err != nil {
+			return fmt.Errorf("upload credentials for %s: %w", name, err)
+		}
+		q.reply(w, http.StatusOK, postArtifactObjectResponse{
+			StorageType: storageObject, Name: oname, ProjectID: rec.Task.ProjectID, UploadID: art.UploadID,
+			Expires: formatTime(art.Expires), Credentials: credentialsJSON{creds.ClientID, creds.AccessToken, creds.Certificate},
+		})
+	default:
 		q.reply(w, http.StatusOK, postArtifactResponse{StorageType: art.StorageType})
-		return nil
 	}
-	expiry := rq.now.Add(putURLLifetime)
-	q.reply(w, http.StatusOK, postArtifactS3Response{
-		StorageType: storageS3,
-		PutURL:      q.blobURL(blobToken{TaskID: rec.TaskID, RunID: runID, Name: name, Op: blobPut, Expires: expiry.Add(10 * time.Second).UnixMilli()}),
-		Expires:     formatTime(expiry),
-		ContentType: art.ContentType,
-	})
+	return nil
+}
+
+const finishArtifactSchema = "/schemas/queue/v1/finish-artifact-request.json#"
+
+// finishArtifact marks an object artifact present once its object is
+// uploaded and finished; repeating it announces the artifact again.
+func (q *Queue) finishArtifact(w http.ResponseWriter, rq *apiRequest) error {
+	var in struct {
+		UploadID *string `json:"uploadId"`
+	}
+	if err := decodeBody(rq, finishArtifactSchema, &in); err != nil {
+		return err
+	}
+	if in.UploadID == nil || !slugPattern.MatchString(*in.UploadID) {
+		return invalidInput(finishArtifactSchema, "uploadId is required and must be a slugid")
+	}
+	ctx := rq.r.Context()
+	name := rq.params["name"]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rec, err := q.store.Get(ctx, rq.params["taskId"])
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	runID, _ := strconv.Atoi(rq.params["runId"])
+	var art ArtifactRecord
+	found := false
+	if rec != nil && runID < len(rec.Runs) {
+		art, found = rec.Runs[runID].Artifacts[name]
+	}
+	if !found {
+		return apiErrorf(codeResourceNotFound, "Artifact with taskId `%s`, runId %s, name `%s` not found", rq.params["taskId"], rq.params["runId"], name)
+	}
+	if art.StorageType != storageObject {
+		return apiErrorf(codeInputError, "Only object artifacts can be finished")
+	}
+	t := q.begin(ctx)
+	if !art.Present {
+		if *in.UploadID != art.UploadID {
+			return apiErrorf(codeInputError, "given uploadId does not match that for the artifact")
+		}
+		o, err := q.store.Object(ctx, objectName(rec.TaskID, runID, name))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if o == nil || !o.Finished {
+			return apiErrorf(codeInputError, "Object storing artifact data does not exist")
+		}
+		art.Present, art.UploadID = true, ""
+		rec.Runs[runID].Artifacts[name] = art
+		t.put(rec)
+	}
+	t.msg(msgArtifactCreated(rec, runID, art))
+	if err := t.commit(); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -246,9 +378,7 @@ func (q *Queue) latestArtifactInfo(w http.ResponseWriter, rq *apiRequest) error 
 }
 
 func (q *Queue) artifactOfRun(w http.ResponseWriter, rq *apiRequest, form artifactForm) error {
-	q.mu.Lock()
 	rec, runID, err := q.loadRun(rq)
-	q.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -256,14 +386,18 @@ func (q *Queue) artifactOfRun(w http.ResponseWriter, rq *apiRequest, form artifa
 }
 
 func (q *Queue) artifactOfLatestRun(w http.ResponseWriter, rq *apiRequest, form artifactForm) error {
-	q.mu.Lock()
+	if form != formInfo {
+		// Check permission before possibly answering 404 for the task or run.
+		if err := rq.authorize(map[string]any{"names": []string{rq.params["name"]}}); err != nil {
+			return err
+		}
+	}
 	rec, err := q.loadTask(rq)
-	q.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if len(rec.Runs) == 0 {
-		return apiErrorf(codeResourceNotFound, "Task `%s` has no runs.", rec.TaskID)
+		return apiErrorf(codeResourceNotFound, "Task doesn't have any runs")
 	}
 	return q.serveArtifact(w, rq, rec, len(rec.Runs)-1, form)
 }
@@ -279,40 +413,74 @@ type errorArtifactContent struct {
 	Message     string `json:"message"`
 }
 
+type objectArtifactContent struct {
+	StorageType string          `json:"storageType"`
+	Name        string          `json:"name"`
+	Credentials credentialsJSON `json:"credentials"`
+}
+
 // serveArtifact answers for the artifact named in the request, following
-// links (except for formInfo).
+// links (except for formInfo) and checking `queue:get-artifact:<name>` for
+// every name on the way.
 func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRecord, runID int, form artifactForm) error {
 	name := rq.params["name"]
 	arts := rec.Runs[runID].Artifacts
-	var seen []string
+	var names []string
+	var a ArtifactRecord
 	for {
-		a, ok := arts[name]
-		if !ok {
-			return apiErrorf(codeResourceNotFound, "Artifact `%s` not found on run %d of task `%s`.", name, runID, rec.TaskID)
+		names = append(names, name)
+		if form != formInfo {
+			if err := rq.authorize(map[string]any{"names": names}); err != nil {
+				return err
+			}
 		}
-		if a.StorageType != storageLink || form == formInfo {
+		var ok bool
+		a, ok = arts[name]
+		if !ok || !a.Present {
+			return apiErrorf(codeResourceNotFound, "Artifact not found")
+		}
+		if form == formInfo {
+			q.reply(w, http.StatusOK, artifactToJSON(a))
+			return nil
+		}
+		if a.Expires.Before(rq.now) {
+			return apiErrorf(codeResourceExpired, "Artifact expired")
+		}
+		if a.StorageType != storageLink {
 			break
 		}
-		seen = append(seen, name)
-		if slices.Contains(seen, a.Link) || len(seen) > maxLinkHops {
-			return apiErrorf(codeInputError, "Link artifacts form a cycle (or a chain longer than %d): %s", maxLinkHops, strings.Join(append(seen, a.Link), " → "))
+		if slices.Contains(names, a.Link) {
+			return apiErrorf(codeInputError, "Artifact leads to a link cycle")
 		}
 		name = a.Link
 	}
-	a := arts[name]
-	if form == formInfo {
-		q.reply(w, http.StatusOK, artifactToJSON(a))
-		return nil
-	}
+	ctx := rq.r.Context()
 	var target string
+	var err error
 	switch a.StorageType {
 	case storageS3:
-		target = q.blobURL(blobToken{TaskID: rec.TaskID, RunID: runID, Name: name, Op: blobGet, Expires: a.Expires.UnixMilli()})
+		target, err = q.blobs.GetURL(ctx, s3Key(rec.TaskID, runID, name), rq.now.Add(getURLLifetime))
+	case storageObject:
+		oname := objectName(rec.TaskID, runID, name)
+		if form == formContent {
+			creds, err := tc.IssueTemporaryCredentials(issuerClientID, q.issuerToken,
+				fmt.Sprintf("artifact-download/%s/%d/%s", rec.TaskID, runID, name),
+				[]string{"object:download:" + oname}, rq.now, rq.now.Add(downloadCredentialsLifetime))
+			if err != nil {
+				return fmt.Errorf("download credentials for %s: %w", name, err)
+			}
+			q.reply(w, http.StatusOK, objectArtifactContent{StorageType: a.StorageType, Name: oname, Credentials: credentialsJSON{creds.ClientID, creds.AccessToken, creds.Certificate}})
+			return nil
+		}
+		target, err = q.blobs.GetURL(ctx, oname, rq.now.Add(getURLLifetime))
 	case storageReference:
 		target = a.URL
 	case storageError:
 	default:
 		return fmt.Errorf("artifact %s of %s/%d has unknown storageType %q", name, rec.TaskID, runID, a.StorageType)
+	}
+	if err != nil {
+		return fmt.Errorf("download URL of %s: %w", name, err)
 	}
 	switch {
 	case form == formContent && a.StorageType == storageError:
@@ -331,51 +499,38 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 }
 
 func (q *Queue) listArtifacts(w http.ResponseWriter, rq *apiRequest) error {
-	q.mu.Lock()
-	rec, runID, err := q.loadRun(rq)
-	q.mu.Unlock()
+	rec, err := q.loadTask(rq)
 	if err != nil {
 		return err
+	}
+	runID, err := strconv.Atoi(rq.params["runId"])
+	if err != nil || runID >= len(rec.Runs) {
+		return apiErrorf(codeResourceNotFound, "Task with taskId: `%s` has no run with runId: %s", rec.TaskID, rq.params["runId"])
 	}
 	return q.replyArtifactList(w, rq, rec.Runs[runID].Artifacts)
 }
 
 func (q *Queue) listLatestArtifacts(w http.ResponseWriter, rq *apiRequest) error {
-	q.mu.Lock()
 	rec, err := q.loadTask(rq)
-	q.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if len(rec.Runs) == 0 {
-		return apiErrorf(codeResourceNotFound, "Task `%s` has no runs.", rec.TaskID)
+		return apiErrorf(codeResourceNotFound, "Task doesn't have any runs")
 	}
 	return q.replyArtifactList(w, rq, rec.Runs[len(rec.Runs)-1].Artifacts)
 }
 
-// replyArtifactList answers one page of artifacts, in name order. The
-// continuationToken names the last artifact of the page.
+// replyArtifactList answers one page of the present artifacts, in name
+// order. The continuationToken names the last artifact of the page.
 func (q *Queue) replyArtifactList(w http.ResponseWriter, rq *apiRequest, arts map[string]ArtifactRecord) error {
-	query := rq.r.URL.Query()
-	limit := 1000
-	if s := query.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return apiErrorf(codeInvalidRequestArguments, "limit %q must be a positive integer", s)
-		}
-		limit = min(n, 1000)
-	}
-	after := ""
-	if tok := query.Get("continuationToken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 {
-			return apiErrorf(codeInvalidRequestArguments, "continuationToken %q is not valid", tok)
-		}
-		after = string(b)
+	limit, after, err := pageParams(rq)
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(arts))
-	for n := range arts {
-		if n > after {
+	for n, a := range arts {
+		if a.Present && n > after {
 			names = append(names, n)
 		}
 	}
@@ -383,11 +538,52 @@ func (q *Queue) replyArtifactList(w http.ResponseWriter, rq *apiRequest, arts ma
 	resp := listArtifactsResponse{Artifacts: []artifactJSON{}}
 	if len(names) > limit {
 		names = names[:limit]
-		resp.ContinuationToken = base64.RawURLEncoding.EncodeToString([]byte(names[limit-1]))
+		resp.ContinuationToken = pageToken(names[limit-1])
 	}
 	for _, n := range names {
 		resp.Artifacts = append(resp.Artifacts, artifactToJSON(arts[n]))
 	}
 	q.reply(w, http.StatusOK, resp)
+	return nil
+}
+
+// Task queue counts.
+
+func (q *Queue) queueCounts(queueID string) (pending, claimed int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, a := range q.active {
+		switch {
+		case a.queueID != queueID:
+		case a.pending:
+			pending++
+		case !a.takenUntil.IsZero():
+			claimed++
+		}
+	}
+	return pending, claimed
+}
+
+type queueCountsJSON struct {
+	ProvisionerID string `json:"provisionerId"`
+	WorkerType    string `json:"workerType"`
+	TaskQueueID   string `json:"taskQueueId"`
+	PendingTasks  int    `json:"pendingTasks"`
+	ClaimedTasks  *int   `json:"claimedTasks,omitempty"`
+}
+
+func (q *Queue) pendingTasks(w http.ResponseWriter, rq *apiRequest) error {
+	id := rq.params["taskQueueId"]
+	prov, wt, _ := strings.Cut(id, "/")
+	pending, _ := q.queueCounts(id)
+	q.reply(w, http.StatusOK, queueCountsJSON{ProvisionerID: prov, WorkerType: wt, TaskQueueID: id, PendingTasks: pending})
+	return nil
+}
+
+func (q *Queue) taskQueueCounts(w http.ResponseWriter, rq *apiRequest) error {
+	id := rq.params["taskQueueId"]
+	prov, wt, _ := strings.Cut(id, "/")
+	pending, claimed := q.queueCounts(id)
+	q.reply(w, http.StatusOK, queueCountsJSON{ProvisionerID: prov, WorkerType: wt, TaskQueueID: id, PendingTasks: pending, ClaimedTasks: &claimed})
 	return nil
 }

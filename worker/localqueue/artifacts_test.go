@@ -221,8 +221,7 @@ func TestCreateArtifactRejects(t *testing.T) {
 	a.createErr("public/x", map[string]any{"storageType": "reference", "expires": a.exp, "url": "not a url", "contentType": "text/plain"}, codeInputValidationError)
 	a.createErr("public/x", map[string]any{"storageType": "error", "expires": a.exp, "reason": "oops", "message": "m"}, codeInputValidationError)
 	a.createErr("public/x", map[string]any{"storageType": "link", "expires": a.exp, "artifact": "a", "url": "https://x"}, codeInputValidationError)
-	a.createErr("public/x", map[string]any{"storageType": "object", "expires": a.exp, "contentType": "text/plain"}, codeInputError)
-	a.callErr("POST", runPath(a.taskID, 0, "/artifacts/public/x"), nil, map[string]any{"storageType": "s3", "expires": a.exp, "contentType": "text/plain"}, codeAuthenticationFailed)
+	a.callErr("POST", runPath(a.taskID, 0, "/artifacts/public/x"), nil, map[string]any{"storageType": "s3", "expires": a.exp, "contentType": "text/plain"}, codeInsufficientScopes)
 	a.callErr("POST", runPath(a.taskID, 3, "/artifacts/public/x"), a.creds, map[string]any{"storageType": "s3", "expires": a.exp, "contentType": "text/plain"}, codeInputError)
 
 	// Resolved completed: no more artifacts.

@@ -1,7 +1,6 @@
 package localqueue
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,24 +25,12 @@ const issuerClientID = "static/taskcluster/queue"
 const maxClockSkew = 15 * time.Minute
 
 // authInfo is who a request was authenticated as, and the scopes it
-// carries: the client's scopes, narrowed by a certificate's scopes and by
-// authorizedScopes. Scope enforcement will use it.
+// carries: the client's scopes, or a certificate's scopes (which its issuer
+// must hold), replaced by authorizedScopes when given (which the former
+// must satisfy), as Taskcluster's auth service does.
 type authInfo struct {
 	ClientID string
 	Scopes   []string
-}
-
-type authKey struct{}
-
-func withAuth(ctx context.Context, ai *authInfo) context.Context {
-	return context.WithValue(ctx, authKey{}, ai)
-}
-
-// authFromContext returns the authentication of the request ctx belongs
-// to; ok is false for unauthenticated requests.
-func authFromContext(ctx context.Context) (ai *authInfo, ok bool) {
-	ai, ok = ctx.Value(authKey{}).(*authInfo)
-	return ai, ok
 }
 
 // authenticate verifies the request's Hawk Authorization header. It
@@ -87,13 +73,16 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		}
 		issuerKey, issuerScopes, ok := q.lookupClient(issuer)
 		if !ok {
-			return nil, fmt.Errorf("certificate issuer %q is not a known client", issuer)
+			return nil, fmt.Errorf("ext.certificate issuer %q is not a known client", issuer)
 		}
 		cert, derived, err := tc.VerifyCertificate(ext.Certificate, a.ID, issuerKey, now)
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", a.ID, err)
 		}
-		key, scopes = derived, intersectScopes(issuerScopes, cert.Scopes)
+		if !scopesSatisfied(issuerScopes, cert.Scopes) {
+			return nil, fmt.Errorf("ext.certificate issuer %q does not have sufficient scopes for the certificate's scopes", issuer)
+		}
+		key, scopes = derived, cert.Scopes
 	} else {
 		clientKey, clientScopes, ok := q.lookupClient(a.ID)
 		if !ok || a.ID == issuerClientID {
@@ -108,7 +97,10 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		return nil, errors.New("hawk payload hash does not match the body")
 	}
 	if ext.HasAuthorized {
-		scopes = intersectScopes(scopes, ext.AuthorizedScopes)
+		if !scopesSatisfied(scopes, ext.AuthorizedScopes) {
+			return nil, errors.New("ext.authorizedScopes oversteps your scopes")
+		}
+		scopes = ext.AuthorizedScopes
 	}
 	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
@@ -155,36 +147,6 @@ func payloadHash(contentType string, body []byte) string {
 	h.Write(body)
 	h.Write([]byte("\n"))
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
-}
-
-// scopeSatisfied reports whether any pattern in have grants scope.
-func scopeSatisfied(have []string, scope string) bool {
-	for _, p := range have {
-		if p == scope {
-			return true
-		}
-		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(scope, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// intersectScopes returns the scopes granted by both a and b.
-func intersectScopes(a, b []string) []string {
-	out := []string{}
-	for _, s := range a {
-		if scopeSatisfied(b, s) {
-			out = append(out, s)
-		}
-	}
-	for _, s := range b {
-		if scopeSatisfied(a, s) {
-			out = append(out, s)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // nonceCache remembers the Hawk nonces seen while their timestamps are

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,7 +99,7 @@ func TestAuthenticationAccepted(t *testing.T) {
 	taskID, _ := e.createTask(e.taskDef(testQueueID))
 	now := e.now()
 	// Temporary credentials issued by a configured client.
-	temp, err := tc.IssueTemporaryCredentials("limited", "limited-secret", "limited/temp", []string{"queue:cancel-task:*", "other:*"}, now, now.Add(time.Hour))
+	temp, err := tc.IssueTemporaryCredentials("limited", "limited-secret", "limited/temp", []string{"queue:cancel-task:*", "queue:status:*"}, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,8 @@ func TestAuthenticationAccepted(t *testing.T) {
 	e.call("GET", "/task/"+taskID+"/status", &withScopes, nil, 200, "queue/v1/task-status-response.json", nil)
 }
 
-// The scopes kept on the request context for scope enforcement.
+// The scopes a request carries: the client's, a certificate's (which the
+// issuer must hold) or authorizedScopes (which must not overstep).
 func TestAuthenticatedScopes(t *testing.T) {
 	q, err := New(Config{
 		RootURL:           "http://127.0.0.1:1",
@@ -119,15 +121,20 @@ func TestAuthenticatedScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	temp, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b", "queue:c"}, now, now.Add(time.Hour))
+	temp, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b"}, now, now.Add(time.Hour))
+	tooWide, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:c"}, now, now.Add(time.Hour))
 	for _, tt := range []struct {
-		name  string
-		creds tc.Credentials
-		want  []string
+		name    string
+		creds   tc.Credentials
+		want    []string
+		wantErr string
 	}{
-		{"permanent", tc.Credentials{ClientID: "c", AccessToken: "s"}, []string{"queue:a:*", "queue:b"}},
-		{"authorizedScopes", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:z"}}, []string{"queue:a:y"}},
-		{"certificate", temp, []string{"queue:a:x", "queue:b"}},
+		{"permanent", tc.Credentials{ClientID: "c", AccessToken: "s"}, []string{"queue:a:*", "queue:b"}, ""},
+		{"authorizedScopes", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:b"}}, []string{"queue:a:y", "queue:b"}, ""},
+		{"authorizedScopes overstepping", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:z"}}, nil, "oversteps"},
+		{"certificate", temp, []string{"queue:a:x", "queue:b"}, ""},
+		{"certificate beyond its issuer", tooWide, nil, "sufficient scopes"},
+		{"certificate narrowed", tc.Credentials{ClientID: temp.ClientID, AccessToken: temp.AccessToken, Certificate: temp.Certificate, AuthorizedScopes: []string{"queue:b"}}, []string{"queue:b"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u, _ := url.Parse("http://127.0.0.1:1/api/queue/v1/ping")
@@ -139,27 +146,19 @@ func TestAuthenticatedScopes(t *testing.T) {
 			r.RequestURI = u.RequestURI()
 			r.Header.Set("Authorization", h)
 			ai, err := q.authenticate(r, nil, now)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("authenticate = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, ok := authFromContext(withAuth(context.Background(), ai))
-			if !ok || !slices.Equal(got.Scopes, tt.want) {
-				t.Errorf("scopes = %v, want %v", got.Scopes, tt.want)
+			if !slices.Equal(ai.Scopes, tt.want) {
+				t.Errorf("scopes = %v, want %v", ai.Scopes, tt.want)
 			}
 		})
-	}
-}
-
-func TestIntersectScopes(t *testing.T) {
-	for _, tt := range []struct{ a, b, want []string }{
-		{[]string{"*"}, []string{"x", "y:*"}, []string{"x", "y:*"}},
-		{[]string{"a:*"}, []string{"a:b", "c"}, []string{"a:b"}},
-		{[]string{"a:b*"}, []string{"a:*"}, []string{"a:b*"}},
-		{[]string{"x"}, []string{"y"}, []string{}},
-	} {
-		if got := intersectScopes(tt.a, tt.b); !slices.Equal(got, tt.want) {
-			t.Errorf("intersectScopes(%v, %v) = %v, want %v", tt.a, tt.b, got, tt.want)
-		}
 	}
 }
 

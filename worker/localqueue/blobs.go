@@ -2,6 +2,8 @@ package localqueue
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,11 +22,36 @@ import (
 	"time"
 )
 
-// The bytes of s3 artifacts are served by the queue itself, at
-// <RootURL>/api/queue/v1/_store/<token>. The token is
-// base64url(JSON blobToken) "." base64url(HMAC-SHA256), keyed with a secret
-// derived from the issuer's accessToken, so the URL needs no Hawk: holding
-// it is the permission, until it expires.
+// BlobStore keeps the bytes of `s3` artifacts and of objects. Keys are
+// `<taskId>/<runId>/<name>` for s3 artifacts (as the real queue's bucket
+// prefixes) and the object name for objects (`t/<taskId>/<runId>/<name>`
+// for object artifacts). Bytes never pass through the queue's API: clients
+// PUT to and GET from the URLs a BlobStore hands out, as they do with S3's
+// presigned URLs. Implementations must be safe for concurrent use.
+type BlobStore interface {
+	// PutURL returns a URL that accepts a PUT of the bytes of key, with the
+	// given Content-Type header, until expires.
+	PutURL(ctx context.Context, key, contentType string, expires time.Time) (string, error)
+	// GetURL returns a URL serving the bytes of key until expires.
+	GetURL(ctx context.Context, key string, expires time.Time) (string, error)
+	// Put stores body as the bytes of key (for small inline uploads).
+	Put(ctx context.Context, key, contentType string, body []byte) error
+	// Exists reports whether the bytes of key have been uploaded.
+	Exists(ctx context.Context, key string) (bool, error)
+}
+
+// localBlobs is the default [BlobStore]: files on local disk, served by the
+// queue itself at <RootURL>/api/queue/v1/_store/<token>. The token is
+// base64url(JSON blobToken) "." base64url(HMAC-SHA256) keyed with a secret
+// of the queue, so the URL needs no Hawk: holding it is the permission,
+// until it expires, as with a presigned S3 URL.
+type localBlobs struct {
+	dir     string
+	urlBase string // <RootURL>/api/queue/v1/_store/
+	key     []byte
+	log     *slog.Logger
+}
+
 const blobPrefix = "_store"
 
 const (
@@ -32,27 +60,48 @@ const (
 )
 
 type blobToken struct {
-	TaskID  string `json:"t"`
-	RunID   int    `json:"r"`
-	Name    string `json:"n"`
-	Op      string `json:"o"`
-	Expires int64  `json:"e"` // unix milliseconds
+	Key         string `json:"k"`
+	Op          string `json:"o"`
+	ContentType string `json:"c,omitempty"` // put: the Content-Type the upload must carry
+	Expires     int64  `json:"e"`           // unix milliseconds
 }
 
-func (q *Queue) signBlob(payload []byte) []byte {
-	m := hmac.New(sha256.New, q.blobKey)
+func (b *localBlobs) sign(payload []byte) []byte {
+	m := hmac.New(sha256.New, b.key)
 	m.Write(payload)
 	return m.Sum(nil)
 }
 
-func (q *Queue) blobURL(t blobToken) string {
+func (b *localBlobs) url(t blobToken) string {
 	payload, _ := json.Marshal(t) // strings and integers: cannot fail
-	return q.apiBase + "/" + blobPrefix + "/" +
-		base64.RawURLEncoding.EncodeToString(payload) + "." +
-		base64.RawURLEncoding.EncodeToString(q.signBlob(payload))
+	return b.urlBase + base64.RawURLEncoding.EncodeToString(payload) + "." +
+		base64.RawURLEncoding.EncodeToString(b.sign(payload))
 }
 
-func (q *Queue) parseBlobToken(s string) (blobToken, error) {
+func (b *localBlobs) PutURL(_ context.Context, key, contentType string, expires time.Time) (string, error) {
+	return b.url(blobToken{Key: key, Op: blobPut, ContentType: contentType, Expires: expires.UnixMilli()}), nil
+}
+
+func (b *localBlobs) GetURL(_ context.Context, key string, expires time.Time) (string, error) {
+	return b.url(blobToken{Key: key, Op: blobGet, Expires: expires.UnixMilli()}), nil
+}
+
+func (b *localBlobs) Put(_ context.Context, key, contentType string, body []byte) error {
+	return b.store(key, blobHeader{ContentType: contentType}, bytes.NewReader(body))
+}
+
+func (b *localBlobs) Exists(_ context.Context, key string) (bool, error) {
+	_, err := os.Stat(b.path(key))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("stat blob %q: %w", key, err)
+}
+
+func (b *localBlobs) parseToken(s string) (blobToken, error) {
 	var t blobToken
 	p64, s64, ok := strings.Cut(s, ".")
 	if !ok {
@@ -66,7 +115,7 @@ func (q *Queue) parseBlobToken(s string) (blobToken, error) {
 	if err != nil {
 		return t, fmt.Errorf("malformed token signature: %w", err)
 	}
-	if !hmac.Equal(sig, q.signBlob(payload)) {
+	if !hmac.Equal(sig, b.sign(payload)) {
 		return t, errors.New("bad token signature")
 	}
 	if err := json.Unmarshal(payload, &t); err != nil {
@@ -75,69 +124,72 @@ func (q *Queue) parseBlobToken(s string) (blobToken, error) {
 	return t, nil
 }
 
-// blobPath is where the bytes of an artifact are kept: one file per
-// artifact, named by a hash of the name (names may hold any printable
-// character, slashes included).
-func (q *Queue) blobPath(taskID string, runID int, name string) string {
-	h := sha256.Sum256([]byte(name))
-	return filepath.Join(q.dataDir, "artifacts", taskID, strconv.Itoa(runID), hex.EncodeToString(h[:]))
+// path is where the bytes of key are kept: one file per key, named by a
+// hash of the key (keys may hold any printable character, slashes included).
+func (b *localBlobs) path(key string) string {
+	h := sha256.Sum256([]byte(key))
+	name := hex.EncodeToString(h[:])
+	return filepath.Join(b.dir, name[:2], name)
 }
 
-// blobHeader is the first line of a stored artifact file: the headers the
-// bytes were uploaded with, to be served back with them.
+// blobHeader is the first line of a stored file: the headers the bytes
+// were uploaded with, to be served back with them.
 type blobHeader struct {
 	ContentType     string `json:"contentType,omitempty"`
 	ContentEncoding string `json:"contentEncoding,omitempty"`
 }
 
-func (q *Queue) serveBlob(w http.ResponseWriter, r *http.Request, token string, now time.Time) {
+// serve answers a request for <apiBase>/_store/<token>.
+func (b *localBlobs) serve(q *Queue, w http.ResponseWriter, r *http.Request, token string, now time.Time) {
 	rq := &apiRequest{r: r, name: "artifactStore", now: now}
-	t, err := q.parseBlobToken(token)
+	t, err := b.parseToken(token)
 	if err != nil {
-		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "artifact URL: %v", err))
+		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "storage URL: %v", err))
 		return
 	}
 	if now.UnixMilli() > t.Expires {
-		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "artifact URL expired at %s", formatTime(time.UnixMilli(t.Expires))))
+		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "storage URL expired at %s", formatTime(time.UnixMilli(t.Expires))))
 		return
 	}
-	rq.params = map[string]string{"taskId": t.TaskID, "runId": strconv.Itoa(t.RunID), "name": t.Name}
+	rq.params = map[string]string{"key": t.Key}
 	switch {
 	case r.Method == http.MethodPut && t.Op == blobPut:
-		err = q.putBlob(r, t)
+		if got := r.Header.Get("Content-Type"); got != t.ContentType {
+			err = apiErrorf(codeAuthenticationFailed, "storage URL was signed for Content-Type %q, the upload has %q", t.ContentType, got)
+			break
+		}
+		err = b.store(t.Key, blobHeader{ContentType: t.ContentType, ContentEncoding: r.Header.Get("Content-Encoding")}, r.Body)
 		if err == nil {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
 	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && t.Op == blobGet:
-		err = q.getBlob(w, r, t)
+		err = b.fetch(w, r, t.Key)
 	default:
-		err = apiErrorf(codeResourceNotFound, "this artifact URL does not support %s", r.Method)
+		err = apiErrorf(codeResourceNotFound, "this storage URL does not support %s", r.Method)
 	}
 	if err != nil {
 		q.writeError(w, rq, err)
 	}
 }
 
-// putBlob stores the request body and its Content-Type and
-// Content-Encoding, atomically replacing an earlier upload.
-func (q *Queue) putBlob(r *http.Request, t blobToken) error {
-	path := q.blobPath(t.TaskID, t.RunID, t.Name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("store artifact: %w", err)
+// store writes the bytes and their headers durably, atomically replacing
+// an earlier upload: temporary file, fsync, rename, fsync of the directory.
+func (b *localBlobs) store(key string, hdr blobHeader, body io.Reader) error {
+	path := b.path(key)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store blob: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".upload-*")
+	tmp, err := os.CreateTemp(dir, ".upload-*")
 	if err != nil {
-		return fmt.Errorf("store artifact: %w", err)
+		return fmt.Errorf("store blob: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	hdr, _ := json.Marshal(blobHeader{
-		ContentType:     r.Header.Get("Content-Type"),
-		ContentEncoding: r.Header.Get("Content-Encoding"),
-	})
-	_, err = tmp.Write(append(hdr, '\n'))
+	line, _ := json.Marshal(hdr)
+	_, err = tmp.Write(append(line, '\n'))
 	if err == nil {
-		_, err = io.Copy(tmp, r.Body)
+		_, err = io.Copy(tmp, body)
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -146,38 +198,45 @@ func (q *Queue) putBlob(r *http.Request, t blobToken) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("store artifact %s/%d/%s: %w", t.TaskID, t.RunID, t.Name, err)
+		return fmt.Errorf("store blob %q: %w", key, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("store artifact: %w", err)
+		return fmt.Errorf("store blob: %w", err)
 	}
-	q.log.Debug("artifact uploaded", "taskId", t.TaskID, "runId", t.RunID, "name", t.Name)
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("store blob: sync directory: %w", err)
+		}
+	}
+	b.log.Debug("blob stored", "key", key)
 	return nil
 }
 
-// getBlob serves stored bytes as they were uploaded (a gzip body stays
-// gzip, with its Content-Encoding).
-func (q *Queue) getBlob(w http.ResponseWriter, r *http.Request, t blobToken) error {
-	f, err := os.Open(q.blobPath(t.TaskID, t.RunID, t.Name))
+// fetch serves stored bytes as they were uploaded (a gzip body stays gzip,
+// with its Content-Encoding).
+func (b *localBlobs) fetch(w http.ResponseWriter, r *http.Request, key string) error {
+	f, err := os.Open(b.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return apiErrorf(codeResourceNotFound, "Artifact `%s` of run %d of task `%s` has not been uploaded.", t.Name, t.RunID, t.TaskID)
+		return apiErrorf(codeResourceNotFound, "`%s` has not been uploaded.", key)
 	}
 	if err != nil {
-		return fmt.Errorf("read artifact: %w", err)
+		return fmt.Errorf("read blob: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("read artifact: %w", err)
+		return fmt.Errorf("read blob: %w", err)
 	}
 	br := bufio.NewReader(f)
 	line, err := br.ReadBytes('\n')
 	if err != nil {
-		return fmt.Errorf("read artifact header: %w", err)
+		return fmt.Errorf("read blob header: %w", err)
 	}
 	var hdr blobHeader
 	if err := json.Unmarshal(line, &hdr); err != nil {
-		return fmt.Errorf("read artifact header: %w", err)
+		return fmt.Errorf("read blob header: %w", err)
 	}
 	h := w.Header()
 	if hdr.ContentType != "" {
@@ -194,7 +253,7 @@ func (q *Queue) getBlob(w http.ResponseWriter, r *http.Request, t blobToken) err
 		return nil
 	}
 	if _, err := io.Copy(w, br); err != nil {
-		q.log.Debug("artifact download interrupted", "taskId", t.TaskID, "name", t.Name, "err", err)
+		b.log.Debug("blob download interrupted", "key", key, "err", err)
 	}
 	return nil
 }

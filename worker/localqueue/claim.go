@@ -90,6 +90,9 @@ func (q *Queue) claimWork(w http.ResponseWriter, rq *apiRequest) error {
 	if in.Tasks == nil || *in.Tasks < 1 || *in.Tasks > maxClaimTasks {
 		return invalidInput(claimWorkSchema, fmt.Sprintf("tasks must be an integer from 1 to %d", maxClaimTasks))
 	}
+	if err := rq.authorize(map[string]any{"workerGroup": *in.WorkerGroup, "workerId": *in.WorkerID}); err != nil {
+		return err
+	}
 	queueID := rq.params["taskQueueId"]
 	ctx := rq.r.Context()
 	timer := time.NewTimer(q.claimWait)
@@ -125,7 +128,9 @@ func (q *Queue) claimWork(w http.ResponseWriter, rq *apiRequest) error {
 }
 
 // claimLocked claims up to n pending runs of the queue, dropping stale
-// references (runs resolved meanwhile, tasks past their deadline) on the way.
+// references (runs resolved meanwhile, tasks past their deadline) on the
+// way. Each claim is committed on its own, so a failure leaves the claims
+// made so far in place.
 func (q *Queue) claimLocked(ctx context.Context, queueID, workerGroup, workerID string, n int) ([]claimJSON, error) {
 	tq, ok := q.queues[queueID]
 	if !ok {
@@ -136,12 +141,11 @@ func (q *Queue) claimLocked(ctx context.Context, queueID, workerGroup, workerID 
 	for p := range tq.byPriority {
 		for len(out) < n && len(tq.byPriority[p]) > 0 {
 			ref := tq.byPriority[p][0]
-			tq.byPriority[p] = tq.byPriority[p][1:]
 			rec, err := q.store.Get(ctx, ref.taskID)
 			if err != nil {
-				q.log.Error("claim: load pending task", "taskId", ref.taskID, "err", err)
-				continue
+				return out, fmt.Errorf("claim: load pending task %s: %w", ref.taskID, err)
 			}
+			tq.byPriority[p] = tq.byPriority[p][1:]
 			if ref.runID != len(rec.Runs)-1 || rec.Runs[ref.runID].State != statePending || !mustTime(rec.Task.Deadline).After(now) {
 				continue
 			}
@@ -149,10 +153,13 @@ func (q *Queue) claimLocked(ctx context.Context, queueID, workerGroup, workerID 
 			r.State, r.WorkerGroup, r.WorkerID = stateRunning, workerGroup, workerID
 			r.Started, r.TakenUntil = now, now.Add(q.claimTimeout)
 			creds, err := q.runCredentials(rec, ref.runID, now)
-			if err != nil {
-				return out, err
+			if err == nil {
+				t := q.begin(ctx)
+				t.put(rec)
+				t.msg(msgTaskRunning(rec, ref.runID))
+				err = t.commit()
 			}
-			if err := q.store.Update(ctx, rec); err != nil {
+			if err != nil {
 				tq.byPriority[p] = append([]pendingRef{ref}, tq.byPriority[p]...)
 				return out, err
 			}
@@ -196,7 +203,6 @@ func (q *Queue) loadRun(rq *apiRequest) (*TaskRecord, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-
 	runID, err := strconv.Atoi(rq.params["runId"])
 	if err != nil || runID >= len(rec.Runs) {
 		return nil, 0, apiErrorf(codeResourceNotFound, "Run %s not found on task `%s`.", rq.params["runId"], rec.TaskID)
@@ -206,7 +212,6 @@ func (q *Queue) loadRun(rq *apiRequest) (*TaskRecord, int, error) {
 
 // reclaimTask extends the claim of a running run and issues new credentials.
 func (q *Queue) reclaimTask(w http.ResponseWriter, rq *apiRequest) error {
-	ctx := rq.r.Context()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	rec, runID, err := q.loadRun(rq)
@@ -215,12 +220,9 @@ func (q *Queue) reclaimTask(w http.ResponseWriter, rq *apiRequest) error {
 	}
 	if !mustTime(rec.Task.Deadline).After(rq.now) {
 		if rec.unresolved() {
-			q.resolveCurrentLocked(rec, reasonDeadlineExceeded, rq.now)
-			if err := q.store.Update(ctx, rec); err != nil {
+			if err := q.deadlineLocked(rq.r.Context(), rec, rq.now); err != nil {
 				return err
 			}
-			delete(q.active, rec.TaskID)
-			q.log.Info("task deadline exceeded", "taskId", rec.TaskID)
 		}
 		return apiErrorf(codeRequestConflict, "Task `%s` can't be reclaimed past its deadline of %s.", rec.TaskID, rec.Task.Deadline)
 	}
@@ -233,7 +235,9 @@ func (q *Queue) reclaimTask(w http.ResponseWriter, rq *apiRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := q.store.Update(ctx, rec); err != nil {
+	t := q.begin(rq.r.Context())
+	t.put(rec)
+	if err := t.commit(); err != nil {
 		return err
 	}
 	q.reply(w, http.StatusOK, reclaimResponse{

@@ -116,7 +116,7 @@ func TestClaimWorkPathForms(t *testing.T) {
 		}
 	}
 	e.callErr("POST", "/claim-work/no-slash", &adminCreds, req, codeInvalidRequestArguments)
-	e.callErr("POST", "/claim-work/"+url.PathEscape(testQueueID), nil, req, codeAuthenticationFailed)
+	e.callErr("POST", "/claim-work/"+url.PathEscape(testQueueID), nil, req, codeInsufficientScopes)
 }
 
 func TestClaimWorkLongPollTimesOut(t *testing.T) {
@@ -254,7 +254,7 @@ func TestReportRejects(t *testing.T) {
 	taskID, _ := e.createTask(e.taskDef(testQueueID))
 	e.callErr("POST", runPath(taskID, 0, "/completed"), &adminCreds, nil, codeRequestConflict) // pending, not running
 	e.callErr("POST", runPath(taskID, 1, "/completed"), &adminCreds, nil, codeResourceNotFound)
-	e.callErr("POST", runPath(taskID, 0, "/completed"), nil, nil, codeAuthenticationFailed)
+	e.callErr("POST", runPath(taskID, 0, "/completed"), nil, nil, codeInsufficientScopes)
 	e.callErr("POST", runPath(taskID, 0, "/exception"), &adminCreds, map[string]string{"reason": "claim-expired"}, codeInputValidationError)
 	e.callErr("POST", runPath(taskID, 0, "/exception"), &adminCreds, map[string]string{}, codeInputValidationError)
 	e.callErr("POST", runPath(taskID, 0, "/reclaim"), &adminCreds, nil, codeRequestConflict)

@@ -3,17 +3,15 @@ package localqueue
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,16 +21,22 @@ import (
 // Config configures a [Queue].
 type Config struct {
 	// RootURL is the Taskcluster root URL clients use to reach the queue,
-	// e.g. "http://127.0.0.1:8080". The API is served under
-	// <RootURL>/api/queue/v1, and artifact URLs are built from it.
+	// e.g. "http://127.0.0.1:8080". The queue API is served under
+	// <RootURL>/api/queue/v1 and the object service under
+	// <RootURL>/api/object/v1; storage URLs are built from it.
 	RootURL string
-	// DataDir is where artifact bytes are kept. Required.
+	// DataDir is where artifact bytes are kept when Blobs is nil (under
+	// DataDir/blobs). Required unless Blobs is set.
 	DataDir string
 	// Clients are the permanent clients that may call the queue.
 	Clients []Client
+	// AnonymousScopes are the scopes of requests without credentials. nil
+	// means [DefaultAnonymousScopes]; an empty, non-nil slice grants none.
+	AnonymousScopes []string
 	// IssuerAccessToken is the secret of the "static/taskcluster/queue"
 	// client, which signs the temporary credentials handed out with each
-	// claim. Generated when empty.
+	// claim. When empty it is read from the Store (created on first use), so
+	// that credentials stay valid across restarts of a durable queue.
 	IssuerAccessToken string
 	// ClaimWait is how long claimWork waits for work before answering with
 	// no tasks. Default 20s.
@@ -43,8 +47,16 @@ type Config struct {
 	// ExpiryInterval is how often [Queue.Run] looks for expired claims and
 	// passed deadlines. Default 1s.
 	ExpiryInterval time.Duration
-	// Store keeps the task records; nil means [NewMemStore].
+	// Store keeps the queue's state; nil means [NewMemStore]. Use
+	// [OpenBoltStore] for a queue that survives restarts. The Queue closes
+	// it in [Queue.Close].
 	Store Store
+	// Blobs keeps artifact and object bytes; nil means files under
+	// DataDir/blobs, served by the queue itself.
+	Blobs BlobStore
+	// Publisher, when set, receives the queue's Pulse messages (see
+	// [Message]); nil means no messages are produced.
+	Publisher Publisher
 	// Logger receives the queue's log; nil discards it.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -53,9 +65,9 @@ type Config struct {
 
 // Client is a permanent Taskcluster client known to the queue.
 type Client struct {
-	ClientID    string
-	AccessToken string
-	Scopes      []string
+	ClientID    string   `json:"clientId"`
+	AccessToken string   `json:"accessToken"`
+	Scopes      []string `json:"scopes"`
 }
 
 // Default configuration values.
@@ -65,33 +77,68 @@ const (
 	DefaultExpiryInterval = time.Second
 )
 
+// DefaultAnonymousScopes are the read-only scopes requests without
+// credentials get unless [Config].AnonymousScopes says otherwise: what the
+// anonymous role of a public deployment usually grants.
+func DefaultAnonymousScopes() []string {
+	return []string{
+		"queue:get-artifact:public/*",
+		"queue:get-task:*",
+		"queue:status:*",
+		"queue:list-artifacts:*",
+		"queue:list-task-group:*",
+		"queue:list-dependent-tasks:*",
+	}
+}
+
 // Queue is the embedded queue. Create it with [New], serve [Queue.Handler]
-// and run [Queue.Run] beside it (or use [Serve], which does both).
+// and run [Queue.Run] beside it (or use [Serve], which does both), and
+// [Queue.Close] it when done.
 type Queue struct {
 	log          *slog.Logger
 	now          func() time.Time
 	store        Store
+	blobs        BlobStore
+	local        *localBlobs // == blobs when the queue serves the bytes itself
+	publisher    Publisher
 	issuerToken  string
-	blobKey      []byte
-	apiBase      string // <RootURL>/api/queue/v1
-	basePath     string // the path part of apiBase
-	dataDir      string
+	rootURL      string
+	rootPath     string // the path part of rootURL
 	clients      map[string]Client
+	anonymous    []string
 	claimWait    time.Duration
 	claimTimeout time.Duration
 	expiryEvery  time.Duration
 	started      time.Time
 	nonces       nonceCache
 	routes       []route
+	outboxWake   chan struct{}
 
-	// mu serialises every change of task state, and guards the indexes.
+	// mu serialises every change of state, and guards the indexes below.
 	mu sync.Mutex
 	// queues are the pending runs per taskQueueId.
 	queues map[string]*taskQueue
-	// active holds the taskIds that are not resolved yet.
-	active map[string]struct{}
-	// groups maps taskGroupId to the schedulerId all its tasks share.
-	groups map[string]string
+	// active holds the deadline and claim expiry of the unresolved tasks.
+	active map[string]activeTask
+	// groups indexes the tasks of each task group.
+	groups map[string]*taskGroup
+	// dependents maps a taskId to the tasks that depend on it.
+	dependents map[string][]string
+}
+
+// activeTask is what the expiry loop needs to know about an unresolved task.
+type activeTask struct {
+	queueID    string
+	deadline   time.Time
+	pending    bool      // the last run is pending
+	takenUntil time.Time // of the running run; zero when not running
+}
+
+// taskGroup is the in-memory index of one task group.
+type taskGroup struct {
+	schedulerID string
+	taskIDs     []string // sorted
+	expires     time.Time
 }
 
 // New checks cfg, fills in defaults and returns the queue, with its
@@ -104,48 +151,39 @@ func New(cfg Config) (*Queue, error) {
 	if (root.Scheme != "http" && root.Scheme != "https") || root.Host == "" || root.RawQuery != "" || root.Fragment != "" {
 		return nil, fmt.Errorf("localqueue: RootURL %q must be an http(s) URL without query", cfg.RootURL)
 	}
-	if cfg.DataDir == "" {
-		return nil, errors.New("localqueue: DataDir is required")
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("localqueue: DataDir: %w", err)
-	}
 	q := &Queue{
 		log:          cfg.Logger,
 		now:          cfg.Now,
 		store:        cfg.Store,
+		blobs:        cfg.Blobs,
+		publisher:    cfg.Publisher,
 		issuerToken:  cfg.IssuerAccessToken,
-		apiBase:      root.String() + "/api/queue/v1",
-		basePath:     root.EscapedPath() + "/api/queue/v1",
-		dataDir:      cfg.DataDir,
+		rootURL:      root.String(),
+		rootPath:     root.EscapedPath(),
 		clients:      map[string]Client{},
+		anonymous:    slices.Clone(cfg.AnonymousScopes),
 		claimWait:    cmpOr(cfg.ClaimWait, DefaultClaimWait),
 		claimTimeout: cmpOr(cfg.ClaimTimeout, DefaultClaimTimeout),
 		expiryEvery:  cmpOr(cfg.ExpiryInterval, DefaultExpiryInterval),
+		outboxWake:   make(chan struct{}, 1),
 		queues:       map[string]*taskQueue{},
-		active:       map[string]struct{}{},
-		groups:       map[string]string{},
+		active:       map[string]activeTask{},
+		groups:       map[string]*taskGroup{},
+		dependents:   map[string][]string{},
 		routes:       routeTable(),
 	}
 	if q.log == nil {
-		q.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		q.log = slog.New(slog.DiscardHandler)
 	}
 	if q.now == nil {
 		q.now = time.Now
 	}
+	if cfg.AnonymousScopes == nil {
+		q.anonymous = DefaultAnonymousScopes()
+	}
 	if q.store == nil {
 		q.store = NewMemStore()
 	}
-	if q.issuerToken == "" {
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, fmt.Errorf("localqueue: generate issuer secret: %w", err)
-		}
-		q.issuerToken = base64.RawURLEncoding.EncodeToString(b[:])
-	}
-	m := hmac.New(sha256.New, []byte(q.issuerToken))
-	m.Write([]byte("localqueue artifact URLs"))
-	q.blobKey = m.Sum(nil)
 	for _, c := range cfg.Clients {
 		switch {
 		case c.ClientID == "" || c.AccessToken == "":
@@ -159,8 +197,27 @@ func New(cfg Config) (*Queue, error) {
 		c.Scopes = slices.Clone(c.Scopes)
 		q.clients[c.ClientID] = c
 	}
+	ctx := context.Background()
+	if q.issuerToken == "" {
+		if q.issuerToken, err = q.store.Secret(ctx, "issuer-access-token"); err != nil {
+			return nil, fmt.Errorf("localqueue: issuer secret: %w", err)
+		}
+	}
+	if q.blobs == nil {
+		if cfg.DataDir == "" {
+			return nil, errors.New("localqueue: DataDir is required when Blobs is not set")
+		}
+		dir := filepath.Join(cfg.DataDir, "blobs")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("localqueue: DataDir: %w", err)
+		}
+		m := hmac.New(sha256.New, []byte(q.issuerToken))
+		m.Write([]byte("localqueue storage URLs"))
+		q.local = &localBlobs{dir: dir, urlBase: q.rootURL + "/api/queue/v1/" + blobPrefix + "/", key: m.Sum(nil), log: q.log}
+		q.blobs = q.local
+	}
 	q.started = q.clock()
-	if err := q.rebuild(context.Background()); err != nil {
+	if err := q.rebuild(ctx); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -184,10 +241,7 @@ func (q *Queue) rebuild(ctx context.Context) error {
 	}
 	var pending []pend
 	err := q.store.Each(ctx, func(rec *TaskRecord) error {
-		q.groups[rec.Task.TaskGroupID] = rec.Task.SchedulerID
-		if rec.unresolved() {
-			q.active[rec.TaskID] = struct{}{}
-		}
+		q.indexLocked(rec, true)
 		if n := len(rec.Runs); n > 0 && rec.Runs[n-1].State == statePending {
 			pending = append(pending, pend{rec, rec.Runs[n-1].Scheduled})
 		}
@@ -196,6 +250,9 @@ func (q *Queue) rebuild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("localqueue: load tasks: %w", err)
 	}
+	for _, g := range q.groups {
+		slices.Sort(g.taskIDs)
+	}
 	slices.SortStableFunc(pending, func(a, b pend) int { return a.at.Compare(b.at) })
 	for _, p := range pending {
 		q.enqueueLocked(p.rec)
@@ -203,16 +260,63 @@ func (q *Queue) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// Handler returns the HTTP handler serving the queue API (and artifact
-// bytes). Mount it at the root of RootURL's host: it expects the full
-// path, <RootURL path>/api/queue/v1/....
+// indexLocked updates the indexes for rec, as stored. bulk skips keeping
+// the group's task list sorted (rebuild sorts once at the end).
+func (q *Queue) indexLocked(rec *TaskRecord, bulk bool) {
+	id := rec.TaskID
+	if rec.unresolved() {
+		a := activeTask{queueID: rec.Task.TaskQueueID, deadline: mustTime(rec.Task.Deadline)}
+		if n := len(rec.Runs); n > 0 {
+			switch last := rec.Runs[n-1]; last.State {
+			case stateRunning:
+				a.takenUntil = last.TakenUntil
+			case statePending:
+				a.pending = true
+			}
+		}
+		q.active[id] = a
+	} else {
+		delete(q.active, id)
+	}
+	g, ok := q.groups[rec.Task.TaskGroupID]
+	if !ok {
+		g = &taskGroup{schedulerID: rec.Task.SchedulerID}
+		q.groups[rec.Task.TaskGroupID] = g
+	}
+	if exp := mustTime(rec.Task.Expires); exp.After(g.expires) {
+		g.expires = exp
+	}
+	if bulk {
+		g.taskIDs = append(g.taskIDs, id)
+		for _, d := range rec.Task.Dependencies {
+			q.dependents[d] = append(q.dependents[d], id)
+		}
+		return
+	}
+	if i, found := slices.BinarySearch(g.taskIDs, id); !found {
+		g.taskIDs = slices.Insert(g.taskIDs, i, id)
+		for _, d := range rec.Task.Dependencies {
+			q.dependents[d] = append(q.dependents[d], id)
+		}
+	}
+}
+
+// Handler returns the HTTP handler serving the queue API, the object
+// service and (for local storage) artifact bytes. Mount it at the root of
+// RootURL's host: it expects full paths, <RootURL path>/api/queue/v1/....
 func (q *Queue) Handler() http.Handler { return http.HandlerFunc(q.serveHTTP) }
 
 // Run does the queue's background work until ctx is done: every
 // ExpiryInterval it resolves runs whose claim expired (`claim-expired`,
 // retried while retries remain) and tasks whose deadline passed
-// (`deadline-exceeded`). It returns nil when ctx is done.
+// (`deadline-exceeded`); with a Publisher, it delivers the outbox. It
+// returns nil when ctx is done.
 func (q *Queue) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if q.publisher != nil {
+		wg.Go(func() { q.deliver(ctx) })
+	}
+	defer wg.Wait()
 	t := time.NewTicker(q.expiryEvery)
 	defer t.Stop()
 	for {
@@ -225,9 +329,14 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 }
 
+// Close closes the store. Call it after [Queue.Run] and the server have
+// stopped.
+func (q *Queue) Close() error { return q.store.Close() }
+
 // Serve serves q on ln and runs [Queue.Run] until ctx is done, then shuts
 // the server down (waiting claims answer with no tasks). It returns nil
-// after a shutdown caused by ctx, or the server's error.
+// after a shutdown caused by ctx, or the server's error. It does not close
+// q.
 func Serve(ctx context.Context, ln net.Listener, q *Queue) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -238,11 +347,7 @@ func Serve(ctx context.Context, ln net.Listener, q *Queue) error {
 		ErrorLog:          slog.NewLogLogger(q.log.Handler(), slog.LevelWarn),
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = q.Run(ctx)
-	}()
+	wg.Go(func() { _ = q.Run(ctx) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
@@ -264,3 +369,68 @@ func Serve(ctx context.Context, ln net.Listener, q *Queue) error {
 	}
 	return nil
 }
+
+// tx collects one atomic change of the store, and what to do to the
+// indexes once it is committed. Used with q.mu held.
+type tx struct {
+	q       *Queue
+	ctx     context.Context
+	recs    map[string]*TaskRecord
+	order   []string
+	objects []*ObjectRecord
+	msgs    []Message
+	// pending lists the tasks whose last run became pending.
+	pending []string
+}
+
+func (q *Queue) begin(ctx context.Context) *tx {
+	return &tx{q: q, ctx: context.WithoutCancel(ctx), recs: map[string]*TaskRecord{}}
+}
+
+// get returns the task's record as modified so far in t, or as stored.
+func (t *tx) get(taskID string) (*TaskRecord, error) {
+	if rec, ok := t.recs[taskID]; ok {
+		return rec, nil
+	}
+	return t.q.store.Get(t.ctx, taskID)
+}
+
+// put marks rec as part of the change.
+func (t *tx) put(rec *TaskRecord) {
+	if _, ok := t.recs[rec.TaskID]; !ok {
+		t.order = append(t.order, rec.TaskID)
+	}
+	t.recs[rec.TaskID] = rec
+}
+
+// msg adds a Pulse message (dropped when no Publisher is configured).
+func (t *tx) msg(m Message) {
+	if t.q.publisher != nil {
+		t.msgs = append(t.msgs, m)
+	}
+}
+
+// commit stores the change and updates the indexes.
+func (t *tx) commit() error {
+	c := Change{Objects: t.objects, Messages: t.msgs}
+	for _, id := range t.order {
+		c.Tasks = append(c.Tasks, t.recs[id])
+	}
+	if err := t.q.store.Commit(t.ctx, c); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, rec := range c.Tasks {
+		t.q.indexLocked(rec, false)
+	}
+	for _, id := range t.pending {
+		t.q.enqueueLocked(t.recs[id])
+	}
+	if len(c.Messages) > 0 {
+		t.q.wakeOutbox()
+	}
+	return nil
+}
+
+// isClosed tells whether err came from a closed store (the queue is going
+// away) rather than a real failure.
+func isClosed(err error) bool { return errors.Is(err, ErrClosed) }

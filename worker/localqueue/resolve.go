@@ -2,6 +2,7 @@ package localqueue
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -64,7 +65,6 @@ func joinQuoted(s []string) string {
 // the real queue does; any other resolution of a run that is not running
 // conflicts.
 func (q *Queue) resolveRun(w http.ResponseWriter, rq *apiRequest, state, reason string) error {
-	ctx := rq.r.Context()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	rec, runID, err := q.loadRun(rq)
@@ -80,11 +80,15 @@ func (q *Queue) resolveRun(w http.ResponseWriter, rq *apiRequest, state, reason 
 		return apiErrorf(codeRequestConflict, "Run %d on task `%s` is resolved or not running.", runID, rec.TaskID)
 	}
 	r.State, r.ReasonResolved, r.Resolved = state, reason, rq.now
-	retried := state == stateException && q.retryLocked(rec, exceptionReasons[reason], rq.now)
-	if err := q.store.Update(ctx, rec); err != nil {
+	t := q.begin(rq.r.Context())
+	t.put(rec)
+	retried := state == stateException && q.retryLocked(t, rec, exceptionReasons[reason], rq.now)
+	if err := q.afterResolveLocked(t, rec, runID, retried, rq.now); err != nil {
 		return err
 	}
-	q.afterChangeLocked(rec, retried)
+	if err := t.commit(); err != nil {
+		return err
+	}
 	q.log.Info("run resolved", "taskId", rec.TaskID, "runId", runID, "state", state, "reason", reason, "retried", retried)
 	q.reply(w, http.StatusOK, statusResponse{Status: rec.status()})
 	return nil
@@ -92,24 +96,75 @@ func (q *Queue) resolveRun(w http.ResponseWriter, rq *apiRequest, state, reason 
 
 // retryLocked adds a pending run created for reasonCreated, if that is a
 // retry reason and the task has retries left.
-func (q *Queue) retryLocked(rec *TaskRecord, reasonCreated string, now time.Time) bool {
+func (q *Queue) retryLocked(t *tx, rec *TaskRecord, reasonCreated string, now time.Time) bool {
 	if reasonCreated == "" || rec.RetriesLeft <= 0 {
 		return false
 	}
 	rec.RetriesLeft--
 	rec.Runs = append(rec.Runs, RunRecord{RunID: len(rec.Runs), State: statePending, ReasonCreated: reasonCreated, Scheduled: now})
+	t.pending = append(t.pending, rec.TaskID)
 	return true
 }
 
-// afterChangeLocked updates the indexes once rec is stored: a new pending
-// run becomes claimable, a resolved task leaves the active set.
-func (q *Queue) afterChangeLocked(rec *TaskRecord, newPendingRun bool) {
-	if newPendingRun {
-		q.enqueueLocked(rec)
+// afterResolveLocked adds to t what follows the resolution of run runID:
+// the message announcing it, then either the pending message of the retry
+// run, or (the task is resolved) the scheduling of the dependent tasks it
+// unblocks and, when it was the last unresolved task of its group, the
+// task-group-resolved message.
+func (q *Queue) afterResolveLocked(t *tx, rec *TaskRecord, runID int, retried bool, now time.Time) error {
+	t.msg(msgResolved(rec, runID))
+	if retried {
+		t.msg(msgTaskPending(rec, len(rec.Runs)-1))
+		return nil
 	}
-	if !rec.unresolved() {
-		delete(q.active, rec.TaskID)
+	for _, id := range q.dependents[rec.TaskID] {
+		dep, err := t.get(id)
+		if err != nil {
+			return fmt.Errorf("load dependent task %s: %w", id, err)
+		}
+		if len(dep.Runs) > 0 || !mustTime(dep.Task.Deadline).After(now) {
+			continue
+		}
+		ready, err := q.dependenciesSatisfied(t, dep)
+		if err != nil {
+			return fmt.Errorf("dependencies of %s: %w", id, err)
+		}
+		if ready {
+			q.scheduleLocked(t, dep, now)
+			q.log.Info("task scheduled: dependencies resolved", "taskId", id)
+		}
 	}
+	groupID := rec.Task.TaskGroupID
+	g := q.groups[groupID]
+	for _, id := range g.taskIDs {
+		if _, active := q.active[id]; active && id != rec.TaskID {
+			if other, ok := t.recs[id]; !ok || other.unresolved() {
+				return nil
+			}
+		}
+	}
+	expires := g.expires
+	if exp := mustTime(rec.Task.Expires); exp.After(expires) {
+		expires = exp
+	}
+	t.msg(msgTaskGroupResolved(groupID, g.schedulerID, expires))
+	return nil
+}
+
+// deadlineLocked resolves an unresolved task `deadline-exceeded` and
+// commits it.
+func (q *Queue) deadlineLocked(ctx context.Context, rec *TaskRecord, now time.Time) error {
+	t := q.begin(ctx)
+	runID := q.resolveCurrentLocked(rec, reasonDeadlineExceeded, now)
+	t.put(rec)
+	if err := q.afterResolveLocked(t, rec, runID, false, now); err != nil {
+		return err
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	q.log.Info("task deadline exceeded", "taskId", rec.TaskID, "runId", runID)
+	return nil
 }
 
 // expire resolves runs whose claim expired (claim-expired, retried while
@@ -119,34 +174,51 @@ func (q *Queue) expire(ctx context.Context) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.clock()
-	for taskID := range q.active {
-		rec, err := q.store.Get(ctx, taskID)
-		if err != nil {
-			q.log.Error("expiry: load task", "taskId", taskID, "err", err)
-			continue
+	var due []string
+	for id, a := range q.active {
+		if !a.deadline.After(now) || (!a.takenUntil.IsZero() && now.After(a.takenUntil)) {
+			due = append(due, id)
 		}
-		if !rec.unresolved() {
-			delete(q.active, taskID)
-			continue
-		}
-		retried := false
-		n := len(rec.Runs)
-		switch {
-		case !mustTime(rec.Task.Deadline).After(now):
-			q.resolveCurrentLocked(rec, reasonDeadlineExceeded, now)
-			q.log.Info("task deadline exceeded", "taskId", taskID)
-		case n > 0 && rec.Runs[n-1].State == stateRunning && now.After(rec.Runs[n-1].TakenUntil):
-			r := &rec.Runs[n-1]
-			r.State, r.ReasonResolved, r.Resolved = stateException, reasonClaimExpired, now
-			retried = q.retryLocked(rec, reasonRetry, now)
-			q.log.Info("claim expired", "taskId", taskID, "runId", n-1, "retried", retried)
-		default:
-			continue
-		}
-		if err := q.store.Update(ctx, rec); err != nil {
-			q.log.Error("expiry: store task", "taskId", taskID, "err", err)
-			continue
-		}
-		q.afterChangeLocked(rec, retried)
 	}
+	slices.Sort(due)
+	for _, taskID := range due {
+		if err := q.expireTaskLocked(ctx, taskID, now); err != nil {
+			if !isClosed(err) {
+				q.log.Error("expiry", "taskId", taskID, "err", err)
+			}
+			return
+		}
+	}
+}
+
+func (q *Queue) expireTaskLocked(ctx context.Context, taskID string, now time.Time) error {
+	rec, err := q.store.Get(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	if !rec.unresolved() {
+		q.indexLocked(rec, false)
+		return nil
+	}
+	if !mustTime(rec.Task.Deadline).After(now) {
+		return q.deadlineLocked(ctx, rec, now)
+	}
+	n := len(rec.Runs)
+	if n == 0 || rec.Runs[n-1].State != stateRunning || !now.After(rec.Runs[n-1].TakenUntil) {
+		q.indexLocked(rec, false)
+		return nil
+	}
+	r := &rec.Runs[n-1]
+	r.State, r.ReasonResolved, r.Resolved = stateException, reasonClaimExpired, now
+	t := q.begin(ctx)
+	t.put(rec)
+	retried := q.retryLocked(t, rec, reasonRetry, now)
+	if err := q.afterResolveLocked(t, rec, n-1, retried, now); err != nil {
+		return err
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	q.log.Info("claim expired", "taskId", taskID, "runId", n-1, "retried", retried)
+	return nil
 }

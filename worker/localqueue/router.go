@@ -23,8 +23,11 @@ const (
 	codeInputValidationError    = "InputValidationError"
 	codeInputError              = "InputError"
 	codeAuthenticationFailed    = "AuthenticationFailed"
+	codeInsufficientScopes      = "InsufficientScopes"
 	codeResourceNotFound        = "ResourceNotFound"
 	codeRequestConflict         = "RequestConflict"
+	codeResourceExpired         = "ResourceExpired"
+	codeNoMatchingMethod        = "NoMatchingMethod"
 	codeInputTooLarge           = "InputTooLarge"
 	codeInternalServerError     = "InternalServerError"
 )
@@ -35,8 +38,11 @@ var codeStatus = map[string]int{
 	codeInputValidationError:    http.StatusBadRequest,
 	codeInputError:              http.StatusBadRequest,
 	codeAuthenticationFailed:    http.StatusUnauthorized,
+	codeInsufficientScopes:      http.StatusForbidden,
 	codeResourceNotFound:        http.StatusNotFound,
 	codeRequestConflict:         http.StatusConflict,
+	codeResourceExpired:         http.StatusGone,
+	codeNoMatchingMethod:        http.StatusNotAcceptable,
 	codeInputTooLarge:           http.StatusRequestEntityTooLarge,
 	codeInternalServerError:     http.StatusInternalServerError,
 }
@@ -69,51 +75,98 @@ type requestInfo struct {
 // apiRequest is one call of an API method, after routing.
 type apiRequest struct {
 	r      *http.Request
+	route  *route
 	name   string // API method name, as in api.json
 	params map[string]string
 	body   []byte
 	now    time.Time
+	// auth is who the request is authenticated as (anonymous: empty
+	// ClientID and the anonymous scopes).
+	auth *authInfo
 }
+
+// Services the handler serves under <rootUrl>/api/<service>/v1.
+const (
+	serviceQueue  = "queue"
+	serviceObject = "object"
+)
 
 // route is one API method. pattern holds literal segments, ":param"
 // segments (one path segment, unescaped) and at most one trailing "*param"
 // (the rest of the path, one or more segments, unescaped: artifact names and
 // taskQueueIds may arrive with their slashes escaped or not).
 type route struct {
+	service string
 	method  string
 	name    string
 	pattern []string
-	// mutates marks calls that change state; they must be authenticated.
-	mutates bool
-	handle  func(q *Queue, w http.ResponseWriter, rq *apiRequest) error
+	// scopes is the route's scope expression (api.json); nil requires none.
+	scopes *scopeExpr
+	// byURL: the expression needs only URL parameters, so the router checks
+	// it before the handler runs. Otherwise the handler calls
+	// apiRequest.authorize with the parameters it loads.
+	byURL  bool
+	handle func(q *Queue, w http.ResponseWriter, rq *apiRequest) error
 }
 
 func routeTable() []route {
+	byURL := func(service, method, name, pattern, scopes string, h func(*Queue, http.ResponseWriter, *apiRequest) error) route {
+		return route{service, method, name, strings.Split(pattern, "/"), mustScopes(scopes), true, h}
+	}
+	byHandler := func(service, method, name, pattern, scopes string, h func(*Queue, http.ResponseWriter, *apiRequest) error) route {
+		return route{service, method, name, strings.Split(pattern, "/"), mustScopes(scopes), false, h}
+	}
+	const (
+		cancelScopes   = `{"AnyOf":["queue:cancel-task:<schedulerId>/<taskGroupId>/<taskId>","queue:cancel-task-in-project:<projectId>",{"AllOf":["queue:cancel-task","assume:scheduler-id:<schedulerId>/<taskGroupId>"]}]}`
+		scheduleScopes = `{"AnyOf":["queue:schedule-task:<schedulerId>/<taskGroupId>/<taskId>","queue:schedule-task-in-project:<projectId>",{"AllOf":["queue:schedule-task","assume:scheduler-id:<schedulerId>/<taskGroupId>"]}]}`
+		rerunScopes    = `{"AnyOf":["queue:rerun-task:<schedulerId>/<taskGroupId>/<taskId>","queue:rerun-task-in-project:<projectId>",{"AllOf":["queue:rerun-task","assume:scheduler-id:<schedulerId>/<taskGroupId>"]}]}`
+		createScopes   = `{"AllOf":[{"for":"scope","in":"scopes","each":"<scope>"},{"for":"route","in":"routes","each":"queue:route:<route>"},"queue:create-task:project:<projectId>","queue:scheduler-id:<schedulerId>",{"AnyOf":[{"for":"priority","in":"priorities","each":"queue:create-task:<priority>:<provisionerId>/<workerType>"}]}]}`
+		artifactGet    = `{"AllOf":[{"for":"name","in":"names","each":"queue:get-artifact:<name>"}]}`
+		q, o           = serviceQueue, serviceObject
+	)
 	return []route{
-		{"GET", "ping", []string{"ping"}, false, (*Queue).ping},
-		{"PUT", "createTask", []string{"task", ":taskId"}, true, (*Queue).createTask},
-		{"GET", "task", []string{"task", ":taskId"}, false, (*Queue).getTask},
-		{"GET", "status", []string{"task", ":taskId", "status"}, false, (*Queue).getStatus},
-		{"POST", "cancelTask", []string{"task", ":taskId", "cancel"}, true, (*Queue).cancelTask},
-		{"POST", "claimWork", []string{"claim-work", "*taskQueueId"}, true, (*Queue).claimWork},
-		{"POST", "reclaimTask", []string{"task", ":taskId", "runs", ":runId", "reclaim"}, true, (*Queue).reclaimTask},
-		{"POST", "reportCompleted", []string{"task", ":taskId", "runs", ":runId", "completed"}, true, (*Queue).reportCompleted},
-		{"POST", "reportFailed", []string{"task", ":taskId", "runs", ":runId", "failed"}, true, (*Queue).reportFailed},
-		{"POST", "reportException", []string{"task", ":taskId", "runs", ":runId", "exception"}, true, (*Queue).reportException},
-		{"POST", "createArtifact", []string{"task", ":taskId", "runs", ":runId", "artifacts", "*name"}, true, (*Queue).createArtifact},
-		{"GET", "getArtifact", []string{"task", ":taskId", "runs", ":runId", "artifacts", "*name"}, false, (*Queue).getArtifact},
-		{"GET", "getLatestArtifact", []string{"task", ":taskId", "artifacts", "*name"}, false, (*Queue).getLatestArtifact},
-		{"GET", "artifactInfo", []string{"task", ":taskId", "runs", ":runId", "artifact-info", "*name"}, false, (*Queue).artifactInfo},
-		{"GET", "latestArtifactInfo", []string{"task", ":taskId", "artifact-info", "*name"}, false, (*Queue).latestArtifactInfo},
-		{"GET", "artifact", []string{"task", ":taskId", "runs", ":runId", "artifact-content", "*name"}, false, (*Queue).artifactContent},
-		{"GET", "latestArtifact", []string{"task", ":taskId", "artifact-content", "*name"}, false, (*Queue).latestArtifactContent},
-		{"GET", "listArtifacts", []string{"task", ":taskId", "runs", ":runId", "artifacts"}, false, (*Queue).listArtifacts},
-		{"GET", "listLatestArtifacts", []string{"task", ":taskId", "artifacts"}, false, (*Queue).listLatestArtifacts},
+		byURL(q, "GET", "ping", "ping", "", (*Queue).ping),
+		byURL(o, "GET", "ping", "ping", "", (*Queue).ping),
+		byURL(q, "GET", "task", "task/:taskId", "queue:get-task:<taskId>", (*Queue).getTask),
+		byHandler(q, "POST", "tasks", "tasks", `{"AllOf":[{"for":"taskId","in":"taskIds","each":"queue:get-task:<taskId>"}]}`, (*Queue).getTasks),
+		byHandler(q, "POST", "statuses", "tasks/status", `{"AllOf":[{"for":"taskId","in":"taskIds","each":"queue:status:<taskId>"}]}`, (*Queue).getStatuses),
+		byURL(q, "GET", "status", "task/:taskId/status", "queue:status:<taskId>", (*Queue).getStatus),
+		byURL(q, "GET", "listTaskGroup", "task-group/:taskGroupId/list", "queue:list-task-group:<taskGroupId>", (*Queue).listTaskGroup),
+		byURL(q, "GET", "getTaskGroup", "task-group/:taskGroupId", "queue:list-task-group:<taskGroupId>", (*Queue).getTaskGroup),
+		byURL(q, "GET", "listDependentTasks", "task/:taskId/dependents", "queue:list-dependent-tasks:<taskId>", (*Queue).listDependentTasks),
+		byHandler(q, "PUT", "createTask", "task/:taskId", createScopes, (*Queue).createTask),
+		byHandler(q, "POST", "scheduleTask", "task/:taskId/schedule", scheduleScopes, (*Queue).scheduleTask),
+		byHandler(q, "POST", "rerunTask", "task/:taskId/rerun", rerunScopes, (*Queue).rerunTask),
+		byHandler(q, "POST", "cancelTask", "task/:taskId/cancel", cancelScopes, (*Queue).cancelTask),
+		byHandler(q, "POST", "claimWork", "claim-work/*taskQueueId", `{"AllOf":["queue:claim-work:<taskQueueId>","queue:worker-id:<workerGroup>/<workerId>"]}`, (*Queue).claimWork),
+		byURL(q, "POST", "reclaimTask", "task/:taskId/runs/:runId/reclaim", "queue:reclaim-task:<taskId>/<runId>", (*Queue).reclaimTask),
+		byURL(q, "POST", "reportCompleted", "task/:taskId/runs/:runId/completed", "queue:resolve-task:<taskId>/<runId>", (*Queue).reportCompleted),
+		byURL(q, "POST", "reportFailed", "task/:taskId/runs/:runId/failed", "queue:resolve-task:<taskId>/<runId>", (*Queue).reportFailed),
+		byURL(q, "POST", "reportException", "task/:taskId/runs/:runId/exception", "queue:resolve-task:<taskId>/<runId>", (*Queue).reportException),
+		byHandler(q, "POST", "createArtifact", "task/:taskId/runs/:runId/artifacts/*name", "queue:create-artifact:<taskId>/<runId>", (*Queue).createArtifact),
+		byURL(q, "PUT", "finishArtifact", "task/:taskId/runs/:runId/artifacts/*name", "queue:create-artifact:<taskId>/<runId>", (*Queue).finishArtifact),
+		byHandler(q, "GET", "getArtifact", "task/:taskId/runs/:runId/artifacts/*name", artifactGet, (*Queue).getArtifact),
+		byHandler(q, "GET", "getLatestArtifact", "task/:taskId/artifacts/*name", artifactGet, (*Queue).getLatestArtifact),
+		byURL(q, "GET", "listArtifacts", "task/:taskId/runs/:runId/artifacts", "queue:list-artifacts:<taskId>:<runId>", (*Queue).listArtifacts),
+		byURL(q, "GET", "listLatestArtifacts", "task/:taskId/artifacts", "queue:list-artifacts:<taskId>", (*Queue).listLatestArtifacts),
+		byURL(q, "GET", "artifactInfo", "task/:taskId/runs/:runId/artifact-info/*name", "queue:list-artifacts:<taskId>:<runId>", (*Queue).artifactInfo),
+		byURL(q, "GET", "latestArtifactInfo", "task/:taskId/artifact-info/*name", "queue:list-artifacts:<taskId>", (*Queue).latestArtifactInfo),
+		byHandler(q, "GET", "artifact", "task/:taskId/runs/:runId/artifact-content/*name", artifactGet, (*Queue).artifactContent),
+		byHandler(q, "GET", "latestArtifact", "task/:taskId/artifact-content/*name", artifactGet, (*Queue).latestArtifactContent),
+		byURL(q, "GET", "pendingTasks", "pending/*taskQueueId", "queue:pending-count:<taskQueueId>", (*Queue).pendingTasks),
+		byURL(q, "GET", "taskQueueCounts", "task-queues/*taskQueueId/counts", `{"AllOf":["queue:pending-count:<taskQueueId>","queue:claimed-count:<taskQueueId>"]}`, (*Queue).taskQueueCounts),
+		byHandler(o, "PUT", "createUpload", "upload/*name", "object:upload:<projectId>:<name>", (*Queue).createUpload),
+		byHandler(o, "POST", "finishUpload", "finish-upload/*name", "object:upload:<projectId>:<name>", (*Queue).finishUpload),
+		byURL(o, "PUT", "startDownload", "start-download/*name", "object:download:<name>", (*Queue).startDownload),
+		byURL(o, "GET", "object", "metadata/*name", "object:download:<name>", (*Queue).objectMetadata),
+		byURL(o, "GET", "download", "download/*name", "object:download:<name>", (*Queue).download),
 	}
 }
 
 // match reports whether the escaped path segments fit pattern, and the
-// unescaped parameters if so.
+// unescaped parameters if so. A "*param" segment takes one or more
+// segments: all the rest when it is last, otherwise as many as leave the
+// literal segments after it to match the end of the path.
 func match(pattern, segs []string) (map[string]string, bool) {
 	params := map[string]string{}
 	for i, p := range pattern {
@@ -122,8 +175,17 @@ func match(pattern, segs []string) (map[string]string, bool) {
 		}
 		switch {
 		case strings.HasPrefix(p, "*"):
-			rest := strings.Join(segs[i:], "/")
-			v, err := url.PathUnescape(rest)
+			tail := pattern[i+1:]
+			n := len(segs) - i - len(tail)
+			if n < 1 {
+				return nil, false
+			}
+			for j, lit := range tail {
+				if segs[i+n+j] != lit {
+					return nil, false
+				}
+			}
+			v, err := url.PathUnescape(strings.Join(segs[i:i+n], "/"))
 			if err != nil || v == "" {
 				return nil, false
 			}
@@ -156,7 +218,7 @@ func checkParams(params map[string]string) error {
 	for k, v := range params {
 		var re *regexp.Regexp
 		switch k {
-		case "taskId":
+		case "taskId", "taskGroupId":
 			re = slugPattern
 		case "runId":
 			re = runIDPattern
@@ -174,32 +236,42 @@ func checkParams(params map[string]string) error {
 
 func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	now := q.clock()
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), q.basePath)
-	if !ok || (rest != "" && rest[0] != '/') {
+	notFound := func() {
 		q.writeError(w, &apiRequest{r: r, now: now}, apiErrorf(codeResourceNotFound, "No such API: %s %s", r.Method, r.URL.EscapedPath()))
+	}
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), q.rootPath+"/api/")
+	if !ok {
+		notFound()
 		return
 	}
-	segs := strings.Split(strings.TrimPrefix(rest, "/"), "/")
-	if segs[0] == blobPrefix && len(segs) == 2 {
-		q.serveBlob(w, r, segs[1], now)
+	segs := strings.Split(rest, "/")
+	if len(segs) < 3 || segs[1] != "v1" || (segs[0] != serviceQueue && segs[0] != serviceObject) {
+		notFound()
+		return
+	}
+	service := segs[0]
+	segs = segs[2:]
+	if service == serviceQueue && q.local != nil && segs[0] == blobPrefix && len(segs) == 2 {
+		q.local.serve(q, w, r, segs[1], now)
 		return
 	}
 	var rt *route
 	var params map[string]string
-	for _, cand := range q.routes {
-		if cand.method != r.Method {
+	for i := range q.routes {
+		cand := &q.routes[i]
+		if cand.service != service || cand.method != r.Method {
 			continue
 		}
 		if p, ok := match(cand.pattern, segs); ok {
-			rt, params = &cand, p
+			rt, params = cand, p
 			break
 		}
 	}
 	if rt == nil {
-		q.writeError(w, &apiRequest{r: r, now: now}, apiErrorf(codeResourceNotFound, "No such API: %s %s", r.Method, r.URL.EscapedPath()))
+		notFound()
 		return
 	}
-	rq := &apiRequest{r: r, name: rt.name, params: params, now: now}
+	rq := &apiRequest{r: r, route: rt, name: rt.name, params: params, now: now}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
@@ -220,16 +292,58 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "%v", err))
 		return
 	}
-	if ai == nil && rt.mutates {
-		q.writeError(w, rq, apiErrorf(codeAuthenticationFailed, "%s requires Hawk authentication, but the request has no Authorization header", rt.name))
-		return
+	if ai == nil {
+		ai = &authInfo{Scopes: q.anonymous}
 	}
-	if ai != nil {
-		rq.r = r.WithContext(withAuth(r.Context(), ai))
+	rq.auth = ai
+	if rt.byURL {
+		if err := rq.authorize(nil); err != nil {
+			q.writeError(w, rq, err)
+			return
+		}
 	}
 	if err := rt.handle(q, w, rq); err != nil {
 		q.writeError(w, rq, err)
 	}
+}
+
+// authorize checks the route's scope expression against the request's
+// scopes, with the URL parameters and extra (strings, lists of strings and
+// booleans) substituted. It returns an InsufficientScopes error naming
+// what is missing.
+func (rq *apiRequest) authorize(extra map[string]any) error {
+	if rq.route.scopes == nil {
+		return nil
+	}
+	params := make(map[string]any, len(rq.params)+len(extra))
+	for k, v := range rq.params {
+		params[k] = v
+	}
+	for k, v := range extra {
+		params[k] = v
+	}
+	required, err := rq.route.scopes.expand(params)
+	if err != nil {
+		return fmt.Errorf("authorize %s: %w", rq.name, err)
+	}
+	missing := required.unsatisfied(rq.auth.Scopes)
+	if missing == nil {
+		return nil
+	}
+	who := fmt.Sprintf("Client `%s`", rq.auth.ClientID)
+	if rq.auth.ClientID == "" {
+		who = "This request carries no credentials, so it has only the anonymous scopes, and"
+	}
+	return apiErrorf(codeInsufficientScopes, "%s lacks the scopes this request needs. Missing:\n\n```\n%s\n```\n\nThe request needs the client to satisfy this scope expression:\n\n```\n%s\n```\n\nMethod %s; the client's scopes were:\n\n```\n%s\n```",
+		who, indentJSON(missing), indentJSON(required), rq.name, indentJSON(rq.auth.Scopes))
+}
+
+func indentJSON(v any) string {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 func (q *Queue) ping(w http.ResponseWriter, rq *apiRequest) error {

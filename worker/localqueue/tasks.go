@@ -2,6 +2,7 @@ package localqueue
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -260,6 +262,23 @@ func cmpOrSlice(s []string) []string {
 	return s
 }
 
+// createAuthParams are the parameters of createTask's scope expression.
+func createAuthParams(taskID string, d *TaskDefinition) map[string]any {
+	i := slices.Index(priorities, d.Priority)
+	return map[string]any{
+		"taskId":        taskID,
+		"scopes":        d.Scopes,
+		"routes":        d.Routes,
+		"projectId":     d.ProjectID,
+		"schedulerId":   d.SchedulerID,
+		"taskGroupId":   d.TaskGroupID,
+		"provisionerId": d.ProvisionerID,
+		"workerType":    d.WorkerType,
+		"taskQueueId":   d.TaskQueueID,
+		"priorities":    slices.Clone(priorities[:i+1]), // this priority or a higher one
+	}
+}
+
 func (q *Queue) createTask(w http.ResponseWriter, rq *apiRequest) error {
 	taskID := rq.params["taskId"]
 	var in createTaskRequest
@@ -276,45 +295,120 @@ func (q *Queue) createTask(w http.ResponseWriter, rq *apiRequest) error {
 		}
 		return invalidInput(createTaskSchema, err.Error())
 	}
-	// Dependencies are recorded but not tracked yet: every task is pending
-	// (run 0, reasonCreated "scheduled") as soon as it is created, as if its
-	// dependencies were all resolved.
-	rec := &TaskRecord{
-		TaskID:      taskID,
-		Task:        def,
-		RetriesLeft: def.Retries,
-		Runs:        []RunRecord{{RunID: 0, State: statePending, ReasonCreated: reasonScheduled, Scheduled: rq.now}},
+	if err := rq.authorize(createAuthParams(taskID, &def)); err != nil {
+		return err
 	}
 
-	ctx := rq.r.Context()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if sched, ok := q.groups[def.TaskGroupID]; ok && sched != def.SchedulerID {
-		// An identical re-create must still succeed; only a new task conflicts.
-		if existing, err := q.store.Get(ctx, taskID); err != nil || !reflect.DeepEqual(existing.Task, def) {
-			return apiErrorf(codeRequestConflict, "Task group `%s` contains tasks with a schedulerId other than `%s`. All tasks in the same task-group must have the same schedulerId.", def.TaskGroupID, def.SchedulerID)
-		}
-	}
-	if err := q.store.Create(ctx, rec); err != nil {
-		if !errors.Is(err, ErrExists) {
-			return err
-		}
-		existing, err := q.store.Get(ctx, taskID)
-		if err != nil {
-			return err
-		}
+	t := q.begin(rq.r.Context())
+	existing, err := t.get(taskID)
+	switch {
+	case err == nil:
 		if !reflect.DeepEqual(existing.Task, def) {
 			return apiErrorf(codeRequestConflict, "taskId `%s` already used by another task.\nThis could be the result of faulty idempotency!", taskID)
 		}
 		q.reply(w, http.StatusOK, statusResponse{Status: existing.status()})
 		return nil
+	case !errors.Is(err, ErrNotFound):
+		return err
 	}
-	q.groups[def.TaskGroupID] = def.SchedulerID
-	q.active[taskID] = struct{}{}
-	q.enqueueLocked(rec)
-	q.log.Info("task created", "taskId", taskID, "taskQueueId", def.TaskQueueID)
+	if g, ok := q.groups[def.TaskGroupID]; ok && g.schedulerID != def.SchedulerID {
+		return apiErrorf(codeRequestConflict, "Task group `%s` contains tasks with a schedulerId other than `%s`. All tasks in the same task-group must have the same schedulerId.", def.TaskGroupID, def.SchedulerID)
+	}
+	rec := &TaskRecord{TaskID: taskID, Task: def, RetriesLeft: def.Retries, Runs: []RunRecord{}}
+	if err := q.checkDependencies(t, rec); err != nil {
+		return err
+	}
+	t.put(rec)
+	t.msg(msgTaskDefined(rec)) // the status before scheduling: unscheduled, no runs
+	if ready, err := q.dependenciesSatisfied(t, rec); err != nil {
+		return err
+	} else if ready {
+		q.scheduleLocked(t, rec, rq.now)
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	q.log.Info("task created", "taskId", taskID, "taskQueueId", def.TaskQueueID, "state", rec.taskState())
 	q.reply(w, http.StatusOK, statusResponse{Status: rec.status()})
 	return nil
+}
+
+// checkDependencies checks that every dependency exists (a task may depend
+// on itself) and does not expire before the task's deadline.
+func (q *Queue) checkDependencies(t *tx, rec *TaskRecord) error {
+	var missing, expiring []string
+	deadline := mustTime(rec.Task.Deadline)
+	for _, dep := range rec.Task.Dependencies {
+		if dep == rec.TaskID {
+			continue
+		}
+		d, err := t.get(dep)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			missing = append(missing, dep)
+		case err != nil:
+			return err
+		case mustTime(d.Task.Expires).Before(deadline):
+			expiring = append(expiring, dep)
+		}
+	}
+	if len(missing) == 0 && len(expiring) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	if len(missing) > 0 {
+		b.WriteString("`task.dependencies` references tasks that do not exist:\n")
+		for _, id := range missing {
+			b.WriteString(" * " + id + "\n")
+		}
+		b.WriteString("Every taskId in `task.dependencies` must exist before the task is created.\n")
+	}
+	if len(expiring) > 0 {
+		b.WriteString("`task.dependencies` references tasks that expire before `task.deadline`:\n")
+		for _, id := range expiring {
+			b.WriteString(" * " + id + "\n")
+		}
+		b.WriteString("Every task in `task.dependencies` must have `expires` later than this task's `deadline`.\n")
+	}
+	return apiErrorf(codeInputError, "%s", b.String())
+}
+
+// dependenciesSatisfied reports whether the task may be scheduled: every
+// dependency completed (requires all-completed) or resolved in any way
+// (all-resolved). A task depending on itself never is.
+func (q *Queue) dependenciesSatisfied(t *tx, rec *TaskRecord) (bool, error) {
+	for _, dep := range rec.Task.Dependencies {
+		if dep == rec.TaskID {
+			return false, nil
+		}
+		d, err := t.get(dep)
+		if err != nil {
+			return false, err
+		}
+		switch d.taskState() {
+		case stateCompleted:
+		case stateFailed, stateException:
+			if rec.Task.Requires != "all-resolved" {
+				return false, nil
+			}
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// scheduleLocked gives an unscheduled task its first, pending run.
+func (q *Queue) scheduleLocked(t *tx, rec *TaskRecord, now time.Time) {
+	if len(rec.Runs) > 0 {
+		return
+	}
+	rec.Runs = append(rec.Runs, RunRecord{RunID: 0, State: statePending, ReasonCreated: reasonScheduled, Scheduled: now})
+	t.put(rec)
+	t.pending = append(t.pending, rec.TaskID)
+	t.msg(msgTaskPending(rec, 0))
 }
 
 // loadTask reads a task for a request, mapping absence to ResourceNotFound.
@@ -325,6 +419,16 @@ func (q *Queue) loadTask(rq *apiRequest) (*TaskRecord, error) {
 		return nil, apiErrorf(codeResourceNotFound, "`%s` does not correspond to a task that exists.\nAre you sure this task has already been submitted?", taskID)
 	}
 	return rec, err
+}
+
+// taskAuthParams are the parameters of the schedule, rerun and cancel scope
+// expressions, which come from the task.
+func taskAuthParams(rec *TaskRecord) map[string]any {
+	return map[string]any{
+		"schedulerId": rec.Task.SchedulerID,
+		"taskGroupId": rec.Task.TaskGroupID,
+		"projectId":   rec.Task.ProjectID,
+	}
 }
 
 func (q *Queue) getTask(w http.ResponseWriter, rq *apiRequest) error {
@@ -345,24 +449,186 @@ func (q *Queue) getStatus(w http.ResponseWriter, rq *apiRequest) error {
 	return nil
 }
 
+const tasksRequestSchema = "/schemas/queue/v1/tasks-request.json#"
+
+// taskIDsRequest reads the body of tasks and statuses and authorizes it.
+func taskIDsRequest(rq *apiRequest) ([]string, error) {
+	var in struct {
+		TaskIDs []string `json:"taskIds"`
+	}
+	if err := decodeBody(rq, tasksRequestSchema, &in); err != nil {
+		return nil, err
+	}
+	if in.TaskIDs == nil {
+		in.TaskIDs = []string{}
+	}
+	if err := rq.authorize(map[string]any{"taskIds": in.TaskIDs}); err != nil {
+		return nil, err
+	}
+	return in.TaskIDs, nil
+}
+
+// getTasks answers the definitions of the given tasks that exist (one
+// page holds them all).
+func (q *Queue) getTasks(w http.ResponseWriter, rq *apiRequest) error {
+	ids, err := taskIDsRequest(rq)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		TaskID string         `json:"taskId"`
+		Task   TaskDefinition `json:"task"`
+	}
+	out := struct {
+		Tasks []entry `json:"tasks"`
+	}{Tasks: []entry{}}
+	for _, id := range uniqueStrings(ids) {
+		rec, err := q.store.Get(rq.r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		out.Tasks = append(out.Tasks, entry{id, rec.Task})
+	}
+	q.reply(w, http.StatusOK, out)
+	return nil
+}
+
+// getStatuses answers the statuses of the given tasks that exist.
+func (q *Queue) getStatuses(w http.ResponseWriter, rq *apiRequest) error {
+	ids, err := taskIDsRequest(rq)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		TaskID string     `json:"taskId"`
+		Status taskStatus `json:"status"`
+	}
+	out := struct {
+		Statuses []entry `json:"statuses"`
+	}{Statuses: []entry{}}
+	for _, id := range uniqueStrings(ids) {
+		rec, err := q.store.Get(rq.r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		out.Statuses = append(out.Statuses, entry{id, rec.status()})
+	}
+	q.reply(w, http.StatusOK, out)
+	return nil
+}
+
+func uniqueStrings(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// scheduleTask gives an unscheduled task its first run, whatever its
+// dependencies; other tasks are answered as they are.
+func (q *Queue) scheduleTask(w http.ResponseWriter, rq *apiRequest) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
+	if errors.Is(err, ErrNotFound) {
+		return apiErrorf(codeResourceNotFound, "taskId `%s` not found. Are you sure it exists?", rq.params["taskId"])
+	} else if err != nil {
+		return err
+	}
+	if err := rq.authorize(taskAuthParams(rec)); err != nil {
+		return err
+	}
+	if !mustTime(rec.Task.Deadline).After(rq.now) {
+		return apiErrorf(codeRequestConflict, "Task `%s` can't be scheduled past its deadline at %s.", rec.TaskID, rec.Task.Deadline)
+	}
+	if len(rec.Runs) == 0 {
+		t := q.begin(rq.r.Context())
+		q.scheduleLocked(t, rec, rq.now)
+		if err := t.commit(); err != nil {
+			return err
+		}
+		q.log.Info("task scheduled", "taskId", rec.TaskID)
+	}
+	q.reply(w, http.StatusOK, statusResponse{Status: rec.status()})
+	return nil
+}
+
+// maxRuns is how many runs a task may have; rerunTask refuses beyond it.
+const maxRuns = 50
+
+// rerunTask adds a new pending run to a resolved (or unscheduled) task and
+// resets its retries; pending and running tasks are answered as they are.
+func (q *Queue) rerunTask(w http.ResponseWriter, rq *apiRequest) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
+	if errors.Is(err, ErrNotFound) {
+		return apiErrorf(codeResourceNotFound, "`%s` does not correspond to a task that exists.\nAre you sure this task has been submitted before?", rq.params["taskId"])
+	} else if err != nil {
+		return err
+	}
+	if err := rq.authorize(taskAuthParams(rec)); err != nil {
+		return err
+	}
+	if !mustTime(rec.Task.Deadline).After(rq.now) {
+		return apiErrorf(codeRequestConflict, "Task `%s` can't be rescheduled past its deadline of %s.", rec.TaskID, rec.Task.Deadline)
+	}
+	if st := rec.taskState(); st != statePending && st != stateRunning {
+		if len(rec.Runs) >= maxRuns {
+			return apiErrorf(codeRequestConflict, "Maximum number of runs reached (%d).", maxRuns)
+		}
+		runID := len(rec.Runs)
+		rec.Runs = append(rec.Runs, RunRecord{RunID: runID, State: statePending, ReasonCreated: reasonRerun, Scheduled: rq.now})
+		rec.RetriesLeft = rec.Task.Retries
+		t := q.begin(rq.r.Context())
+		t.put(rec)
+		t.pending = append(t.pending, rec.TaskID)
+		t.msg(msgTaskPending(rec, runID))
+		if err := t.commit(); err != nil {
+			return err
+		}
+		q.log.Info("task rerun", "taskId", rec.TaskID, "runId", runID)
+	}
+	q.reply(w, http.StatusOK, statusResponse{Status: rec.status()})
+	return nil
+}
+
 // cancelTask resolves the current run exception/canceled (adding a run if
 // the task has none); resolved tasks are left as they are.
 func (q *Queue) cancelTask(w http.ResponseWriter, rq *apiRequest) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rec, err := q.loadTask(rq)
-	if err != nil {
+	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
+	if errors.Is(err, ErrNotFound) {
+		return apiErrorf(codeResourceNotFound, "Task `%s` not found. Are you sure it was created?", rq.params["taskId"])
+	} else if err != nil {
+		return err
+	}
+	if err := rq.authorize(taskAuthParams(rec)); err != nil {
 		return err
 	}
 	if !mustTime(rec.Task.Deadline).After(rq.now) {
 		return apiErrorf(codeRequestConflict, "Task `%s` can't be canceled past its deadline of %s.", rec.TaskID, rec.Task.Deadline)
 	}
 	if rec.unresolved() {
-		q.resolveCurrentLocked(rec, reasonCanceled, rq.now)
-		if err := q.store.Update(rq.r.Context(), rec); err != nil {
+		t := q.begin(rq.r.Context())
+		runID := q.resolveCurrentLocked(rec, reasonCanceled, rq.now)
+		t.put(rec)
+		if err := q.afterResolveLocked(t, rec, runID, false, rq.now); err != nil {
 			return err
 		}
-		delete(q.active, rec.TaskID)
+		if err := t.commit(); err != nil {
+			return err
+		}
 		q.log.Info("task canceled", "taskId", rec.TaskID)
 	}
 	q.reply(w, http.StatusOK, statusResponse{Status: rec.status()})
@@ -370,9 +636,9 @@ func (q *Queue) cancelTask(w http.ResponseWriter, rq *apiRequest) error {
 }
 
 // resolveCurrentLocked resolves the task's pending or running run as
-// exception with reason, without retry; a task without runs gets one
-// (reasonCreated "exception") to carry the resolution.
-func (q *Queue) resolveCurrentLocked(rec *TaskRecord, reason string, now time.Time) {
+// exception with reason, without retry, and returns its runId; a task
+// without runs gets one (reasonCreated "exception") to carry the resolution.
+func (q *Queue) resolveCurrentLocked(rec *TaskRecord, reason string, now time.Time) int {
 	n := len(rec.Runs)
 	if n == 0 || (rec.Runs[n-1].State != statePending && rec.Runs[n-1].State != stateRunning) {
 		rec.Runs = append(rec.Runs, RunRecord{RunID: n, State: stateException, ReasonCreated: reasonCreatedException, Scheduled: now})
@@ -380,4 +646,131 @@ func (q *Queue) resolveCurrentLocked(rec *TaskRecord, reason string, now time.Ti
 	}
 	r := &rec.Runs[n-1]
 	r.State, r.ReasonResolved, r.Resolved = stateException, reason, now
+	return n - 1
+}
+
+// Task groups.
+
+// pageParams reads the limit and continuationToken query parameters of a
+// listing: at most 1000 per page; the token names the last key of the
+// previous page.
+func pageParams(rq *apiRequest) (limit int, after string, err error) {
+	query := rq.r.URL.Query()
+	limit = 1000
+	if s := query.Get("limit"); s != "" {
+		n, convErr := strconv.Atoi(s)
+		if convErr != nil || n < 1 {
+			return 0, "", apiErrorf(codeInvalidRequestArguments, "limit %q must be a positive integer", s)
+		}
+		limit = min(n, 1000)
+	}
+	if tok := query.Get("continuationToken"); tok != "" {
+		b, decErr := base64.RawURLEncoding.DecodeString(tok)
+		if decErr != nil || len(b) == 0 {
+			return 0, "", apiErrorf(codeInvalidRequestArguments, "continuationToken %q is not valid", tok)
+		}
+		after = string(b)
+	}
+	return limit, after, nil
+}
+
+func pageToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
+
+type taskAndStatus struct {
+	Status taskStatus     `json:"status"`
+	Task   TaskDefinition `json:"task"`
+}
+
+// taskPage loads one page of the sorted ids after `after`.
+func (q *Queue) taskPage(rq *apiRequest, ids []string) ([]taskAndStatus, string, error) {
+	limit, after, err := pageParams(rq)
+	if err != nil {
+		return nil, "", err
+	}
+	start, _ := slices.BinarySearch(ids, after)
+	if start < len(ids) && ids[start] == after {
+		start++
+	}
+	page := ids[start:min(len(ids), start+limit)]
+	out := make([]taskAndStatus, 0, len(page))
+	for _, id := range page {
+		rec, err := q.store.Get(rq.r.Context(), id)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, taskAndStatus{Status: rec.status(), Task: rec.Task})
+	}
+	token := ""
+	if start+limit < len(ids) {
+		token = pageToken(page[len(page)-1])
+	}
+	return out, token, nil
+}
+
+type taskGroupJSON struct {
+	TaskGroupID string `json:"taskGroupId"`
+	SchedulerID string `json:"schedulerId"`
+	Expires     string `json:"expires"`
+}
+
+// group returns a copy of a task group's index entry.
+func (q *Queue) group(id string) (taskGroup, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	g, ok := q.groups[id]
+	if !ok {
+		return taskGroup{}, apiErrorf(codeResourceNotFound, "No task-group with taskGroupId: `%s`", id)
+	}
+	c := *g
+	c.taskIDs = slices.Clone(g.taskIDs)
+	return c, nil
+}
+
+func (q *Queue) listTaskGroup(w http.ResponseWriter, rq *apiRequest) error {
+	id := rq.params["taskGroupId"]
+	g, err := q.group(id)
+	if err != nil {
+		return err
+	}
+	tasks, token, err := q.taskPage(rq, g.taskIDs)
+	if err != nil {
+		return err
+	}
+	q.reply(w, http.StatusOK, struct {
+		taskGroupJSON
+		Tasks             []taskAndStatus `json:"tasks"`
+		ContinuationToken string          `json:"continuationToken,omitempty"`
+	}{taskGroupJSON{id, g.schedulerID, formatTime(g.expires)}, tasks, token})
+	return nil
+}
+
+func (q *Queue) getTaskGroup(w http.ResponseWriter, rq *apiRequest) error {
+	id := rq.params["taskGroupId"]
+	g, err := q.group(id)
+	if err != nil {
+		return err
+	}
+	q.reply(w, http.StatusOK, taskGroupJSON{id, g.schedulerID, formatTime(g.expires)})
+	return nil
+}
+
+func (q *Queue) listDependentTasks(w http.ResponseWriter, rq *apiRequest) error {
+	if _, err := q.loadTask(rq); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	ids := slices.Clone(q.dependents[rq.params["taskId"]])
+	q.mu.Unlock()
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	tasks, token, err := q.taskPage(rq, ids)
+	if err != nil {
+		return err
+	}
+	q.reply(w, http.StatusOK, struct {
+		TaskID            string          `json:"taskId"`
+		Tasks             []taskAndStatus `json:"tasks"`
+		ContinuationToken string          `json:"continuationToken,omitempty"`
+	}{rq.params["taskId"], tasks, token})
+	return nil
 }

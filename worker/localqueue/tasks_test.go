@@ -133,7 +133,7 @@ func TestCreateTaskRejects(t *testing.T) {
 		e.callErr("PUT", "/task/not-a-slug", &adminCreds, e.taskDef(testQueueID), codeInvalidRequestArguments)
 	})
 	t.Run("unauthenticated", func(t *testing.T) {
-		eb := e.callErr("PUT", "/task/"+taskID, nil, e.taskDef(testQueueID), codeAuthenticationFailed)
+		eb := e.callErr("PUT", "/task/"+taskID, nil, e.taskDef(testQueueID), codeInsufficientScopes)
 		if eb.RequestInfo.Method != "createTask" || eb.RequestInfo.Params["taskId"] != taskID {
 			t.Errorf("requestInfo = %+v", eb.RequestInfo)
 		}
@@ -178,7 +178,7 @@ func TestCancelTask(t *testing.T) {
 	if got := e.claim(testQueueID, 1); len(got) != 0 {
 		t.Fatalf("claimed a cancelled task: %+v", got)
 	}
-	e.callErr("POST", "/task/"+pendingID+"/cancel", nil, nil, codeAuthenticationFailed)
+	e.callErr("POST", "/task/"+pendingID+"/cancel", nil, nil, codeInsufficientScopes)
 }
 
 // A second Queue over the same Store picks up where the first left off.

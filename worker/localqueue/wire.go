@@ -17,6 +17,7 @@ const (
 	reasonScheduled        = "scheduled"
 	reasonRetry            = "retry"
 	reasonTaskRetry        = "task-retry"
+	reasonRerun            = "rerun"
 	reasonCreatedException = "exception"
 
 	reasonClaimExpired     = "claim-expired"
@@ -141,10 +142,11 @@ type reclaimResponse struct {
 }
 
 type artifactJSON struct {
-	StorageType string `json:"storageType"`
-	Name        string `json:"name"`
-	Expires     string `json:"expires"`
-	ContentType string `json:"contentType"`
+	StorageType   string `json:"storageType"`
+	Name          string `json:"name"`
+	Expires       string `json:"expires"`
+	ContentType   string `json:"contentType"`
+	ContentLength *int64 `json:"contentLength,omitempty"`
 }
 
 type listArtifactsResponse struct {
@@ -211,5 +213,5 @@ func (rec *TaskRecord) status() taskStatus {
 }
 
 func artifactToJSON(a ArtifactRecord) artifactJSON {
-	return artifactJSON{StorageType: a.StorageType, Name: a.Name, Expires: formatTime(a.Expires), ContentType: a.ContentType}
+	return artifactJSON{StorageType: a.StorageType, Name: a.Name, Expires: formatTime(a.Expires), ContentType: a.ContentType, ContentLength: a.ContentLength}
 }

@@ -1,0 +1,230 @@
+package localqueue
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The durable store is one bbolt file: a copy-on-write B+tree whose every
+// committed transaction is fsynced before Commit returns, so a crash (kill
+// -9, power loss) at any point leaves the last committed state intact and
+// nothing half-written. bbolt is pure Go, needs no server and no cgo, and
+// one file with one writer at a time is exactly the embedded queue's
+// access pattern (the Queue serialises its writes anyway).
+
+var (
+	bucketTasks   = []byte("tasks")
+	bucketObjects = []byte("objects")
+	bucketOutbox  = []byte("outbox")
+	bucketSecrets = []byte("secrets")
+)
+
+// boltStore is a [Store] in a bbolt file.
+type boltStore struct {
+	db *bolt.DB
+}
+
+// OpenBoltStore opens (creating if needed) the durable store at path. The
+// file is locked: a second process opening the same path waits up to 5
+// seconds and then fails, so two queues never share one store.
+func OpenBoltStore(path string) (Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("localqueue: store directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("localqueue: open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("localqueue: initialise store %s: %w", path, err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+func (s *boltStore) view(fn func(*bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *boltStore) update(fn func(*bolt.Tx) error) error {
+	err := s.db.Update(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *boltStore) Get(_ context.Context, taskID string) (*TaskRecord, error) {
+	var rec TaskRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTasks).Get([]byte(taskID))
+		if b == nil {
+			return fmt.Errorf("task %s: %w", taskID, ErrNotFound)
+		}
+		return unmarshalRecord(b, &rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s *boltStore) Each(ctx context.Context, fn func(*TaskRecord) error) error {
+	// Decode everything first, so fn runs outside the read transaction.
+	var recs []*TaskRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
+			var rec TaskRecord
+			if err := unmarshalRecord(v, &rec); err != nil {
+				return fmt.Errorf("task %s: %w", k, err)
+			}
+			recs = append(recs, &rec)
+			return ctx.Err()
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *boltStore) Object(_ context.Context, name string) (*ObjectRecord, error) {
+	var o ObjectRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketObjects).Get([]byte(name))
+		if b == nil {
+			return fmt.Errorf("object %q: %w", name, ErrNotFound)
+		}
+		return unmarshalRecord(b, &o)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
+func (s *boltStore) Commit(_ context.Context, c Change) error {
+	return s.update(func(tx *bolt.Tx) error {
+		tasks := tx.Bucket(bucketTasks)
+		for _, rec := range c.Tasks {
+			b, err := marshalRecord(rec)
+			if err != nil {
+				return fmt.Errorf("encode task %s: %w", rec.TaskID, err)
+			}
+			if err := tasks.Put([]byte(rec.TaskID), b); err != nil {
+				return fmt.Errorf("store task %s: %w", rec.TaskID, err)
+			}
+		}
+		objects := tx.Bucket(bucketObjects)
+		for _, o := range c.Objects {
+			b, err := marshalRecord(o)
+			if err != nil {
+				return fmt.Errorf("encode object %q: %w", o.Name, err)
+			}
+			if err := objects.Put([]byte(o.Name), b); err != nil {
+				return fmt.Errorf("store object %q: %w", o.Name, err)
+			}
+		}
+		outbox := tx.Bucket(bucketOutbox)
+		for _, m := range c.Messages {
+			seq, err := outbox.NextSequence()
+			if err != nil {
+				return fmt.Errorf("outbox sequence: %w", err)
+			}
+			b, err := marshalRecord(m)
+			if err != nil {
+				return fmt.Errorf("encode message: %w", err)
+			}
+			if err := outbox.Put(seqKey(seq), b); err != nil {
+				return fmt.Errorf("store message: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+func (s *boltStore) Outbox(_ context.Context, limit int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var m Message
+			if err := unmarshalRecord(v, &m); err != nil {
+				return fmt.Errorf("outbox message %x: %w", k, err)
+			}
+			out = append(out, OutboxEntry{Seq: binary.BigEndian.Uint64(k), Message: m})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) Ack(_ context.Context, seqs []uint64) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		for _, seq := range seqs {
+			if err := b.Delete(seqKey(seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *boltStore) Secret(_ context.Context, name string) (string, error) {
+	var v string
+	err := s.view(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bucketSecrets).Get([]byte(name)))
+		return nil
+	})
+	if err != nil || v != "" {
+		return v, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSecrets)
+		if cur := b.Get([]byte(name)); cur != nil {
+			v = string(cur)
+			return nil
+		}
+		secret, err := newSecret()
+		if err != nil {
+			return err
+		}
+		v = secret
+		return b.Put([]byte(name), []byte(secret))
+	})
+	return v, err
+}
+
+func (s *boltStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("localqueue: close store: %w", err)
+	}
+	return nil
+}
