@@ -1,22 +1,35 @@
 // Package localqueue is an embedded, Taskcluster-compatible queue service.
 //
-// It serves the queue's REST API under `<rootUrl>/api/queue/v1/` (the routes
-// of the published api.json, answering with bodies that follow the published
-// schemas) from an in-memory [Store], authenticates requests with Hawk
-// (permanent clients from [Config] and the temporary credentials it hands out
-// with each claim), and stores the bytes of `s3` artifacts under
-// [Config].DataDir, reachable through signed URLs of the form
-// `<rootUrl>/api/queue/v1/_store/<token>`.
+// It serves the queue's REST API under `<rootUrl>/api/queue/v1/` and the
+// part of the object service that object artifacts need under
+// `<rootUrl>/api/object/v1/` (the routes of the published api.json,
+// answering with bodies that follow the published schemas). Requests are
+// authenticated with Hawk (permanent clients from [Config], temporary
+// credentials the queue issues with each claim and for object uploads,
+// `authorizedScopes`) and authorized with each route's scope expression;
+// requests without credentials get [Config].AnonymousScopes.
+//
+// State lives in a [Store]: [NewMemStore] for tests and throw-away queues,
+// [OpenBoltStore] for a queue that survives restarts and crashes (every
+// acknowledged change is on disk before the answer is sent). Artifact and
+// object bytes live in a [BlobStore]: by default files under
+// [Config].DataDir served by the queue itself through signed URLs
+// (`<rootUrl>/api/queue/v1/_store/<token>`), or an S3 bucket
+// (package s3blob). With a [Publisher] (package pulse), state changes are
+// announced on the queue's Pulse exchanges with the real routing keys and
+// bodies, through a durable outbox, so a broker outage never blocks an API
+// call.
 //
 // It is the queue a worker uses when it runs stand-alone, and the queue the
 // worker's tests run against over real HTTP, so it must answer the way the
-// real queue does: same status codes, same error codes, same state machine
-// (pending → running → completed/failed/exception, retries on
-// `worker-shutdown`, `intermittent-task` and `claim-expired`, resolution at
-// the deadline).
+// real queue does: same status codes, same error codes and bodies, same
+// state machine (unscheduled → pending → running →
+// completed/failed/exception, dependencies with `all-completed` or
+// `all-resolved`, retries on `worker-shutdown`, `intermittent-task` and
+// `claim-expired`, resolution `deadline-exceeded` at the deadline, reruns).
 //
-// Not implemented yet: task dependencies (accepted and ignored: every task is
-// pending as soon as it is created), scope enforcement (the authenticated
-// scopes are kept on the request context for it), object artifacts, and the
-// provisioner/worker bookkeeping endpoints.
+// Not implemented: the provisioner/worker/task-queue bookkeeping endpoints
+// (beyond pending and claimed counts), claimTask, task and task-group
+// priority changes, task-group sealing and cancellation, and expiry of old
+// tasks and artifacts.
 package localqueue
