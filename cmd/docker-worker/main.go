@@ -30,6 +30,7 @@ func commands() []command {
 		{"run", "run the worker: claim tasks from a queue and run them", runWorker},
 		{"queue", "serve the embedded Taskcluster-compatible queue", runQueue},
 		{"dev", "run the embedded queue and a worker in one process", runDev},
+		{"task", "inspect and act on a task: status, log, artifacts, cancel, rerun", runTask},
 		{"submit", "submit a task (or a bare payload), print its log, exit with its result", runSubmit},
 		{"validate", "check a payload (or task definition) against the payload schema", runValidate},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {

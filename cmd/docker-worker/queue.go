@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -15,12 +16,18 @@ import (
 	"path/filepath"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/pulse"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/s3blob"
 )
 
 // queueFlags are the flags shared by queue and dev.
 type queueFlags struct {
+	fs        *flag.FlagSet
+	config    *string
 	listen    *string
 	rootURL   *string
 	dataDir   *string
@@ -28,11 +35,15 @@ type queueFlags struct {
 	logLevel  *string
 }
 
-func addQueueFlags(fs *flag.FlagSet) queueFlags {
+// addQueueFlags adds the queue's flags; configFlag names the flag of the
+// queue config file.
+func addQueueFlags(fs *flag.FlagSet, configFlag, configHelp string) queueFlags {
 	return queueFlags{
+		fs:        fs,
+		config:    fs.String(configFlag, "", configHelp),
 		listen:    fs.String("listen", "127.0.0.1:8080", "address the queue listens on"),
 		rootURL:   fs.String("root-url", "", "rootUrl clients use (default http://<listen address>)"),
-		dataDir:   fs.String("data-dir", defaultDataDir(), "where the queue keeps its client secret and artifacts"),
+		dataDir:   fs.String("data-dir", defaultDataDir(), "where the queue keeps its state, client secret and artifacts"),
 		claimWait: fs.Duration("claim-wait", 20*time.Second, "how long claimWork waits for a task"),
 		logLevel:  fs.String("log-level", "info", "log level: debug, info, warn, error"),
 	}
@@ -47,6 +58,60 @@ func defaultDataDir() string {
 		return filepath.Join(h, ".local", "state", "docker-worker")
 	}
 	return filepath.Join(os.TempDir(), "docker-worker")
+}
+
+// queueFile is the `queue --config` file (YAML or JSON). Flags given on
+// the command line win over its listen, rootUrl and dataDir.
+type queueFile struct {
+	Listen  string `yaml:"listen"`
+	RootURL string `yaml:"rootUrl"`
+	DataDir string `yaml:"dataDir"`
+	// Clients may call the queue; their scopes decide what they may do.
+	Clients []struct {
+		ClientID    string   `yaml:"clientId"`
+		AccessToken string   `yaml:"accessToken"`
+		Scopes      []string `yaml:"scopes"`
+	} `yaml:"clients"`
+	// AnonymousScopes replaces the default scopes of requests without
+	// credentials (an empty list grants none).
+	AnonymousScopes *[]string     `yaml:"anonymousScopes"`
+	ClaimTimeout    time.Duration `yaml:"claimTimeout"`
+	Storage         struct {
+		S3 *struct {
+			Endpoint        string `yaml:"endpoint"`
+			Region          string `yaml:"region"`
+			Bucket          string `yaml:"bucket"`
+			Prefix          string `yaml:"prefix"`
+			PathStyle       bool   `yaml:"pathStyle"`
+			AccessKeyID     string `yaml:"accessKeyId"`
+			SecretAccessKey string `yaml:"secretAccessKey"`
+		} `yaml:"s3"`
+	} `yaml:"storage"`
+	Pulse struct {
+		URL string `yaml:"url"`
+	} `yaml:"pulse"`
+}
+
+func readQueueFile(path string) (*queueFile, error) {
+	var qf queueFile
+	if path == "" {
+		return &qf, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&qf); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, c := range qf.Clients {
+		if c.ClientID == "" || c.AccessToken == "" {
+			return nil, fmt.Errorf("%s: clients[%d]: clientId and accessToken are required", path, i)
+		}
+	}
+	return &qf, nil
 }
 
 // localClient is the generated client kept in the data directory, so the
@@ -82,57 +147,136 @@ func loadOrCreateClient(dir string) (localClient, error) {
 	return c, nil
 }
 
-// startQueue listens and serves the embedded queue in the background. The
-// returned channel yields Serve's error once ctx is done.
-func startQueue(ctx context.Context, f queueFlags, logger *slog.Logger) (string, localClient, <-chan error, error) {
-	client, err := loadOrCreateClient(*f.dataDir)
+// runningQueue is a started embedded queue.
+type runningQueue struct {
+	rootURL string
+	// generated is the data directory's local client, when in use.
+	generated *localClient
+	// done yields Serve's error once the context is done and the store is
+	// closed.
+	done <-chan error
+}
+
+// startQueue opens the store, listens and serves the embedded queue in the
+// background. withGenerated adds the data directory's local client (dev
+// always does; queue does when its config names no clients).
+func startQueue(ctx context.Context, f queueFlags, withGenerated bool, logger *slog.Logger) (*runningQueue, error) {
+	qf, err := readQueueFile(*f.config)
 	if err != nil {
-		return "", client, nil, err
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", *f.listen)
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	listen, rootURL, dataDir := *f.listen, *f.rootURL, *f.dataDir
+	if qf.Listen != "" && !set["listen"] {
+		listen = qf.Listen
+	}
+	if qf.RootURL != "" && !set["root-url"] {
+		rootURL = qf.RootURL
+	}
+	if qf.DataDir != "" && !set["data-dir"] {
+		dataDir = qf.DataDir
+	}
+
+	cfg := localqueue.Config{
+		DataDir:      dataDir,
+		ClaimWait:    *f.claimWait,
+		ClaimTimeout: qf.ClaimTimeout,
+		Logger:       logger.With("component", "queue"),
+	}
+	if qf.AnonymousScopes != nil {
+		cfg.AnonymousScopes = append([]string{}, *qf.AnonymousScopes...)
+	}
+	for _, c := range qf.Clients {
+		cfg.Clients = append(cfg.Clients, localqueue.Client{ClientID: c.ClientID, AccessToken: c.AccessToken, Scopes: c.Scopes})
+	}
+	rq := &runningQueue{}
+	if withGenerated || len(qf.Clients) == 0 {
+		c, err := loadOrCreateClient(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		rq.generated = &c
+		cfg.Clients = append(cfg.Clients, localqueue.Client{ClientID: c.ClientID, AccessToken: c.AccessToken, Scopes: []string{"*"}})
+	}
+	if s := qf.Storage.S3; s != nil {
+		store, err := s3blob.New(ctx, s3blob.Config{
+			Endpoint: s.Endpoint, Region: s.Region, Bucket: s.Bucket, Prefix: s.Prefix, PathStyle: s.PathStyle,
+			AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := store.EnsureBucket(ctx); err != nil {
+			return nil, err
+		}
+		cfg.Blobs = store
+	}
+	var pub *pulse.Publisher
+	if qf.Pulse.URL != "" {
+		if pub, err = pulse.New(pulse.Config{URL: qf.Pulse.URL, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+		cfg.Publisher = pub
+	}
+	if cfg.Store, err = localqueue.OpenBoltStore(filepath.Join(dataDir, "queue.db")); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return "", client, nil, fmt.Errorf("listen: %w", err)
+		cfg.Store.Close()
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	rootURL := *f.rootURL
 	if rootURL == "" {
 		rootURL = "http://" + ln.Addr().String()
 	}
-	q, err := localqueue.New(localqueue.Config{
-		RootURL:   rootURL,
-		DataDir:   filepath.Join(*f.dataDir, "artifacts"),
-		Clients:   []localqueue.Client{{ClientID: client.ClientID, AccessToken: client.AccessToken, Scopes: []string{"*"}}},
-		ClaimWait: *f.claimWait,
-		Logger:    logger.With("component", "queue"),
-	})
+	cfg.RootURL = rootURL
+	q, err := localqueue.New(cfg)
 	if err != nil {
 		ln.Close()
-		return "", client, nil, err
+		cfg.Store.Close()
+		return nil, err
 	}
+	rq.rootURL = rootURL
 	done := make(chan error, 1)
-	go func() { done <- localqueue.Serve(ctx, ln, q) }()
-	return rootURL, client, done, nil
+	go func() {
+		err := localqueue.Serve(ctx, ln, q)
+		if pub != nil {
+			pub.Close()
+		}
+		done <- errors.Join(err, q.Close())
+	}()
+	rq.done = done
+	logger.Info("embedded queue serving", "rootUrl", rootURL, "dataDir", dataDir, "s3", cfg.Blobs != nil, "pulse", pub != nil)
+	return rq, nil
 }
 
-func printExports(w io.Writer, rootURL string, c localClient) {
-	fmt.Fprintf(w, "export %s=%s %s=%s %s=%s\n", config.EnvRootURL, rootURL,
-		config.EnvClientID, c.ClientID, config.EnvAccessToken, c.AccessToken)
+// printExports writes the shell line that points Taskcluster clients at
+// the queue (with the generated client's credentials, when there is one).
+func printExports(w io.Writer, q *runningQueue) {
+	if q.generated == nil {
+		fmt.Fprintf(w, "export %s=%s\n", config.EnvRootURL, q.rootURL)
+		return
+	}
+	fmt.Fprintf(w, "export %s=%s %s=%s %s=%s\n", config.EnvRootURL, q.rootURL,
+		config.EnvClientID, q.generated.ClientID, config.EnvAccessToken, q.generated.AccessToken)
 }
 
 func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("queue", "queue [flags]", stderr)
-	qf := addQueueFlags(fs)
+	qf := addQueueFlags(fs, "config", "queue config file: clients, storage (local or S3), Pulse (see README)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	logger := newLogger(stderr, *qf.logLevel)
-	rootURL, client, done, err := startQueue(ctx, qf, logger)
+	q, err := startQueue(ctx, qf, false, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "embedded queue at %s; use it with:\n", rootURL)
-	printExports(stdout, rootURL, client)
-	if err := <-done; err != nil {
+	fmt.Fprintf(stderr, "embedded queue at %s; use it with:\n", q.rootURL)
+	printExports(stdout, q)
+	if err := <-q.done; err != nil {
 		fmt.Fprintf(stderr, "docker-worker: queue: %v\n", err)
 		return 1
 	}
@@ -141,7 +285,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("dev", "dev [flags]", stderr)
-	qf := addQueueFlags(fs)
+	qf := addQueueFlags(fs, "queue-config", "queue config file, as 'docker-worker queue --config' reads (optional)")
 	cfgPath := fs.String("config", "", "worker config file (optional; rootUrl and credentials come from the embedded queue)")
 	capacity := fs.Int("capacity", 0, "tasks run at once (default: from --config, else 2)")
 	if code, ok := parse(fs, args); !ok {
@@ -150,7 +294,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := newLogger(stderr, *qf.logLevel)
 	qctx, stopQueue := context.WithCancel(context.Background())
 	defer stopQueue()
-	rootURL, client, done, err := startQueue(qctx, qf, logger)
+	q, err := startQueue(qctx, qf, true, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
@@ -166,8 +310,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *capacity > 0 {
 		cfg.Capacity = *capacity
 	}
-	cfg.RootURL = rootURL
-	cfg.Taskcluster = config.Credentials{ClientID: client.ClientID, AccessToken: client.AccessToken}
+	cfg.RootURL = q.rootURL
+	cfg.Taskcluster = config.Credentials{ClientID: q.generated.ClientID, AccessToken: q.generated.AccessToken}
 	for _, d := range []struct {
 		v   *string
 		def string
@@ -192,11 +336,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closeFn()
-	fmt.Fprintf(stderr, "embedded queue at %s, worker %s/%s (capacity %d); submit tasks with:\n",
-		rootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
-	printExports(stdout, rootURL, client)
+	fmt.Fprintf(stderr, "embedded queue at %s, worker %s/%s (capacity %d).\n"+
+		"Paste the export line below into another shell, then:\n"+
+		"  docker-worker submit task.yml            run a task and print its log\n"+
+		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n",
+		q.rootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
+	printExports(stdout, q)
 	code := runUntilSignalled(w, logger)
 	stopQueue()
-	<-done
+	<-q.done
 	return code
 }
