@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,10 +13,14 @@ import (
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/artifacts"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
+	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
+	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
+	locallivelog "go.dockerworker.dev/docker-worker/features/localLiveLog"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -60,6 +65,11 @@ func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 			Certificate: cfg.Taskcluster.Certificate,
 		},
 	})
+	live, err := startLiveLog(cfg, logger)
+	if err != nil {
+		dc.Close()
+		return nil, nil, err
+	}
 	hostname, _ := os.Hostname()
 	w := worker.New(worker.Options{
 		Config:    cfg,
@@ -67,23 +77,60 @@ func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		RunQueue:  func(c tc.Credentials) worker.RunQueue { return queue.WithCredentials(c) },
 		Docker:    dc,
 		Validator: validator,
-		Features:  featureList(cfg),
+		Features:  featureList(cfg, live),
 		Logger:    logger,
 		Version:   version,
 		Hostname:  hostname,
 	})
-	return w, func() { dc.Close() }, nil
+	return w, func() {
+		if live != nil {
+			live.Close()
+		}
+		dc.Close()
+	}, nil
+}
+
+// startLiveLog starts the live log server. With logging.secureLiveLogging
+// and a certificate or key that cannot be loaded it logs docker-worker's
+// operator alert, sets the capacity to 0 (the worker claims nothing) and
+// returns no server; any other failure (no free port) is an error.
+func startLiveLog(cfg *config.Config, logger *slog.Logger) (*livelog.Server, error) {
+	lc := livelog.Config{
+		Address:      cfg.Logging.LiveLogBindAddress,
+		Port:         cfg.Logging.LiveLogPort,
+		PortRangeEnd: cfg.Logging.LiveLogPortRangeEnd,
+		Logger:       logger.With("component", "livelog"),
+	}
+	if cfg.Logging.SecureLiveLogging {
+		lc.CertFile, lc.KeyFile = cfg.SSL.Certificate, cfg.SSL.Key
+		if _, err := tls.LoadX509KeyPair(lc.CertFile, lc.KeyFile); err != nil {
+			logger.Error("[alert-operator] ssl certificate error",
+				"certificate", lc.CertFile, "key", lc.KeyFile, "error", err,
+				"effect", "logging.secureLiveLogging is on but the certificate cannot be used: claiming no tasks (capacity 0)")
+			cfg.Capacity = 0
+			return nil, nil
+		}
+	}
+	srv, err := livelog.Start(lc)
+	if err != nil {
+		return nil, fmt.Errorf("start the live log server: %w", err)
+	}
+	logger.Info("live log server listening", "scheme", srv.Scheme(), "port", srv.Port(), "host", cfg.Host)
+	return srv, nil
 }
 
 // featureList is the worker's features in docker-worker's order: the
 // always-on task log, then the payload features.
-func featureList(cfg *config.Config) []features.Feature {
+func featureList(cfg *config.Config, live *livelog.Server) []features.Feature {
 	return []features.Feature{
 		backinglog.New(""),
+		locallivelog.New(live, ""),
 		artifacts.New(artifacts.Config{
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
 			Parallelism:     cfg.Artifacts.UploadParallelism,
 		}),
+		chainoftrust.New(cfg.Ed25519SigningKeyLocation, ""),
+		bulklog.New(""),
 	}
 }
 

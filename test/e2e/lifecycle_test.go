@@ -109,7 +109,8 @@ func writeConfig(t *testing.T, c *config.Config) string {
 		"taskcluster: {clientId: " + c.Taskcluster.ClientID + ", accessToken: " + c.Taskcluster.AccessToken + "}\n" +
 		"provisionerId: " + c.ProvisionerID + "\nworkerType: " + c.WorkerType + "\n" +
 		"workerGroup: " + c.WorkerGroup + "\nworkerId: " + c.WorkerID + "\n" +
-		"workerNodeType: test-worker\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 1000}\n"
+		"workerNodeType: test-worker\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 1000}\n" +
+		"logging: {liveLogBindAddress: 127.0.0.1}\n"
 	p := filepath.Join(t.TempDir(), "worker.yml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

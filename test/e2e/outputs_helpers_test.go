@@ -1,35 +1,57 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/artifacts"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
+	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
+	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
+	locallivelog "go.dockerworker.dev/docker-worker/features/localLiveLog"
 	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // productionFeatures is the feature list cmd/docker-worker wires, in its
-// order, for an in-process worker.
+// order, for an in-process worker. The live log server listens on
+// 127.0.0.1 (HTTPS when cfg asks for secure live logging) and stops with
+// the test.
 func productionFeatures(t *testing.T, cfg *config.Config) []features.Feature {
 	t.Helper()
+	lc := livelog.Config{Address: "127.0.0.1", Port: cfg.Logging.LiveLogPort, PortRangeEnd: cfg.Logging.LiveLogPortRangeEnd}
+	if cfg.Logging.SecureLiveLogging {
+		lc.CertFile, lc.KeyFile = cfg.SSL.Certificate, cfg.SSL.Key
+	}
+	live, err := livelog.Start(lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
 	return []features.Feature{
 		backinglog.New(t.TempDir()),
+		locallivelog.New(live, t.TempDir()),
 		artifacts.New(artifacts.Config{
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
 			Parallelism:     cfg.Artifacts.UploadParallelism,
 			TempDir:         t.TempDir(),
 		}),
+		chainoftrust.New(cfg.Ed25519SigningKeyLocation, t.TempDir()),
+		bulklog.New(t.TempDir()),
 	}
 }
 
@@ -98,4 +120,52 @@ func startFlakyQueue(t *testing.T, fail func(*http.Request) bool) *queueEnv {
 	q.rootURL = "http://" + front.Addr().String()
 	q.admin = tc.New(tc.Config{RootURL: q.rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
 	return q
+}
+
+// lockedBuffer collects a subprocess's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// appendFile adds text to the file at path.
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceInFile replaces the one occurrence of old in the file at path.
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(b), old) != 1 {
+		t.Fatalf("%s: want one %q in:\n%s", path, old, b)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,309 @@
+// Package chainoftrust is the payload feature "chainOfTrust": once the task
+// log is complete it uploads the log again as public/logs/certified.log,
+// then public/chain-of-trust.json, a document binding the sha256 of every
+// artifact the task uploaded to the task definition and the worker that
+// ran it, and public/chain-of-trust.json.sig, the raw 64-byte ed25519
+// signature of exactly those JSON bytes, made with the worker's key
+// (config ed25519SigningKeyLocation). Nothing is produced for a run that was
+// cancelled or aborted. The document and key format are docker-worker's;
+// see [Document] and [ParsePrivateKey].
+package chainoftrust
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strings"
+
+	"go.dockerworker.dev/docker-worker/features"
+	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
+)
+
+// Name is the feature's payload key.
+const Name = "chainOfTrust"
+
+// Artifact names and content types, as docker-worker published them.
+const (
+	CertifiedLog       = "public/logs/certified.log"
+	DocumentName       = "public/chain-of-trust.json"
+	SignatureName      = "public/chain-of-trust.json.sig"
+	certifiedLogType   = "text/plain"
+	documentType       = "text/plain"
+	signatureType      = "application/octet-stream"
+	documentVersion    = 1
+	documentJSONIndent = "  "
+)
+
+// Document is the chain-of-trust document (version 1). Field order is the
+// order docker-worker wrote them in.
+type Document struct {
+	ChainOfTrustVersion int                     `json:"chainOfTrustVersion"`
+	Artifacts           map[string]ArtifactHash `json:"artifacts"`
+	Task                json.RawMessage         `json:"task"`
+	TaskID              string                  `json:"taskId"`
+	RunID               int                     `json:"runId"`
+	WorkerGroup         string                  `json:"workerGroup"`
+	WorkerID            string                  `json:"workerId"`
+	Environment         Environment             `json:"environment"`
+}
+
+// ArtifactHash is the hash of one artifact's (uncompressed) content.
+type ArtifactHash struct {
+	SHA256 string `json:"sha256"`
+}
+
+// Environment describes where the task ran. Values the worker does not
+// know are left out, as docker-worker's JSON left out undefined ones.
+type Environment struct {
+	PublicIPAddress   string `json:"publicIpAddress,omitempty"`
+	PrivateIPAddress  string `json:"privateIpAddress,omitempty"`
+	ImageHash         string `json:"imageHash,omitempty"`
+	ImageArtifactHash string `json:"imageArtifactHash,omitempty"`
+	InstanceID        string `json:"instanceId,omitempty"`
+	InstanceType      string `json:"instanceType,omitempty"`
+	Region            string `json:"region,omitempty"`
+}
+
+// Marshal encodes d as docker-worker did (JSON.stringify with a 2-space
+// indent: no HTML escaping, no trailing newline). These are the bytes that
+// are signed.
+func (d *Document) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", documentJSONIndent)
+	if err := enc.Encode(d); err != nil {
+		return nil, fmt.Errorf("chain of trust document: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// ParsePrivateKey reads a signing key file: base64 of the 64-byte ed25519
+// private key (seed followed by public key, tweetnacl's secret key format,
+// which docker-worker used), or of a 32-byte seed.
+func ParsePrivateKey(data []byte) (ed25519.PrivateKey, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("signing key is not base64: %w", err)
+	}
+	switch len(raw) {
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(raw), nil
+	case ed25519.PrivateKeySize:
+		key := ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize])
+		if !bytes.Equal(key[ed25519.SeedSize:], raw[ed25519.SeedSize:]) {
+			return nil, errors.New("signing key: its public half does not match its seed")
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("signing key has %d bytes, want %d (or a %d-byte seed)", len(raw), ed25519.PrivateKeySize, ed25519.SeedSize)
+}
+
+// ParsePublicKey reads a public key file: base64 of the 32-byte key.
+func ParsePublicKey(data []byte) (ed25519.PublicKey, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("public key is not base64: %w", err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("public key has %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// Feature is the chain-of-trust feature.
+type Feature struct {
+	keyPath string
+	tempDir string
+}
+
+var _ features.Feature = (*Feature)(nil)
+
+// New returns the feature signing with the key file at keyPath (read for
+// each task, so a replaced key takes effect at once); tempDir holds the
+// per-task log copies ("" for the system default).
+func New(keyPath, tempDir string) *Feature { return &Feature{keyPath: keyPath, tempDir: tempDir} }
+
+// Name implements features.Feature.
+func (f *Feature) Name() string { return Name }
+
+// NewTask implements features.Feature.
+func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
+	return &task{f: f, t: t}, nil
+}
+
+type task struct {
+	f    *Feature
+	t    features.Task
+	key  ed25519.PrivateKey
+	file *os.File
+	gz   *wa.Gzip
+	h    hash.Hash
+	err  error
+}
+
+var (
+	_ features.Opener   = (*task)(nil)
+	_ features.Finisher = (*task)(nil)
+	_ features.Cleaner  = (*task)(nil)
+)
+
+// Open loads the signing key and starts copying the log.
+func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
+	data, err := os.ReadFile(k.f.keyPath)
+	if err != nil {
+		return fmt.Errorf("chain of trust: read signing key (ed25519SigningKeyLocation): %w", err)
+	}
+	if k.key, err = ParsePrivateKey(data); err != nil {
+		return fmt.Errorf("chain of trust: %s: %w", k.f.keyPath, err)
+	}
+	f, err := os.CreateTemp(k.f.tempDir, "certified-log-*.gz")
+	if err != nil {
+		return fmt.Errorf("chain of trust: %w", err)
+	}
+	k.file, k.gz, k.h = f, wa.NewGzip(f), sha256.New()
+	resp.LogSinks = append(resp.LogSinks, k)
+	return nil
+}
+
+// Write hashes and compresses a piece of the task log.
+func (k *task) Write(p []byte) (int, error) {
+	if k.err != nil {
+		return 0, k.err
+	}
+	k.h.Write(p)
+	if _, err := k.gz.Write(p); err != nil {
+		k.err = fmt.Errorf("chain of trust: certified log: %w", err)
+		return 0, k.err
+	}
+	return len(p), nil
+}
+
+// Finish publishes the certified log, the document and its signature,
+// unless the run was aborted.
+func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
+	if req.Aborted {
+		k.t.Logger().Info("chain of trust skipped: the run was aborted")
+		return nil
+	}
+	if k.file == nil {
+		return errors.New("chain of trust was never opened")
+	}
+	if k.err != nil {
+		return k.err
+	}
+	if err := k.gz.Close(); err != nil {
+		return fmt.Errorf("chain of trust: certified log: %w", err)
+	}
+	st, err := k.file.Stat()
+	if err != nil {
+		return fmt.Errorf("chain of trust: certified log: %w", err)
+	}
+	pub := k.t.Artifacts()
+	expires := k.t.Expires()
+	logPath := k.file.Name()
+	if err := pub.Upload(ctx, features.Upload{
+		Name:            CertifiedLog,
+		ContentType:     certifiedLogType,
+		ContentEncoding: "gzip",
+		Expires:         expires,
+		Size:            st.Size(),
+		Open:            func() (io.ReadCloser, error) { return os.Open(logPath) },
+		SHA256:          hex.EncodeToString(k.h.Sum(nil)),
+	}); err != nil {
+		return fmt.Errorf("chain of trust: upload certified log: %w", err)
+	}
+
+	doc := k.document()
+	body, err := doc.Marshal()
+	if err != nil {
+		return err
+	}
+	sig := ed25519.Sign(k.key, body)
+	for _, a := range []struct {
+		name, contentType string
+		data              []byte
+	}{
+		{DocumentName, documentType, body},
+		{SignatureName, signatureType, sig},
+	} {
+		data := a.data
+		if err := pub.Upload(ctx, features.Upload{
+			Name:        a.name,
+			ContentType: a.contentType,
+			Expires:     expires,
+			Size:        int64(len(data)),
+			Open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		}); err != nil {
+			return fmt.Errorf("chain of trust: upload %s: %w", a.name, err)
+		}
+	}
+	return nil
+}
+
+// document builds the chain-of-trust document from what the run uploaded.
+func (k *task) document() *Document {
+	w := k.t.Worker()
+	arts := map[string]ArtifactHash{}
+	for name, sum := range k.t.ArtifactHashes() {
+		arts[name] = ArtifactHash{SHA256: sum}
+	}
+	return &Document{
+		ChainOfTrustVersion: documentVersion,
+		Artifacts:           arts,
+		Task:                k.t.Definition(),
+		TaskID:              k.t.TaskID(),
+		RunID:               k.t.RunID(),
+		WorkerGroup:         w.WorkerGroup,
+		WorkerID:            w.WorkerID,
+		Environment: Environment{
+			PublicIPAddress:  w.PublicIP,
+			PrivateIPAddress: w.PrivateIP,
+			ImageHash:        k.t.ImageID(),
+			InstanceID:       w.InstanceID,
+			InstanceType:     w.InstanceType,
+			Region:           w.Region,
+		},
+	}
+}
+
+func (k *task) Cleanup(context.Context) error {
+	if k.file == nil {
+		return nil
+	}
+	name := k.file.Name()
+	err := k.file.Close()
+	k.file = nil
+	return errors.Join(err, os.Remove(name))
+}
+
+// ErrBadSignature is returned by Verify when the signature does not match.
+var ErrBadSignature = errors.New("the signature does not match the document and key")
+
+// Verify checks that sig is key's ed25519 signature of exactly doc, and
+// decodes doc.
+func Verify(doc, sig []byte, key ed25519.PublicKey) (*Document, error) {
+	if len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("signature has %d bytes, want %d", len(sig), ed25519.SignatureSize)
+	}
+	if !ed25519.Verify(key, doc, sig) {
+		return nil, ErrBadSignature
+	}
+	var d Document
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, fmt.Errorf("chain of trust document: %w", err)
+	}
+	if d.ChainOfTrustVersion != documentVersion {
+		return nil, fmt.Errorf("chain of trust document version %d, want %d", d.ChainOfTrustVersion, documentVersion)
+	}
+	return &d, nil
+}
