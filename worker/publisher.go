@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -23,12 +24,12 @@ func (p publisher) create(ctx context.Context, name string, req tc.ArtifactReque
 }
 
 func (p publisher) Upload(ctx context.Context, a features.Upload) error {
-	resp, err := p.create(ctx, a.Name, tc.S3Artifact(a.Expires, a.ContentType))
-	if err != nil {
+	if p.r.w.cfg.Artifacts.StorageType == config.StorageObject {
+		if err := p.uploadObject(ctx, a); err != nil {
+			return err
+		}
+	} else if err := p.uploadS3(ctx, a); err != nil {
 		return err
-	}
-	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
-		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	if a.SHA256 != "" {
 		p.r.mu.Lock()
@@ -37,6 +38,19 @@ func (p publisher) Upload(ctx context.Context, a features.Upload) error {
 		}
 		p.r.hashes[a.Name] = a.SHA256
 		p.r.mu.Unlock()
+	}
+	return nil
+}
+
+// uploadS3 creates an s3 artifact and PUTs the body to the URL the queue
+// returns.
+func (p publisher) uploadS3(ctx context.Context, a features.Upload) error {
+	resp, err := p.create(ctx, a.Name, tc.S3Artifact(a.Expires, a.ContentType))
+	if err != nil {
+		return err
+	}
+	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
+		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	return nil
 }

@@ -33,7 +33,8 @@ type ArtifactsConfig struct {
 	// UploadParallelism bounds concurrent artifact uploads per task.
 	UploadParallelism int `yaml:"uploadParallelism"`
 	// StorageType is how artifact bytes reach the queue: "s3" (a PUT to the
-	// URL createArtifact returns).
+	// URL createArtifact returns) or "object" (through the object service:
+	// createUpload, PUT, finishUpload, then the queue's finishArtifact).
 	StorageType string `yaml:"storageType"`
 }
 
@@ -96,11 +97,9 @@ func (c *Config) validateOutputs(bad func(key, format string, args ...any)) {
 		}
 	}
 	switch c.Artifacts.StorageType {
-	case StorageS3:
-	case StorageObject:
-		bad("artifacts.storageType", "%q is not supported yet: this worker uploads through the queue's s3 storage type; use %q", StorageObject, StorageS3)
+	case StorageS3, StorageObject:
 	default:
-		bad("artifacts.storageType", "must be %q, got %q", StorageS3, c.Artifacts.StorageType)
+		bad("artifacts.storageType", "must be %q or %q, got %q", StorageS3, StorageObject, c.Artifacts.StorageType)
 	}
 	if c.Artifacts.UploadParallelism < 1 {
 		bad("artifacts.uploadParallelism", "must be at least 1, got %d", c.Artifacts.UploadParallelism)

@@ -46,7 +46,7 @@ func TestOutputProblemsAllReported(t *testing.T) {
 	_, err := Load(write(t, good+`
 logging: {secureLiveLogging: true, liveLogPort: 70000, liveLogPortRangeEnd: 10, liveLogBindAddress: nowhere}
 ssl: {certificate: "", key: ""}
-artifacts: {skipCompressionExtensions: [""], uploadParallelism: 0, storageType: object}
+artifacts: {skipCompressionExtensions: [""], uploadParallelism: 0, storageType: azure}
 `), env(nil))
 	if err == nil {
 		t.Fatal("no error")
@@ -57,7 +57,7 @@ artifacts: {skipCompressionExtensions: [""], uploadParallelism: 0, storageType: 
 		`logging.liveLogBindAddress: "nowhere" is not an IP address`,
 		"ssl.certificate: is required when logging.secureLiveLogging is true",
 		"ssl.key: is required when logging.secureLiveLogging is true",
-		`artifacts.storageType: "object" is not supported yet`,
+		`artifacts.storageType: must be "s3" or "object", got "azure"`,
 		"artifacts.uploadParallelism: must be at least 1",
 		"artifacts.skipCompressionExtensions[0]: must not be empty",
 	} {
