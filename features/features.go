@@ -88,8 +88,9 @@ type WorkerInfo struct {
 // Publisher creates artifacts for the current run. Every method retries
 // transient failures itself; an error is final.
 type Publisher interface {
-	// Upload creates an s3 artifact and uploads the body Open returns
-	// (called again for each retry).
+	// Upload creates an artifact and uploads the body Open returns
+	// (called again for each retry), with the worker's storage type: s3,
+	// or object (which stores a gzip body decoded).
 	Upload(ctx context.Context, a Upload) error
 	// Reference creates a reference artifact pointing at url.
 	Reference(ctx context.Context, name, url, contentType string, expires time.Time) error
@@ -122,8 +123,10 @@ type OpenRequest struct{}
 
 // OpenResponse collects what Open contributes.
 type OpenResponse struct {
-	// LogSinks receive every byte of the task log, in order. A sink must
-	// not block for long: slow consumers buffer on their side.
+	// LogSinks receive every byte of the task log, in order: sinks of
+	// payload features, opened after validation, first get what the log
+	// already holds (the header). A sink must not block for long: slow
+	// consumers buffer on their side.
 	LogSinks []io.Writer
 }
 

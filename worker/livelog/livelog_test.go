@@ -393,3 +393,24 @@ func TestCloseEndsReaders(t *testing.T) {
 		t.Fatal("reader still attached after Close")
 	}
 }
+
+// A stream removed but still registered (the task just ended) answers 404,
+// not an empty 200.
+func TestRemovedStreamIsNotFound(t *testing.T) {
+	srv := start(t, Config{})
+	s, err := NewStream(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := srv.Add(s)
+	io.WriteString(s, "gone\n")
+	s.Remove()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(srv.Port()) + "/log/" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}

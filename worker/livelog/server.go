@@ -178,26 +178,49 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	dw := &deadlineWriter{w: w, rc: rc, timeout: s.timeout}
-	err := st.Follow(r.Context(), dw, 0, rc.Flush)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	rw := &readerWriter{w: w, rc: http.NewResponseController(w), timeout: s.timeout}
+	err := st.Follow(r.Context(), rw, 0, rw.flush)
+	switch {
+	case errors.Is(err, errRemoved) && !rw.started:
+		// The task ended between the lookup and the attach.
+		h.Del("Content-Type")
+		http.Error(w, "no such log", http.StatusNotFound)
+	case err != nil && !errors.Is(err, context.Canceled):
 		s.log.Debug("live log reader dropped", "error", err, "remote", r.RemoteAddr)
 	}
 }
 
-// deadlineWriter gives every write to a reader its own deadline, so that a
-// stalled reader is dropped instead of holding its goroutine forever.
-type deadlineWriter struct {
+// readerWriter writes a stream to one reader: the status line goes out
+// with the first write or flush, and every write gets its own deadline so
+// that a stalled reader is dropped instead of holding its goroutine forever.
+type readerWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	started bool
 }
 
-func (d *deadlineWriter) Write(p []byte) (int, error) {
+func (d *readerWriter) start() error {
 	if err := d.rc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if !d.started {
+		d.started = true
+		d.w.WriteHeader(http.StatusOK)
+	}
+	return nil
+}
+
+func (d *readerWriter) Write(p []byte) (int, error) {
+	if err := d.start(); err != nil {
 		return 0, err
 	}
 	return d.w.Write(p)
+}
+
+func (d *readerWriter) flush() error {
+	if err := d.start(); err != nil {
+		return err
+	}
+	return d.rc.Flush()
 }
