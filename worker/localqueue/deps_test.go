@@ -300,10 +300,10 @@ func TestOutboxSurvivesOutageAndRestart(t *testing.T) {
 			t.Errorf("message %s: body %s", m.Exchange, m.Body)
 		}
 	}
-	entries, err := e.q.store.Outbox(t.Context(), 10)
-	if err != nil || len(entries) != 0 {
-		t.Errorf("outbox after delivery: %d entries, %v", len(entries), err)
-	}
+	waitFor(t, "the delivered messages to leave the outbox", func() bool {
+		entries, err := e.q.store.Outbox(t.Context(), 10)
+		return err == nil && len(entries) == 0
+	})
 }
 
 // The bolt store keeps everything a Commit wrote, across reopening.

@@ -50,7 +50,7 @@ type createUploadRequest struct {
 	} `json:"proposedUploadMethods"`
 }
 
-func checkProjectID(schema string, p *string) []string {
+func checkProjectID(p *string) []string {
 	switch {
 	case p == nil:
 		return []string{"projectId is required"}
@@ -103,7 +103,7 @@ func (q *Queue) createUpload(w http.ResponseWriter, rq *apiRequest) error {
 	if err := decodeBody(rq, createUploadSchema, &in); err != nil {
 		return err
 	}
-	problems := checkProjectID(createUploadSchema, in.ProjectID)
+	problems := checkProjectID(in.ProjectID)
 	if in.UploadID == nil || !slugPattern.MatchString(*in.UploadID) {
 		problems = append(problems, "uploadId is required and must be a slugid")
 	}
@@ -195,7 +195,7 @@ func (q *Queue) finishUpload(w http.ResponseWriter, rq *apiRequest) error {
 	if err := decodeBody(rq, finishUploadSchema, &in); err != nil {
 		return err
 	}
-	problems := checkProjectID(finishUploadSchema, in.ProjectID)
+	problems := checkProjectID(in.ProjectID)
 	if in.UploadID == nil || !slugPattern.MatchString(*in.UploadID) {
 		problems = append(problems, "uploadId is required and must be a slugid")
 	}
