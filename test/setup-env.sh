@@ -20,10 +20,10 @@ fixture="$here/fixtures/busybox"
 state=${DW_TEST_STATE:-/var/tmp/docker-worker-test}
 wait_seconds=${DW_TEST_WAIT:-30}
 
-# TEST_IMAGE, TEST_REGISTRY and TEST_REGISTRY_IMAGE are defined only there.
+# TEST_IMAGE, TEST_REGISTRY and the TEST_REGISTRY_IMAGE* names are defined only there.
 # shellcheck source=SCRIPTDIR/fixtures/busybox/image.env
 . "$fixture/image.env"
-export TEST_IMAGE TEST_REGISTRY TEST_REGISTRY_IMAGE
+export TEST_IMAGE TEST_REGISTRY TEST_REGISTRY_IMAGE TEST_REGISTRY_IMAGE_E2E
 
 content_label=dev.dockerworker.test.content
 
@@ -132,22 +132,25 @@ EOF
 	say registry "started on $TEST_REGISTRY (log $state/registry.log)"
 fi
 
-# The registry copy is current when its manifest names the local image's
-# config digest (the image ID).
-repo_tag=${TEST_REGISTRY_IMAGE#"$TEST_REGISTRY"/}
-repo=${repo_tag%:*}
-tag=${repo_tag##*:}
+# The registry copies are current when their manifest names the local
+# image's config digest (the image ID). Each test package that removes and
+# pulls an image uses its own name, so packages running at once never race.
 local_id=$(docker image inspect -f '{{.Id}}' "$TEST_IMAGE")
-remote_manifest=$(curl -fsS --max-time 5 \
-	-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-	"$registry_url/v2/$repo/manifests/$tag" 2>/dev/null || true)
-if [[ $remote_manifest == *"\"$local_id\""* ]]; then
-	say push "$TEST_REGISTRY_IMAGE already present"
-else
-	docker tag "$TEST_IMAGE" "$TEST_REGISTRY_IMAGE"
-	docker push -q "$TEST_REGISTRY_IMAGE" >/dev/null
-	say push "$TEST_REGISTRY_IMAGE pushed"
-fi
+for ref in "$TEST_REGISTRY_IMAGE" "$TEST_REGISTRY_IMAGE_E2E"; do
+	repo_tag=${ref#"$TEST_REGISTRY"/}
+	repo=${repo_tag%:*}
+	tag=${repo_tag##*:}
+	remote_manifest=$(curl -fsS --max-time 5 \
+		-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+		"$registry_url/v2/$repo/manifests/$tag" 2>/dev/null || true)
+	if [[ $remote_manifest == *"\"$local_id\""* ]]; then
+		say push "$ref already present"
+	else
+		docker tag "$TEST_IMAGE" "$ref"
+		docker push -q "$ref" >/dev/null
+		say push "$ref pushed"
+	fi
+done
 
 # 5. RabbitMQ on loopback (Pulse tests). The config pins the AMQP listener,
 # the Erlang distribution port and the Erlang port mapper to 127.0.0.1.

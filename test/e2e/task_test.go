@@ -214,11 +214,11 @@ func TestImagePull(t *testing.T) {
 	q := startQueue(t, nil)
 	cfg := q.workerConfig("pull")
 	startWorker(t, q, cfg)
-	if err := dc.RemoveImage(t.Context(), dockertest.RegistryImage); err != nil {
+	if err := dc.RemoveImage(t.Context(), dockertest.RegistryImageE2E); err != nil {
 		t.Fatal(err)
 	}
 	p := shell("echo pulled", 60)
-	p["image"] = dockertest.RegistryImage
+	p["image"] = dockertest.RegistryImageE2E
 	id := q.create(t, newTask(cfg, p))
 	s := q.waitRun(t, id, 0, 2*time.Minute)
 	wantState(t, s, 0, tc.StateCompleted, "")

@@ -22,6 +22,9 @@ const (
 	// RegistryImage is Image as pushed to Registry, for pull tests: remove
 	// the local copy with [docker.Client.RemoveImage] and pull it again.
 	RegistryImage = Registry + "/" + Image
+	// RegistryImageE2E is the same image under the name the end-to-end
+	// tests remove and pull, so they never race this package's tests.
+	RegistryImageE2E = Registry + "/docker-worker-test/busybox-e2e:latest"
 )
 
 // Require returns a client connected to the Docker daemon, closed when the

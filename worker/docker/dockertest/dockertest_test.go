@@ -34,9 +34,10 @@ func TestNamesMatchSetupScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"TEST_IMAGE":          Image,
-		"TEST_REGISTRY":       Registry,
-		"TEST_REGISTRY_IMAGE": RegistryImage,
+		"TEST_IMAGE":              Image,
+		"TEST_REGISTRY":           Registry,
+		"TEST_REGISTRY_IMAGE":     RegistryImage,
+		"TEST_REGISTRY_IMAGE_E2E": RegistryImageE2E,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("image.env differs from the constants (-want +got):\n%s", diff)
