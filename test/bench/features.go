@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/worker/slugid"
@@ -98,8 +99,12 @@ func (l *latencyWriter) Write(p []byte) (int, error) {
 }
 
 // artifactUpload uploads a file artifact of artifactMiB through the worker
-// (measured by the worker's own artifacts phase) and PUTs a same-sized
-// file of the same kind straight to a presigned URL of the same queue.
+// (timed by the worker's own artifacts phase: copy out of the container,
+// spool, PUT) and PUTs a freshly written same-sized file of the same kind
+// straight to a presigned URL of the same queue. Each kind runs
+// artifactRounds interleaved rounds, with the page cache flushed (sync)
+// before each side, since a 1 GiB write-back otherwise lands on whichever
+// side runs next.
 func (e *env) artifactUpload(ctx context.Context, r *results) error {
 	size := int64(e.o.artifactMiB) << 20
 	for _, kind := range []struct {
@@ -109,67 +114,84 @@ func (e *env) artifactUpload(ctx context.Context, r *results) error {
 		{"public/big.zst", fmt.Sprintf("head -c %d /dev/urandom > /big.zst", size), &r.Samples.ArtifactIncompressible},
 		{"public/big.txt", fmt.Sprintf("yes 'docker-worker compressible log line 0123456789' | head -c %d > /big.txt", size), &r.Samples.ArtifactText},
 	} {
-		s, err := e.uploadOnce(ctx, kind.name, kind.gen, size)
-		if err != nil {
-			return err
+		kind.sample.Bytes = size
+		for range max(e.o.artifactRounds, 1) {
+			if err := e.uploadOnce(ctx, kind.name, kind.gen, size, kind.sample); err != nil {
+				return err
+			}
 		}
-		*kind.sample = s
 	}
 	return nil
 }
 
 type uploadSample struct {
-	Bytes         int64   `json:"bytes"`
-	WorkerSeconds float64 `json:"worker_seconds"`
-	RawPutSeconds float64 `json:"raw_put_seconds"`
-	RSSBeforeMiB  float64 `json:"rss_before_mib"`
-	RSSPeakMiB    float64 `json:"rss_peak_mib"`
+	Bytes         int64     `json:"bytes"`
+	WorkerSeconds []float64 `json:"worker_seconds"`
+	RawPutSeconds []float64 `json:"raw_put_seconds"`
+	RSSBeforeMiB  []float64 `json:"rss_before_mib"`
+	RSSPeakMiB    []float64 `json:"rss_peak_mib"`
 }
 
-func (e *env) uploadOnce(ctx context.Context, name, gen string, size int64) (uploadSample, error) {
-	var s uploadSample
-	s.Bytes = size
+// growth is the largest RSS growth over the rounds.
+func (u uploadSample) growth() float64 {
+	g := 0.0
+	for i := range u.RSSPeakMiB {
+		g = max(g, u.RSSPeakMiB[i]-u.RSSBeforeMiB[i])
+	}
+	return g
+}
+
+func (e *env) uploadOnce(ctx context.Context, name, gen string, size int64, s *uploadSample) error {
 	w, err := e.startWorker(ctx, 1)
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer w.stop()
 	time.Sleep(time.Second)
-	if s.RSSBeforeMiB, err = rssMiB(w.cmd.Process.Pid); err != nil {
-		return s, err
+	before, err := rssMiB(w.cmd.Process.Pid)
+	if err != nil {
+		return err
 	}
+	syscall.Sync()
 	path := "/" + filepath.Base(name)
 	id, err := e.createTaskPayload(ctx, w, map[string]any{
 		"command":   []string{"/bin/sh", "-c", gen},
 		"artifacts": map[string]any{name: map[string]any{"type": "file", "path": path}},
 	}, 600)
 	if err != nil {
-		return s, err
+		return err
 	}
 	peak := sampleRSS(w.cmd.Process.Pid)
 	_, err = e.waitResolved(ctx, id, 15*time.Minute)
-	s.RSSPeakMiB = peak()
+	peakMiB := peak()
 	if err != nil {
-		return s, err
+		return err
 	}
 	timings := w.takeTimings()
 	if len(timings) == 0 {
-		return s, fmt.Errorf("no task timings from the worker")
+		return fmt.Errorf("no task timings from the worker")
 	}
-	s.WorkerSeconds = timings[len(timings)-1]["artifactsMs"] / 1000
 	arts, err := e.client.ListArtifacts(ctx, id, 0, "")
 	if err != nil {
-		return s, err
+		return err
 	}
 	found := false
 	for _, a := range arts.Artifacts {
 		found = found || a.Name == name
 	}
 	if !found {
-		return s, errNotMeasured("the worker uploaded no payload artifact")
+		return errNotMeasured("the worker uploaded no payload artifact")
 	}
-	s.RawPutSeconds, err = e.rawPut(ctx, size, strings.HasSuffix(name, ".txt"))
-	return s, err
+	syscall.Sync()
+	raw, err := e.rawPut(ctx, size, strings.HasSuffix(name, ".txt"))
+	if err != nil {
+		return err
+	}
+	s.WorkerSeconds = append(s.WorkerSeconds, timings[len(timings)-1]["artifactsMs"]/1000)
+	s.RawPutSeconds = append(s.RawPutSeconds, raw)
+	s.RSSBeforeMiB = append(s.RSSBeforeMiB, before)
+	s.RSSPeakMiB = append(s.RSSPeakMiB, peakMiB)
+	return nil
 }
 
 // rawPut claims a throwaway task with the admin client, creates an s3

@@ -25,6 +25,7 @@ func main() {
 	flag.IntVar(&o.capacity, "capacity", 4, "worker capacity (and shell-loop parallelism) for throughput and memory")
 	flag.IntVar(&o.livelogSeconds, "livelog-seconds", 5, "how long the live-log task prints (one line per 10 ms)")
 	flag.IntVar(&o.artifactMiB, "artifact-mib", 1024, "size of the artifact-upload file in MiB (0 skips)")
+	flag.IntVar(&o.artifactRounds, "artifact-rounds", 2, "interleaved worker/raw-PUT rounds per artifact kind")
 	flag.IntVar(&o.cancelN, "cancel-n", 5, "cancellations to time (0 skips)")
 	flag.IntVar(&o.statusPollMs, "status-poll-ms", 1000, "the worker's task.statusPollInterval for the cancellation row")
 	flag.StringVar(&o.image, "image", "docker-worker-test/busybox:latest", "image for every task and docker run")

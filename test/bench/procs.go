@@ -21,7 +21,7 @@ import (
 
 type options struct {
 	overheadN, throughputN, capacity, livelogSeconds, artifactMiB int
-	cancelN, statusPollMs                                         int
+	cancelN, statusPollMs, artifactRounds                         int
 	image, out, bin                                               string
 }
 
