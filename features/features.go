@@ -111,6 +111,10 @@ type Upload struct {
 	// SHA256 is the hex sha256 of the uncompressed content, if known; it is
 	// recorded for chain of trust (see Task.ArtifactHashes).
 	SHA256 string
+	// Digest, when set, is called once the upload succeeded and returns the
+	// hex sha256 of the content Open delivered; it is recorded instead of
+	// SHA256. It serves bodies that are hashed while they are sent.
+	Digest func() string
 }
 
 // Opener attaches log sinks before anything is written to the task log.

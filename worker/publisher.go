@@ -31,12 +31,16 @@ func (p publisher) Upload(ctx context.Context, a features.Upload) error {
 	} else if err := p.uploadS3(ctx, a); err != nil {
 		return err
 	}
-	if a.SHA256 != "" {
+	sum := a.SHA256
+	if a.Digest != nil {
+		sum = a.Digest()
+	}
+	if sum != "" {
 		p.r.mu.Lock()
 		if p.r.hashes == nil {
 			p.r.hashes = map[string]string{}
 		}
-		p.r.hashes[a.Name] = a.SHA256
+		p.r.hashes[a.Name] = sum
 		p.r.mu.Unlock()
 	}
 	return nil

@@ -299,8 +299,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
 	}
+	// One-machine defaults, which --config may override: the live log is
+	// served on loopback only, and a cancelled task stops within a second.
 	cfg := config.Default()
 	cfg.Capacity = 2
+	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	cfg.Task.StatusPollInterval = 1000
 	if *cfgPath != "" {
 		if err := config.ReadFile(*cfgPath, cfg); err != nil {
 			fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)

@@ -22,11 +22,15 @@ package artifacts
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -63,7 +67,15 @@ type Config struct {
 	Parallelism int
 	// TempDir holds the per-task spool directories ("" for the system default).
 	TempDir string
+	// StreamThreshold: an uncompressed file at least this large is sent
+	// straight from the container archive to the upload (its length is in
+	// the tar header), instead of through a temporary file
+	// (0: DefaultStreamThreshold; negative: never).
+	StreamThreshold int64
 }
+
+// DefaultStreamThreshold is Config.StreamThreshold's default.
+const DefaultStreamThreshold = 32 << 20
 
 // Feature is the artifacts feature.
 type Feature struct{ cfg Config }
@@ -80,6 +92,9 @@ func New(cfg Config) *Feature {
 	}
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = DefaultParallelism
+	}
+	if cfg.StreamThreshold == 0 {
+		cfg.StreamThreshold = DefaultStreamThreshold
 	}
 	return &Feature{cfg: cfg}
 }
@@ -197,7 +212,7 @@ func (k *task) artifact(ctx context.Context, c features.ContainerFiles, g *wa.Gr
 		return pub.Error(ctx, name, reasonInvalid, truncate(msg), expires)
 	}
 	if root.Kind == wa.KindFile {
-		return k.upload(ctx, g, dir, name, root, expires)
+		return k.upload(ctx, c, g, dir, name, a.Path, root, expires)
 	}
 	for {
 		e, err := arc.Next()
@@ -214,7 +229,7 @@ func (k *task) artifact(ctx context.Context, c features.ContainerFiles, g *wa.Gr
 			continue
 		}
 		full := wa.JoinName(name, e.Rel)
-		if err := k.upload(ctx, g, dir, full, e, expires); err != nil {
+		if err := k.upload(ctx, c, g, dir, full, path.Join(a.Path, e.Rel), e, expires); err != nil {
 			return err
 		}
 	}
@@ -232,11 +247,16 @@ func (k *task) invalid(ctx context.Context, name string, expires time.Time, caus
 // first, so spooled files are bounded too) and uploads it in the background.
 // Upload failures are recorded with fail; the error return is for failures
 // to read the entry, which end the artifact.
-func (k *task) upload(ctx context.Context, g *wa.Group, dir, name string, e *wa.Entry, expires time.Time) error {
+func (k *task) upload(ctx context.Context, c features.ContainerFiles, g *wa.Group, dir, name, src string, e *wa.Entry, expires time.Time) error {
 	if err := g.Acquire(ctx); err != nil {
 		return err
 	}
 	gz := wa.Compress(e.Name, k.cfg.SkipCompression)
+	if !gz && k.cfg.StreamThreshold > 0 && e.Header.Size >= k.cfg.StreamThreshold {
+		defer g.Release()
+		k.stream(ctx, c, name, src, e, expires)
+		return nil
+	}
 	sp, err := wa.Spool(dir, io.LimitReader(e.Body, e.Header.Size), gz)
 	if err == nil && sp.RawSize != e.Header.Size {
 		os.Remove(sp.Path)
@@ -268,6 +288,103 @@ func (k *task) upload(ctx context.Context, g *wa.Group, dir, name string, e *wa.
 		}
 		k.t.Logger().Info("artifact uploaded", "name", name, "size", sp.RawSize, "duration", time.Since(start))
 	})
+	return nil
+}
+
+// stream uploads a large uncompressed entry while it is read from the
+// container archive: no temporary file, and no second pass over the bytes.
+// It holds the archive (the next entry cannot be read before this one is),
+// so it runs in the caller's goroutine. A retry reads the file out of the
+// container again. Upload failures are recorded with fail.
+func (k *task) stream(ctx context.Context, c features.ContainerFiles, name, src string, e *wa.Entry, expires time.Time) {
+	s := &streamedEntry{ctx: ctx, c: c, src: src, size: e.Header.Size, first: e.Body}
+	u := features.Upload{
+		Name:        name,
+		ContentType: wa.ContentType(e.Name),
+		Expires:     expires,
+		Size:        e.Header.Size,
+		Open:        s.open,
+		Digest:      s.digest,
+	}
+	start := time.Now()
+	k.t.Logger().Info("Uploading artifact", "name", name, "size", e.Header.Size, "streamed", true)
+	if err := k.t.Artifacts().Upload(ctx, u); err != nil {
+		k.t.Logger().Warn("Error uploading artifact", "name", name, "error", err)
+		k.fail(name, err)
+		return
+	}
+	k.t.Logger().Info("artifact uploaded", "name", name, "size", e.Header.Size, "duration", time.Since(start))
+}
+
+// streamedEntry is the body of a streamed upload: the archive entry being
+// read for the first attempt, the file read out of the container again for
+// each retry, hashed as it is read.
+type streamedEntry struct {
+	ctx   context.Context
+	c     features.ContainerFiles
+	src   string
+	size  int64
+	first io.Reader
+
+	mu  sync.Mutex
+	sum string // sha256 of the last body read to its end
+}
+
+func (s *streamedEntry) open() (io.ReadCloser, error) {
+	if r := s.first; r != nil {
+		s.first = nil
+		return &hashingBody{r: io.LimitReader(r, s.size), s: s, h: sha256.New()}, nil
+	}
+	rc, _, err := s.c.CopyFrom(s.ctx, s.src)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from the container again: %w", s.src, err)
+	}
+	e, err := wa.NewArchive(rc).Next()
+	if err == nil && (e.Kind != wa.KindFile || e.Header.Size != s.size) {
+		err = fmt.Errorf("%s changed in the container: now a %s of %d bytes", s.src, e.Kind, e.Header.Size)
+	}
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return &hashingBody{r: io.LimitReader(e.Body, s.size), c: rc, s: s, h: sha256.New()}, nil
+}
+
+func (s *streamedEntry) digest() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sum
+}
+
+// hashingBody hashes what is read through it; at the entry's end it
+// records the digest on its streamedEntry.
+type hashingBody struct {
+	r io.Reader
+	c io.Closer // the archive stream of a retry; nil for the first body
+	s *streamedEntry
+	h hash.Hash
+	n int64
+}
+
+func (b *hashingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.h.Write(p[:n])
+	b.n += int64(n)
+	if n > 0 && b.n == b.s.size {
+		b.s.mu.Lock()
+		b.s.sum = hex.EncodeToString(b.h.Sum(nil))
+		b.s.mu.Unlock()
+	}
+	if err == io.EOF && b.n != b.s.size {
+		return n, fmt.Errorf("archive entry ended after %d of %d bytes", b.n, b.s.size)
+	}
+	return n, err
+}
+
+func (b *hashingBody) Close() error {
+	if b.c != nil {
+		return b.c.Close()
+	}
 	return nil
 }
 

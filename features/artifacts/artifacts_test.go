@@ -307,3 +307,77 @@ func TestNoArtifacts(t *testing.T) {
 		t.Errorf("err %v, artifacts %v", err, ft.Pub.Names())
 	}
 }
+
+// Large uncompressed files go straight from the archive to the upload; the
+// result (bytes, hash, names) is the same as through a temporary file.
+func TestStreamedUploads(t *testing.T) {
+	c := &featuretest.Container{Files: map[string]string{
+		"/big.zst":          strings.Repeat("z", 5000),
+		"/out/a.png":        "png bytes",
+		"/out/sub/b.zip":    "zip bytes",
+		"/out/sub/text.txt": "still gzipped",
+	}}
+	ft, err := exited(t, Config{StreamThreshold: 1}, map[string]schemas.Artifact{
+		"public/big.zst": {Type: "file", Path: "/big.zst"},
+		"public/out/":    {Type: "directory", Path: "/out"},
+	}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"public/big.zst":          strings.Repeat("z", 5000),
+		"public/out/a.png":        "png bytes",
+		"public/out/sub/b.zip":    "zip bytes",
+		"public/out/sub/text.txt": "still gzipped",
+	}
+	hashes := ft.ArtifactHashes()
+	for name, content := range want {
+		a, ok := ft.Pub.Get(name)
+		if !ok {
+			t.Errorf("%s not uploaded", name)
+			continue
+		}
+		if body(t, a) != content || hashes[name] != sum(content) {
+			t.Errorf("%s: body %q, hash %s", name, body(t, a), hashes[name])
+		}
+		if gz := strings.HasSuffix(name, ".txt"); gz != (a.ContentEncoding == "gzip") {
+			t.Errorf("%s: content encoding %q", name, a.ContentEncoding)
+		}
+	}
+}
+
+// A retry of a streamed upload reads the file out of the container again,
+// and the digest is that of the body read to its end.
+func TestStreamedRetryReadsAgain(t *testing.T) {
+	content := strings.Repeat("0123456789", 1000)
+	c := &featuretest.Container{Files: map[string]string{"/data/f.bin": content}}
+	s := &streamedEntry{ctx: t.Context(), c: c, src: "/data/f.bin", size: int64(len(content)), first: strings.NewReader(content)}
+	first, err := s.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, first, 100); err != nil { // an attempt that fails part-way
+		t.Fatal(err)
+	}
+	first.Close()
+	if s.digest() != "" {
+		t.Fatal("digest recorded for a partial body")
+	}
+	again, err := s.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(again)
+	again.Close()
+	if err != nil || string(b) != content {
+		t.Fatalf("retry body: %d bytes, %v", len(b), err)
+	}
+	if s.digest() != sum(content) {
+		t.Errorf("digest %s", s.digest())
+	}
+
+	c.Files["/data/f.bin"] = "changed"
+	if _, err := s.open(); err == nil || !strings.Contains(err.Error(), "changed") {
+		t.Errorf("a file that changed size was accepted: %v", err)
+	}
+}

@@ -88,8 +88,12 @@ func (p *Publisher) Upload(_ context.Context, u features.Upload) error {
 	if int64(len(b)) != u.Size {
 		return errors.New("featuretest: body length differs from Upload.Size")
 	}
+	sum := u.SHA256
+	if u.Digest != nil {
+		sum = u.Digest()
+	}
 	return p.put(Artifact{Kind: "s3", Name: u.Name, ContentType: u.ContentType, ContentEncoding: u.ContentEncoding,
-		Expires: u.Expires, Body: b, SHA256: u.SHA256})
+		Expires: u.Expires, Body: b, SHA256: sum})
 }
 
 // Reference implements features.Publisher.
