@@ -75,13 +75,19 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stdout, taskID)
 		return 0
 	}
+	streamed := followLiveLog(ctx, q, taskID, logName(def), *poll, stdout)
 	status, err := waitResolved(ctx, q, taskID, *poll)
 	if err != nil {
 		return fail(err)
 	}
 	last := status.Runs[len(status.Runs)-1]
-	if err := printLog(ctx, q, taskID, last.RunID, def, stdout); err != nil {
-		fmt.Fprintf(stderr, "docker-worker: could not read the task log: %v\n", err)
+	if streamed != last.RunID {
+		if streamed >= 0 {
+			fmt.Fprintf(stdout, "\n== the live log of run %d ended early; the log of run %d:\n", streamed, last.RunID)
+		}
+		if err := printLog(ctx, q, taskID, last.RunID, def, stdout); err != nil {
+			fmt.Fprintf(stderr, "docker-worker: could not read the task log: %v\n", err)
+		}
 	}
 	printArtifacts(ctx, q, taskID, last.RunID, stderr)
 	reason := ""
@@ -193,20 +199,62 @@ func waitResolved(ctx context.Context, q *tc.Client, taskID string, every time.D
 	}
 }
 
-// printLog writes the run's task log (the live log link, followed).
-func printLog(ctx context.Context, q *tc.Client, taskID string, runID int, def map[string]any, w io.Writer) error {
-	name := "public/logs/live.log"
+// logName is the task's live log artifact name.
+func logName(def map[string]any) string {
 	if p, ok := def["payload"].(map[string]any); ok {
 		if l, ok := p["log"].(string); ok && l != "" {
-			name = l
+			return l
 		}
 	}
+	return "public/logs/live.log"
+}
+
+// printLog writes the run's task log (the live log link, followed).
+func printLog(ctx context.Context, q *tc.Client, taskID string, runID int, def map[string]any, w io.Writer) error {
 	var buf bytes.Buffer
-	if _, err := q.Download(ctx, q.ArtifactURL(taskID, runID, name), &buf); err != nil {
+	if _, err := q.Download(ctx, q.ArtifactURL(taskID, runID, logName(def)), &buf); err != nil {
 		return err
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// followLiveLog waits for the task's first run to start and, while its
+// live log is a reference artifact (the worker serves it live), copies it
+// to w as it is written. It returns the run it streamed to its end, or -1
+// when there was nothing to follow (no live log feature, the task resolved
+// first, a malformed payload) or the stream broke off.
+func followLiveLog(ctx context.Context, q *tc.Client, taskID, name string, every time.Duration, w io.Writer) int {
+	for {
+		resp, err := q.Status(ctx, taskID)
+		if err != nil {
+			return -1
+		}
+		s := resp.Status
+		switch s.State {
+		case tc.StateCompleted, tc.StateFailed, tc.StateException:
+			return -1
+		}
+		if n := len(s.Runs); n > 0 && s.Runs[n-1].State == tc.StateRunning {
+			runID := s.Runs[n-1].RunID
+			arts, err := q.ListArtifacts(ctx, taskID, runID, "")
+			if err == nil {
+				for _, a := range arts.Artifacts {
+					if a.Name == name && a.StorageType == tc.StorageReference {
+						if _, err := q.Download(ctx, q.ArtifactURL(taskID, runID, name), w); err != nil {
+							return -1
+						}
+						return runID
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return -1
+		case <-time.After(every):
+		}
+	}
 }
 
 func printArtifacts(ctx context.Context, q *tc.Client, taskID string, runID int, w io.Writer) {
