@@ -7,17 +7,15 @@
 package backinglog
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"strings"
 
 	"go.dockerworker.dev/docker-worker/features"
+	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
 )
 
 // Name is the feature's name in worker logs.
@@ -27,9 +25,6 @@ const Name = "backingLog"
 const DefaultLiveLog = "public/logs/live.log"
 
 const contentType = "text/plain; charset=utf-8"
-
-// gzipOSUnix is the gzip header OS byte docker-worker's artifacts carry.
-const gzipOSUnix = 3
 
 // Feature is the backing log built-in.
 type Feature struct {
@@ -57,9 +52,9 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 }
 
 type task struct {
-	t    features.Task
-	dir  string
-	file *os.File
+	t   features.Task
+	dir string
+	log *wa.LogFile
 }
 
 var (
@@ -69,12 +64,12 @@ var (
 )
 
 func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	f, err := os.CreateTemp(k.dir, "task-log-*.log")
+	l, err := wa.NewLogFile(k.dir, "task-log-*.log.gz")
 	if err != nil {
-		return fmt.Errorf("create task log file: %w", err)
+		return fmt.Errorf("task log: %w", err)
 	}
-	k.file = f
-	resp.LogSinks = append(resp.LogSinks, f)
+	k.log = l
+	resp.LogSinks = append(resp.LogSinks, l)
 	return nil
 }
 
@@ -109,14 +104,13 @@ func (k *task) logName() string {
 }
 
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
-	if k.file == nil {
+	if k.log == nil {
 		return errors.New("task log was never opened")
 	}
-	gz, size, err := k.compress()
+	size, _, err := k.log.Finish()
 	if err != nil {
-		return err
+		return fmt.Errorf("task log: %w", err)
 	}
-	defer os.Remove(gz)
 	live, backing := Names(k.logName())
 	pub := k.t.Artifacts()
 	if err := pub.Upload(ctx, features.Upload{
@@ -125,7 +119,7 @@ func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 		ContentEncoding: "gzip",
 		Expires:         k.t.Expires(),
 		Size:            size,
-		Open:            func() (io.ReadCloser, error) { return os.Open(gz) },
+		Open:            k.log.Open,
 	}); err != nil {
 		return fmt.Errorf("upload task log: %w", err)
 	}
@@ -135,40 +129,9 @@ func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 	return nil
 }
 
-// compress gzips the log file into a sibling file and returns its path and size.
-func (k *task) compress() (string, int64, error) {
-	if _, err := k.file.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("rewind task log: %w", err)
-	}
-	out, err := os.CreateTemp(k.dir, "task-log-*.log.gz")
-	if err != nil {
-		return "", 0, fmt.Errorf("create compressed log: %w", err)
-	}
-	zw := gzip.NewWriter(out)
-	zw.OS = gzipOSUnix
-	_, err = io.Copy(zw, k.file)
-	err = errors.Join(err, zw.Close())
-	var size int64
-	if err == nil {
-		size, err = out.Seek(0, io.SeekCurrent)
-	}
-	err = errors.Join(err, out.Close())
-	if err != nil {
-		os.Remove(out.Name())
-		return "", 0, fmt.Errorf("compress task log: %w", err)
-	}
-	return out.Name(), size, nil
-}
-
 func (k *task) Cleanup(context.Context) error {
-	if k.file == nil {
+	if k.log == nil {
 		return nil
 	}
-	name := k.file.Name()
-	err := k.file.Close()
-	k.file = nil
-	if errors.Is(err, os.ErrClosed) {
-		err = nil
-	}
-	return errors.Join(err, os.Remove(name))
+	return k.log.Remove()
 }

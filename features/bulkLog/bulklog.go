@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"go.dockerworker.dev/docker-worker/features"
 	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
@@ -43,11 +41,9 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 }
 
 type task struct {
-	t    features.Task
-	dir  string
-	file *os.File
-	gz   *wa.Gzip
-	err  error // the first write failure
+	t   features.Task
+	dir string
+	log *wa.LogFile
 }
 
 var (
@@ -57,50 +53,31 @@ var (
 )
 
 func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	f, err := os.CreateTemp(k.dir, "bulk-log-*.gz")
+	l, err := wa.NewLogFile(k.dir, "bulk-log-*.gz")
 	if err != nil {
 		return fmt.Errorf("bulk log: %w", err)
 	}
-	k.file, k.gz = f, wa.NewGzip(f)
-	resp.LogSinks = append(resp.LogSinks, k)
+	k.log = l
+	resp.LogSinks = append(resp.LogSinks, l)
 	return nil
-}
-
-// Write compresses p into the file (the task log calls it serially).
-func (k *task) Write(p []byte) (int, error) {
-	if k.err != nil {
-		return 0, k.err
-	}
-	n, err := k.gz.Write(p)
-	if err != nil {
-		k.err = fmt.Errorf("bulk log: %w", err)
-	}
-	return n, k.err
 }
 
 // Finish uploads the compressed log.
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
-	if k.file == nil {
+	if k.log == nil {
 		return errors.New("bulk log was never opened")
 	}
-	if k.err != nil {
-		return k.err
-	}
-	if err := k.gz.Close(); err != nil {
-		return fmt.Errorf("bulk log: %w", err)
-	}
-	st, err := k.file.Stat()
+	size, _, err := k.log.Finish()
 	if err != nil {
 		return fmt.Errorf("bulk log: %w", err)
 	}
-	name := k.file.Name()
 	if err := k.t.Artifacts().Upload(ctx, features.Upload{
 		Name:            ArtifactName,
 		ContentType:     ContentType,
 		ContentEncoding: "gzip",
 		Expires:         k.t.Expires(),
-		Size:            st.Size(),
-		Open:            func() (io.ReadCloser, error) { return os.Open(name) },
+		Size:            size,
+		Open:            k.log.Open,
 	}); err != nil {
 		return fmt.Errorf("upload bulk log: %w", err)
 	}
@@ -108,11 +85,8 @@ func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 }
 
 func (k *task) Cleanup(context.Context) error {
-	if k.file == nil {
+	if k.log == nil {
 		return nil
 	}
-	name := k.file.Name()
-	err := k.file.Close()
-	k.file = nil
-	return errors.Join(err, os.Remove(name))
+	return k.log.Remove()
 }

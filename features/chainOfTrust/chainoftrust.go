@@ -13,13 +13,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"strings"
@@ -142,13 +139,10 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 }
 
 type task struct {
-	f    *Feature
-	t    features.Task
-	key  ed25519.PrivateKey
-	file *os.File
-	gz   *wa.Gzip
-	h    hash.Hash
-	err  error
+	f   *Feature
+	t   features.Task
+	key ed25519.PrivateKey
+	log *wa.LogFile
 }
 
 var (
@@ -166,26 +160,11 @@ func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.O
 	if k.key, err = ParsePrivateKey(data); err != nil {
 		return fmt.Errorf("chain of trust: %s: %w", k.f.keyPath, err)
 	}
-	f, err := os.CreateTemp(k.f.tempDir, "certified-log-*.gz")
-	if err != nil {
+	if k.log, err = wa.NewLogFile(k.f.tempDir, "certified-log-*.gz"); err != nil {
 		return fmt.Errorf("chain of trust: %w", err)
 	}
-	k.file, k.gz, k.h = f, wa.NewGzip(f), sha256.New()
-	resp.LogSinks = append(resp.LogSinks, k)
+	resp.LogSinks = append(resp.LogSinks, k.log)
 	return nil
-}
-
-// Write hashes and compresses a piece of the task log.
-func (k *task) Write(p []byte) (int, error) {
-	if k.err != nil {
-		return 0, k.err
-	}
-	k.h.Write(p)
-	if _, err := k.gz.Write(p); err != nil {
-		k.err = fmt.Errorf("chain of trust: certified log: %w", err)
-		return 0, k.err
-	}
-	return len(p), nil
 }
 
 // Finish publishes the certified log, the document and its signature,
@@ -195,30 +174,23 @@ func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
 		k.t.Logger().Info("chain of trust skipped: the run was aborted")
 		return nil
 	}
-	if k.file == nil {
+	if k.log == nil {
 		return errors.New("chain of trust was never opened")
 	}
-	if k.err != nil {
-		return k.err
-	}
-	if err := k.gz.Close(); err != nil {
-		return fmt.Errorf("chain of trust: certified log: %w", err)
-	}
-	st, err := k.file.Stat()
+	size, sum, err := k.log.Finish()
 	if err != nil {
 		return fmt.Errorf("chain of trust: certified log: %w", err)
 	}
 	pub := k.t.Artifacts()
 	expires := k.t.Expires()
-	logPath := k.file.Name()
 	if err := pub.Upload(ctx, features.Upload{
 		Name:            CertifiedLog,
 		ContentType:     certifiedLogType,
 		ContentEncoding: "gzip",
 		Expires:         expires,
-		Size:            st.Size(),
-		Open:            func() (io.ReadCloser, error) { return os.Open(logPath) },
-		SHA256:          hex.EncodeToString(k.h.Sum(nil)),
+		Size:            size,
+		Open:            k.log.Open,
+		SHA256:          sum,
 	}); err != nil {
 		return fmt.Errorf("chain of trust: upload certified log: %w", err)
 	}
@@ -277,13 +249,10 @@ func (k *task) document() *Document {
 }
 
 func (k *task) Cleanup(context.Context) error {
-	if k.file == nil {
+	if k.log == nil {
 		return nil
 	}
-	name := k.file.Name()
-	err := k.file.Close()
-	k.file = nil
-	return errors.Join(err, os.Remove(name))
+	return k.log.Remove()
 }
 
 // ErrBadSignature is returned by Verify when the signature does not match.

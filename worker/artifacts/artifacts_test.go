@@ -310,3 +310,49 @@ func TestGroupBound(t *testing.T) {
 		t.Errorf("peak parallelism %d, want 1..3", p)
 	}
 }
+
+func TestLogFile(t *testing.T) {
+	dir := t.TempDir()
+	l, err := NewLogFile(dir, "log-*.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(l, "hello\r\n")
+	io.WriteString(l, "world\r\n")
+	size, sum, err := l.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, sum2, _ := l.Finish(); s2 != size || sum2 != sum {
+		t.Error("a second Finish differs")
+	}
+	want := sha256.Sum256([]byte("hello\r\nworld\r\n"))
+	if sum != hex.EncodeToString(want[:]) {
+		t.Errorf("sha256 %s", sum)
+	}
+	rc, err := l.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(rc)
+	rc.Close()
+	if int64(len(raw)) != size || raw[9] != GzipOSUnix {
+		t.Fatalf("compressed %d bytes (size %d), OS byte %d", len(raw), size, raw[9])
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(zr); string(b) != "hello\r\nworld\r\n" {
+		t.Errorf("content %q", b)
+	}
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+}
