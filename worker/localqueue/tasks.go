@@ -533,22 +533,34 @@ func uniqueStrings(s []string) []string {
 	return out
 }
 
+// taskForChange loads the route's task for a change of state: 404 with
+// the real queue's wording for that route (notFound, given the taskId) when
+// it does not exist, the route's scopes checked, and 409 (pastDeadline,
+// given the taskId and deadline) once its deadline has passed.
+func (q *Queue) taskForChange(rq *apiRequest, notFound, pastDeadline string) (*TaskRecord, error) {
+	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
+	if errors.Is(err, ErrNotFound) {
+		return nil, apiErrorf(codeResourceNotFound, notFound, rq.params["taskId"])
+	} else if err != nil {
+		return nil, err
+	}
+	if err := rq.authorize(taskAuthParams(rec)); err != nil {
+		return nil, err
+	}
+	if !mustTime(rec.Task.Deadline).After(rq.now) {
+		return nil, apiErrorf(codeRequestConflict, pastDeadline, rec.TaskID, rec.Task.Deadline)
+	}
+	return rec, nil
+}
+
 // scheduleTask gives an unscheduled task its first run, whatever its
 // dependencies; other tasks are answered as they are.
 func (q *Queue) scheduleTask(w http.ResponseWriter, rq *apiRequest) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
-	if errors.Is(err, ErrNotFound) {
-		return apiErrorf(codeResourceNotFound, "taskId `%s` not found. Are you sure it exists?", rq.params["taskId"])
-	} else if err != nil {
+	rec, err := q.taskForChange(rq, "taskId `%s` not found. Are you sure it exists?", "Task `%s` can't be scheduled past its deadline at %s.")
+	if err != nil {
 		return err
-	}
-	if err := rq.authorize(taskAuthParams(rec)); err != nil {
-		return err
-	}
-	if !mustTime(rec.Task.Deadline).After(rq.now) {
-		return apiErrorf(codeRequestConflict, "Task `%s` can't be scheduled past its deadline at %s.", rec.TaskID, rec.Task.Deadline)
 	}
 	if len(rec.Runs) == 0 {
 		t := q.begin(rq.r.Context())
@@ -570,17 +582,9 @@ const maxRuns = 50
 func (q *Queue) rerunTask(w http.ResponseWriter, rq *apiRequest) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
-	if errors.Is(err, ErrNotFound) {
-		return apiErrorf(codeResourceNotFound, "`%s` does not correspond to a task that exists.\nAre you sure this task has been submitted before?", rq.params["taskId"])
-	} else if err != nil {
+	rec, err := q.taskForChange(rq, "`%s` does not correspond to a task that exists.\nAre you sure this task has been submitted before?", "Task `%s` can't be rescheduled past its deadline of %s.")
+	if err != nil {
 		return err
-	}
-	if err := rq.authorize(taskAuthParams(rec)); err != nil {
-		return err
-	}
-	if !mustTime(rec.Task.Deadline).After(rq.now) {
-		return apiErrorf(codeRequestConflict, "Task `%s` can't be rescheduled past its deadline of %s.", rec.TaskID, rec.Task.Deadline)
 	}
 	if st := rec.taskState(); st != statePending && st != stateRunning {
 		if len(rec.Runs) >= maxRuns {
@@ -607,17 +611,9 @@ func (q *Queue) rerunTask(w http.ResponseWriter, rq *apiRequest) error {
 func (q *Queue) cancelTask(w http.ResponseWriter, rq *apiRequest) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rec, err := q.store.Get(rq.r.Context(), rq.params["taskId"])
-	if errors.Is(err, ErrNotFound) {
-		return apiErrorf(codeResourceNotFound, "Task `%s` not found. Are you sure it was created?", rq.params["taskId"])
-	} else if err != nil {
+	rec, err := q.taskForChange(rq, "Task `%s` not found. Are you sure it was created?", "Task `%s` can't be canceled past its deadline of %s.")
+	if err != nil {
 		return err
-	}
-	if err := rq.authorize(taskAuthParams(rec)); err != nil {
-		return err
-	}
-	if !mustTime(rec.Task.Deadline).After(rq.now) {
-		return apiErrorf(codeRequestConflict, "Task `%s` can't be canceled past its deadline of %s.", rec.TaskID, rec.Task.Deadline)
 	}
 	if rec.unresolved() {
 		t := q.begin(rq.r.Context())
