@@ -17,7 +17,8 @@
 //   - [Opener]: first, before the payload is validated, so the task log has
 //     its sinks from the first line (a malformed payload still gets a log).
 //     Only always-on features are opened before validation; payload features
-//     are opened right after it.
+//     are opened right after it, and their sinks first receive what the log
+//     already holds (the header), so every sink sees the whole log.
 //   - [Preparer]: before the container is created. Features declare what
 //     they contribute (env, binds, devices, capabilities) in the response;
 //     the runner merges and applies it. Features never change runner state.
