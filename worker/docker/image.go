@@ -117,19 +117,24 @@ func (c *Client) joinPull(ctx context.Context, image string, progress io.Writer,
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pl, ok := c.pulls[image]
-	if !ok {
-		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		pl = &pull{done: make(chan struct{}), cancel: cancel, outs: make(map[*waiter]io.Writer)}
-		c.pulls[image] = pl
-		c.pullsStarted.Add(1)
-		go c.runPull(pctx, image, pl, p)
-	} else {
+	if ok {
 		_, _ = fmt.Fprintf(progress, "Waiting for the pull of %s already in progress\n", image)
+	} else {
+		pl = &pull{done: make(chan struct{}), outs: make(map[*waiter]io.Writer)}
+		c.pulls[image] = pl
 	}
 	pl.waiters++
 	pl.outMu.Lock()
 	pl.outs[w] = progress
 	pl.outMu.Unlock()
+	if !ok {
+		// Start the pull only once the first caller's progress writer is
+		// registered, so that it sees the pull's first line.
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		pl.cancel = cancel
+		c.pullsStarted.Add(1)
+		go c.runPull(pctx, image, pl, p)
+	}
 	return pl, w
 }
 
