@@ -17,6 +17,7 @@ import (
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tasklog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
@@ -625,8 +626,8 @@ func (r *run) containerSpec(prep *features.PrepareResponse) (docker.ContainerSpe
 	privileged := p.Capabilities != nil && p.Capabilities.Privileged
 	if privileged {
 		pool := cfg.ProvisionerID + "/" + cfg.WorkerType
-		if !scopeSatisfied(r.def.Scopes, "docker-worker:capability:privileged") &&
-			!scopeSatisfied(r.def.Scopes, "docker-worker:capability:privileged:"+pool) {
+		if !scopes.Satisfied(r.def.Scopes, "docker-worker:capability:privileged") &&
+			!scopes.Satisfied(r.def.Scopes, "docker-worker:capability:privileged:"+pool) {
 			return docker.ContainerSpec{}, fmt.Errorf("Insufficient scopes to run task in privileged mode. Try adding docker-worker:capability:privileged:%s to the .scopes array", pool)
 		}
 		if !cfg.DockerConfig.AllowPrivileged {
@@ -686,17 +687,6 @@ func (r *run) containerSpec(prep *features.PrepareResponse) (docker.ContainerSpe
 			"dev.dockerworker.worker-id": cfg.WorkerID,
 		},
 	}, nil
-}
-
-// scopeSatisfied reports whether scopes grant want (a trailing '*' in a
-// granted scope matches any suffix).
-func scopeSatisfied(scopes []string, want string) bool {
-	for _, s := range scopes {
-		if s == want || (strings.HasSuffix(s, "*") && strings.HasPrefix(want, strings.TrimSuffix(s, "*"))) {
-			return true
-		}
-	}
-	return false
 }
 
 // taskView is what a feature sees of the run (features.Task).

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -62,7 +63,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	}
 
 	var key string
-	var scopes []string
+	var granted []string
 	if ext.Certificate != nil {
 		issuer, err := certificateIssuer(ext.Certificate)
 		if err != nil {
@@ -79,16 +80,16 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", a.ID, err)
 		}
-		if !scopesSatisfied(issuerScopes, cert.Scopes) {
+		if !scopes.AllSatisfied(issuerScopes, cert.Scopes) {
 			return nil, fmt.Errorf("ext.certificate issuer %q does not have sufficient scopes for the certificate's scopes", issuer)
 		}
-		key, scopes = derived, cert.Scopes
+		key, granted = derived, cert.Scopes
 	} else {
 		clientKey, clientScopes, ok := q.lookupClient(a.ID)
 		if !ok || a.ID == issuerClientID {
 			return nil, fmt.Errorf("unknown clientId %q", a.ID)
 		}
-		key, scopes = clientKey, clientScopes
+		key, granted = clientKey, clientScopes
 	}
 	if !hmac.Equal([]byte(a.MAC(key)), []byte(mac)) {
 		return nil, fmt.Errorf("bad Hawk MAC for client %q", a.ID)
@@ -97,15 +98,15 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		return nil, errors.New("hawk payload hash does not match the body")
 	}
 	if ext.HasAuthorized {
-		if !scopesSatisfied(scopes, ext.AuthorizedScopes) {
+		if !scopes.AllSatisfied(granted, ext.AuthorizedScopes) {
 			return nil, errors.New("ext.authorizedScopes oversteps your scopes")
 		}
-		scopes = ext.AuthorizedScopes
+		granted = ext.AuthorizedScopes
 	}
 	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
 	}
-	return &authInfo{ClientID: a.ID, Scopes: scopes}, nil
+	return &authInfo{ClientID: a.ID, Scopes: granted}, nil
 }
 
 // lookupClient returns the accessToken and scopes of a permanent client

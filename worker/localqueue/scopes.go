@@ -6,33 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"go.dockerworker.dev/docker-worker/worker/scopes"
 )
-
-// A scope pattern ending in `*` satisfies every scope with that prefix; any
-// other pattern satisfies only itself.
-
-// scopeSatisfied reports whether any pattern in have grants scope.
-func scopeSatisfied(have []string, scope string) bool {
-	for _, p := range have {
-		if p == scope {
-			return true
-		}
-		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(scope, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// scopesSatisfied reports whether have grants every scope in want.
-func scopesSatisfied(have, want []string) bool {
-	for _, s := range want {
-		if !scopeSatisfied(have, s) {
-			return false
-		}
-	}
-	return true
-}
 
 // scopeExpr is a scope expression of api.json: a scope template (with
 // `<param>` placeholders), {"AllOf": [...]}, {"AnyOf": [...]},
@@ -239,7 +215,7 @@ func (e *scopeExpr) satisfiedBy(have []string) bool {
 		}
 		return false
 	}
-	return scopeSatisfied(have, e.scope)
+	return scopes.Satisfied(have, e.scope)
 }
 
 // unsatisfied returns the part of the (expanded) expression have does not

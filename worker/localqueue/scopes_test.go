@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -26,8 +27,8 @@ func TestScopeSatisfied(t *testing.T) {
 		{nil, "queue:a", false},
 		{[]string{""}, "", true},
 	} {
-		if got := scopeSatisfied(tt.have, tt.scope); got != tt.want {
-			t.Errorf("scopeSatisfied(%q, %q) = %v, want %v", tt.have, tt.scope, got, tt.want)
+		if got := scopes.Satisfied(tt.have, tt.scope); got != tt.want {
+			t.Errorf("scopes.Satisfied(%q, %q) = %v, want %v", tt.have, tt.scope, got, tt.want)
 		}
 	}
 }
