@@ -468,6 +468,20 @@ func taskIDsRequest(rq *apiRequest) ([]string, error) {
 	return in.TaskIDs, nil
 }
 
+// eachExisting calls fn for each distinct task of ids that exists, in order.
+func (q *Queue) eachExisting(rq *apiRequest, ids []string, fn func(*TaskRecord)) error {
+	for _, id := range uniqueStrings(ids) {
+		rec, err := q.store.Get(rq.r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		fn(rec)
+	}
+	return nil
+}
+
 // getTasks answers the definitions of the given tasks that exist (one
 // page holds them all).
 func (q *Queue) getTasks(w http.ResponseWriter, rq *apiRequest) error {
@@ -482,14 +496,10 @@ func (q *Queue) getTasks(w http.ResponseWriter, rq *apiRequest) error {
 	out := struct {
 		Tasks []entry `json:"tasks"`
 	}{Tasks: []entry{}}
-	for _, id := range uniqueStrings(ids) {
-		rec, err := q.store.Get(rq.r.Context(), id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		out.Tasks = append(out.Tasks, entry{id, rec.Task})
+	if err := q.eachExisting(rq, ids, func(rec *TaskRecord) {
+		out.Tasks = append(out.Tasks, entry{rec.TaskID, rec.Task})
+	}); err != nil {
+		return err
 	}
 	q.reply(w, http.StatusOK, out)
 	return nil
@@ -508,14 +518,10 @@ func (q *Queue) getStatuses(w http.ResponseWriter, rq *apiRequest) error {
 	out := struct {
 		Statuses []entry `json:"statuses"`
 	}{Statuses: []entry{}}
-	for _, id := range uniqueStrings(ids) {
-		rec, err := q.store.Get(rq.r.Context(), id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		out.Statuses = append(out.Statuses, entry{id, rec.status()})
+	if err := q.eachExisting(rq, ids, func(rec *TaskRecord) {
+		out.Statuses = append(out.Statuses, entry{rec.TaskID, rec.status()})
+	}); err != nil {
+		return err
 	}
 	q.reply(w, http.StatusOK, out)
 	return nil
