@@ -150,9 +150,9 @@ func plainBody(a features.Upload) (open func() (io.ReadCloser, error), size int6
 	switch a.ContentEncoding {
 	case "":
 		if a.SHA256 != "" {
-			return a.Open, a.Size, a.SHA256, noop, nil
+			return func() (io.ReadCloser, error) { return a.Open(context.Background()) }, a.Size, a.SHA256, noop, nil
 		}
-		rc, err := a.Open()
+		rc, err := a.Open(context.Background())
 		if err != nil {
 			return nil, 0, "", noop, err
 		}
@@ -162,9 +162,9 @@ func plainBody(a features.Upload) (open func() (io.ReadCloser, error), size int6
 		if err != nil {
 			return nil, 0, "", noop, err
 		}
-		return a.Open, n, hex.EncodeToString(h.Sum(nil)), noop, nil
+		return func() (io.ReadCloser, error) { return a.Open(context.Background()) }, n, hex.EncodeToString(h.Sum(nil)), noop, nil
 	case "gzip":
-		rc, err := a.Open()
+		rc, err := a.Open(context.Background())
 		if err != nil {
 			return nil, 0, "", noop, err
 		}
@@ -177,7 +177,7 @@ func plainBody(a features.Upload) (open func() (io.ReadCloser, error), size int6
 		if err != nil {
 			return nil, 0, "", noop, fmt.Errorf("decode gzip body: %w", err)
 		}
-		return sp.Open, sp.Size, sp.SHA256, func() { os.Remove(sp.Path) }, nil
+		return func() (io.ReadCloser, error) { return sp.Open(context.Background()) }, sp.Size, sp.SHA256, func() { os.Remove(sp.Path) }, nil
 	}
 	return nil, 0, "", noop, fmt.Errorf("content encoding %q cannot be stored in an object", a.ContentEncoding)
 }

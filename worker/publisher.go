@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -36,12 +37,7 @@ func (p publisher) Upload(ctx context.Context, a features.Upload) error {
 		sum = a.Digest()
 	}
 	if sum != "" {
-		p.r.mu.Lock()
-		if p.r.hashes == nil {
-			p.r.hashes = map[string]string{}
-		}
-		p.r.hashes[a.Name] = sum
-		p.r.mu.Unlock()
+		p.r.res.RecordArtifact(a.Name, sum)
 	}
 	return nil
 }
@@ -53,7 +49,7 @@ func (p publisher) uploadS3(ctx context.Context, a features.Upload) error {
 	if err != nil {
 		return err
 	}
-	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
+	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, func() (io.ReadCloser, error) { return a.Open(ctx) }, a.Size, a.ContentType, a.ContentEncoding); err != nil {
 		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	return nil

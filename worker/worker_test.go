@@ -145,7 +145,7 @@ func TestClaimLoopCapacityRule(t *testing.T) {
 	w := New(Options{
 		Config: cfg, Queue: q, Docker: d, Validator: v,
 		RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
-		Features: []features.Feature{backinglog.New(t.TempDir())},
+		Features: []features.Feature{backinglog.New(t.TempDir()), fakeImage{}},
 	})
 	q.w = w
 	ctx, cancel := context.WithCancel(t.Context())
@@ -235,4 +235,15 @@ func TestClaimBackoff(t *testing.T) {
 
 func (d *fakeDocker) CopyFrom(context.Context, string, string) (io.ReadCloser, bool, error) {
 	return nil, false, fmt.Errorf("no files in a fake container")
+}
+
+// fakeImage is an always-on feature providing every registry image.
+type fakeImage struct{}
+
+func (fakeImage) Name() string                                        { return "image" }
+func (fakeImage) AlwaysOn() bool                                      { return true }
+func (fakeImage) Owns() []string                                      { return []string{"image.docker-image"} }
+func (fakeImage) NewTask(features.Task) (features.TaskFeature, error) { return fakeImage{}, nil }
+func (fakeImage) ProvideImage(context.Context, *features.ImageRequest) (features.Image, error) {
+	return features.Image{ID: "sha256:fake"}, nil
 }

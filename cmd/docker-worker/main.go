@@ -25,6 +25,11 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
+// ownSignals are the commands that handle SIGINT and SIGTERM themselves
+// (the worker's graceful and immediate stops); the others get a context
+// that SIGINT and SIGTERM cancel.
+func ownSignals(name string) bool { return name == "run" || name == "dev" }
+
 func commands() []command {
 	return []command{
 		{"run", "run the worker: claim tasks from a queue and run them", runWorker},
@@ -66,8 +71,12 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := context.Background()
+			if !ownSignals(c.name) {
+				var stop context.CancelFunc
+				ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+			}
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}

@@ -13,15 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"go.dockerworker.dev/docker-worker/features"
-	"go.dockerworker.dev/docker-worker/features/backinglog"
-	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
+	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
 const (
@@ -126,40 +124,45 @@ type workerEnv struct {
 }
 
 // startWorker runs an in-process worker against q with the real Docker
-// daemon and only the always-on task log feature.
+// daemon, built as the binary builds it (worker/wiring), with the live log
+// feature off so that the run's artifacts are the task log alone.
 func startWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
 	t.Helper()
-	return startWorkerWith(t, q, cfg, []features.Feature{backinglog.New(t.TempDir())})
+	off := false
+	if cfg.Features == nil {
+		cfg.Features = map[string]config.FeatureConfig{}
+	}
+	cfg.Features["localLiveLog"] = config.FeatureConfig{Enabled: &off}
+	return buildWorker(t, cfg)
 }
 
-// startWorkerWith is startWorker with the given feature list (see
-// productionFeatures for the one the binary uses).
-func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []features.Feature) *workerEnv {
+// startFullWorker runs an in-process worker with every feature the binary
+// has, its live log server on loopback.
+func startFullWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
+	t.Helper()
+	return buildWorker(t, cfg)
+}
+
+func buildWorker(t *testing.T, cfg *config.Config) *workerEnv {
 	t.Helper()
 	dc := dockertest.Require(t)
+	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := schemas.NewValidator()
+	logs := &logSink{}
+	w, err := wiring.Build(t.Context(), cfg, wiring.Options{
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:  "e2e",
+		Hostname: "e2e-host",
+		TempDir:  t.TempDir(),
+		Docker:   dc,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logSink{}
-	client := tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
-		ClientID: cfg.Taskcluster.ClientID, AccessToken: cfg.Taskcluster.AccessToken}})
-	w := worker.New(worker.Options{
-		Config:    cfg,
-		Queue:     client,
-		RunQueue:  func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
-		Docker:    dc,
-		Validator: v,
-		Features:  feats,
-		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:   "e2e",
-		Hostname:  "e2e-host",
-	})
 	ctx, cancel := context.WithCancel(context.Background())
-	we := &workerEnv{w: w, cfg: cfg, logs: logs, stop: cancel, done: make(chan error, 1)}
+	we := &workerEnv{w: w.Worker, cfg: cfg, logs: logs, stop: cancel, done: make(chan error, 1)}
 	go func() { we.done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -168,6 +171,7 @@ func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []feat
 		case <-time.After(2 * time.Minute):
 			t.Error("worker did not stop")
 		}
+		w.Close()
 		if t.Failed() {
 			t.Logf("worker log:\n%s", logs.buf.String())
 		}
