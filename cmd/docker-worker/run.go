@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"go.dockerworker.dev/docker-worker/worker"
@@ -14,14 +16,23 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
+// runWorker runs the worker daemon. The config file is --config FILE or
+// the one argument FILE (else $DOCKER_WORKER_CONFIG); giving both, or more
+// arguments, is a usage error.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "run --config FILE", stderr)
+	fs := newFlags("run", "run [flags] [FILE]  (FILE: the worker config, as --config)", stderr)
 	cfgPath := fs.String("config", os.Getenv("DOCKER_WORKER_CONFIG"), "worker config file (YAML or JSON); $DOCKER_WORKER_CONFIG")
 	logLevel := fs.String("log-level", "info", "worker log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cfg, err := config.Load(*cfgPath, os.Getenv)
+	path, err := configArg(fs, *cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "docker-worker run: %v\n", err)
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(path, os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
 		return 1
@@ -34,6 +45,23 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer closeFn()
 	return runUntilSignalled(w, logger)
+}
+
+// configArg is the config file of run: its one argument, else --config
+// (or its default, $DOCKER_WORKER_CONFIG).
+func configArg(fs *flag.FlagSet, flagValue string) (string, error) {
+	switch fs.NArg() {
+	case 0:
+		return flagValue, nil
+	case 1:
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "config" })
+		if given {
+			return "", fmt.Errorf("the config file is given twice (--config %s and %s)", flagValue, fs.Arg(0))
+		}
+		return fs.Arg(0), nil
+	}
+	return "", fmt.Errorf("one config file only, got %d arguments: %s", fs.NArg(), strings.Join(fs.Args(), " "))
 }
 
 // buildWorker wires the worker (see worker/wiring).
