@@ -101,6 +101,13 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String is everything written so far.
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // count returns how many log records have msg.
 func (l *logSink) count(msg string) int {
 	l.mu.Lock()
@@ -169,7 +176,7 @@ func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []feat
 			t.Error("worker did not stop")
 		}
 		if t.Failed() {
-			t.Logf("worker log:\n%s", logs.buf.String())
+			t.Logf("worker log:\n%s", logs.String())
 		}
 	})
 	return we
