@@ -108,21 +108,22 @@ func (l *logSink) String() string {
 	return l.buf.String()
 }
 
-// count returns how many log records have msg.
-func (l *logSink) count(msg string) int {
+// records returns the log records with msg, decoded.
+func (l *logSink) records(msg string) []map[string]any {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	var out []map[string]any
 	for _, line := range strings.Split(l.buf.String(), "\n") {
-		var rec struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
-			n++
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
 		}
 	}
-	return n
+	return out
 }
+
+// count returns how many log records have msg.
+func (l *logSink) count(msg string) int { return len(l.records(msg)) }
 
 type workerEnv struct {
 	w    *worker.Worker
