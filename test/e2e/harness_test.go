@@ -99,21 +99,29 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// count returns how many log records have msg.
-func (l *logSink) count(msg string) int {
+// String is everything written so far.
+func (l *logSink) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	return l.buf.String()
+}
+
+// records returns the log records with msg, decoded.
+func (l *logSink) records(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
 	for _, line := range strings.Split(l.buf.String(), "\n") {
-		var rec struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
-			n++
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
 		}
 	}
-	return n
+	return out
 }
+
+// count returns how many log records have msg.
+func (l *logSink) count(msg string) int { return len(l.records(msg)) }
 
 type workerEnv struct {
 	w    *worker.Worker
@@ -173,7 +181,7 @@ func buildWorker(t *testing.T, cfg *config.Config) *workerEnv {
 		}
 		w.Close()
 		if t.Failed() {
-			t.Logf("worker log:\n%s", logs.buf.String())
+			t.Logf("worker log:\n%s", logs.String())
 		}
 	})
 	return we
