@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
-	"go.dockerworker.dev/docker-worker/features/backinglog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -19,7 +18,7 @@ func TestCancel(t *testing.T) {
 	cfg := q.workerConfig("cancel")
 	cfg.Task.StatusPollInterval = 500
 	logs := newTaskLogs()
-	we := startWorkerWith(t, q, cfg, []features.Feature{backinglog.New(t.TempDir()), logs})
+	we := startWorkerWith(t, q, cfg, []features.Feature{logs})
 	id := q.create(t, newTask(cfg, shell("echo started; sleep 120; echo done", 300)))
 	logs.waitFor(t, id, 0, "started\r\n", time.Minute)
 	if cs := taskContainers(t, id); len(cs) != 1 {

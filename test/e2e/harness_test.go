@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
@@ -136,22 +137,29 @@ type workerEnv struct {
 // feature off so that the run's artifacts are the task log alone.
 func startWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
 	t.Helper()
+	return startWorkerWith(t, q, cfg, nil)
+}
+
+// startWorkerWith is startWorker with extra features after the built-in
+// ones.
+func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, extra []features.Feature) *workerEnv {
+	t.Helper()
 	off := false
 	if cfg.Features == nil {
 		cfg.Features = map[string]config.FeatureConfig{}
 	}
 	cfg.Features["localLiveLog"] = config.FeatureConfig{Enabled: &off}
-	return buildWorker(t, cfg)
+	return buildWorker(t, cfg, extra)
 }
 
 // startFullWorker runs an in-process worker with every feature the binary
 // has, its live log server on loopback.
 func startFullWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
 	t.Helper()
-	return buildWorker(t, cfg)
+	return buildWorker(t, cfg, nil)
 }
 
-func buildWorker(t *testing.T, cfg *config.Config) *workerEnv {
+func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *workerEnv {
 	t.Helper()
 	dc := dockertest.Require(t)
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
@@ -165,6 +173,8 @@ func buildWorker(t *testing.T, cfg *config.Config) *workerEnv {
 		Hostname: "e2e-host",
 		TempDir:  t.TempDir(),
 		Docker:   dc,
+
+		ExtraFeatures: extra,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -240,7 +240,7 @@ func TestSecureLiveLogging(t *testing.T) {
 
 // secure_local_live_logging_test "tasks not claimed when secure logging
 // enabled and missing certs", through the binary: the operator alert is
-// logged, the worker stays up with capacity 0, and a task that is pending
+// logged, the worker stays up but claims nothing, and a task that is pending
 // for the worker's whole life is never claimed (checked through the queue
 // once the worker has exited, when nothing can claim it any more).
 func TestSecureLiveLoggingMissingCerts(t *testing.T) {
@@ -290,9 +290,13 @@ func TestSecureLiveLoggingMissingCerts(t *testing.T) {
 		}
 	}
 	waitRecord("[alert-operator] ssl certificate error")
-	// The worker is in its claim loop, and says with what capacity.
-	if c, ok := waitRecord("start")["capacity"]; c != 0.0 || !ok {
-		t.Errorf("worker started with capacity %v, want 0", c)
+	// The worker is in its claim loop, and says it claims nothing, and why.
+	rec := waitRecord("claiming fewer tasks")
+	if a, ok := rec["allowed"]; a != 0.0 || !ok {
+		t.Errorf("worker allows %v tasks, want 0", a)
+	}
+	if r, _ := rec["reason"].(string); !strings.Contains(r, "secureLiveLogging") {
+		t.Errorf("reason %q does not name secureLiveLogging", r)
 	}
 	select {
 	case <-exited:

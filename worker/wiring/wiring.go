@@ -46,6 +46,9 @@ type Options struct {
 	Docker *docker.Client
 	// Extensions are worker services beside the features.
 	Extensions []features.Extension
+	// ExtraFeatures are appended to the built-in feature list (a test's
+	// observers of the task log, for example).
+	ExtraFeatures []features.Feature
 }
 
 // Worker is a built worker and what it holds.
@@ -96,7 +99,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.LiveLog = live
 		out.closers = append(out.closers, live.Close)
 	}
-	feats := featureList(cfg, opts, dc, live, down)
+	feats := append(featureList(cfg, opts, dc, live, down), opts.ExtraFeatures...)
 	if err := CheckFeatureKeys(cfg, feats); err != nil {
 		return fail(err)
 	}
