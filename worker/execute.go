@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
@@ -107,22 +108,41 @@ func taskerrInternal(err error) error {
 // validate checks the payload against the schema and what this worker can
 // run; every problem is written to the task log.
 func (r *run) validate() error {
-	p, problems := r.w.opts.Validator.Validate(r.def.Payload)
-	if p != nil {
-		problems = append(problems, schemas.CheckArtifactExpiry(p, r.def.Expires)...)
-	}
-	if len(problems) > 0 {
-		lines := problemLines(problems)
-		r.log.Errorf("`task.payload` format is invalid json schema errors:\n %s", strings.Join(lines, "\n "))
+	p, invalid, unsupported := CheckPayload(r.w.opts.Validator, r.w.check, r.def.Payload, r.def.Expires)
+	if len(invalid) > 0 {
+		lines := problemLines(invalid)
+		r.log.Errorf("%s\n %s", InvalidHeading, strings.Join(lines, "\n "))
 		return taskerr.MalformedPayload(fmt.Errorf("payload is invalid: %s", strings.Join(lines, "; ")))
 	}
-	if problems := r.w.check.Check(p); len(problems) > 0 {
-		lines := problemLines(problems)
-		r.log.Errorf("The payload asks for what this worker does not provide:\n %s", strings.Join(lines, "\n "))
+	if len(unsupported) > 0 {
+		lines := problemLines(unsupported)
+		r.log.Errorf("%s\n %s", UnsupportedHeading, strings.Join(lines, "\n "))
 		return taskerr.MalformedPayload(fmt.Errorf("payload not supported: %s", strings.Join(lines, "; ")))
 	}
 	r.payload = p
 	return nil
+}
+
+// The task log's headings over payload problems: docker-worker's for
+// schema errors, ours for what the worker does not provide.
+const (
+	InvalidHeading     = "`task.payload` format is invalid json schema errors:"
+	UnsupportedHeading = "The payload asks for what this worker does not provide:"
+)
+
+// CheckPayload is the whole check a worker runs on a payload before it
+// starts anything: the schema and the artifact expiries (invalid), then
+// what check's features cannot serve (unsupported, only when the payload
+// is valid). expires is the task's expiry (zero: not checked).
+func CheckPayload(v *schemas.Validator, check *PayloadCheck, raw []byte, expires time.Time) (p *schemas.Payload, invalid, unsupported []schemas.Problem) {
+	p, invalid = v.Validate(raw)
+	if p != nil && !expires.IsZero() {
+		invalid = append(invalid, schemas.CheckArtifactExpiry(p, expires)...)
+	}
+	if len(invalid) > 0 || p == nil {
+		return nil, invalid, nil
+	}
+	return p, nil, check.Check(p)
 }
 
 func problemLines(problems []schemas.Problem) []string {

@@ -160,3 +160,39 @@ func TestCompleteTask(t *testing.T) {
 		t.Errorf("completeTask kept = %s %v", id, def)
 	}
 }
+
+// validate refuses what the worker refuses: payload sections no enabled
+// feature serves, under their own heading, and follows the worker config's
+// feature switches.
+func TestValidateRunsTheWorkersCheck(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cache := write("cache.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\ncache: {level-1: /cache}\n")
+	bulk := write("bulk.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\nfeatures: {bulkLog: true}\n")
+	enable := write("worker.yml", "features: {bulkLog: {enabled: true}}\n")
+	unknown := write("unknown.yml", "features: {bulkLogs: {enabled: true}}\n")
+
+	code, out, _ := runCLI(t, "validate", cache)
+	if code != 1 || !strings.Contains(out, "The payload asks for what this worker does not provide:\n payload.cache: volume caches are not supported by this worker") {
+		t.Errorf("cache: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "json schema errors") {
+		t.Errorf("cache: a schema-valid payload reported under the schema heading:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "validate", bulk)
+	if code != 1 || !strings.Contains(out, `payload.features.bulkLog: feature "bulkLog" is not enabled on this worker`) {
+		t.Errorf("bulkLog with the default config: exit %d\n%s", code, out)
+	}
+	if code, out, _ = runCLI(t, "validate", "--config", enable, bulk); code != 0 {
+		t.Errorf("bulkLog enabled by --config: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "validate", "--config", unknown, bulk); code != 2 || !strings.Contains(errOut, "features.bulkLogs: is not a feature") {
+		t.Errorf("unknown feature key: exit %d\n%s", code, errOut)
+	}
+}

@@ -32,7 +32,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
-	cfg, err := config.Load(path, os.Getenv)
+	cfg, err := config.Load(path, os.Getenv, wiring.FeatureNames()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
 		return 1

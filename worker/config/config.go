@@ -54,6 +54,10 @@ type Config struct {
 	// Ed25519SigningKeyLocation is the chain-of-trust signing key file
 	// (base64 of the 64-byte ed25519 private key, as docker-worker).
 	Ed25519SigningKeyLocation string `yaml:"ed25519SigningKeyLocation"`
+
+	// knownFeatures are the feature names features.<name> may use (nil:
+	// not checked); see Load.
+	knownFeatures []string
 }
 
 // Credentials are the worker's Taskcluster credentials.
@@ -94,12 +98,6 @@ type DockerConfig struct {
 // FeatureConfig switches one payload feature on or off for this worker.
 type FeatureConfig struct {
 	Enabled *bool `yaml:"enabled"`
-}
-
-// FeatureNames are the payload features a worker config may mention.
-var FeatureNames = []string{
-	"localLiveLog", "bulkLog", "artifacts", "taskclusterProxy", "chainOfTrust",
-	"allowPtrace", "interactive", "dind", "dockerSave",
 }
 
 // Default returns the built-in defaults (docker-worker's where it had one).
@@ -310,13 +308,11 @@ func (c *Config) validate() []*Problem {
 	if r := c.DockerConfig.RandomizationFactor; r < 0 || r >= 1 {
 		bad("dockerConfig.randomizationFactor", "must be in [0, 1), got %v", r)
 	}
-	for name := range c.Features {
-		known := false
-		for _, n := range FeatureNames {
-			known = known || n == name
-		}
-		if !known {
-			bad("features."+name, "is not a feature (known: %s)", strings.Join(FeatureNames, ", "))
+	if c.knownFeatures != nil {
+		for name := range c.Features {
+			if !slices.Contains(c.knownFeatures, name) {
+				bad("features."+name, "is not a feature (known: %s)", strings.Join(c.knownFeatures, ", "))
+			}
 		}
 	}
 	if _, err := c.WorkerLocationJSON(); err != nil {
@@ -355,8 +351,13 @@ func readFile(path string, c *Config, getenv func(string) string) (map[string]in
 // keys, wrong types, !env tags that cannot be resolved) and every invalid
 // value is reported in one error, a line each, ordered by line; a key
 // that is wrong in the file is not reported again as invalid.
-func Load(path string, getenv func(string) string) (*Config, error) {
+//
+// featureNames are the payload features the worker has (the wiring lists
+// them); a features.<name> key naming another is a problem. Without them
+// feature keys are not checked.
+func Load(path string, getenv func(string) string, featureNames ...string) (*Config, error) {
 	c := Default()
+	c.knownFeatures = featureNames
 	lines := map[string]int{}
 	var problems []*Problem
 	if path != "" {

@@ -145,7 +145,7 @@ func TestTypeErrors(t *testing.T) {
 
 func TestValidateReportsEverything(t *testing.T) {
 	p := write(t, "capacity: 0\ntask: {reclaimDivisor: 0.5}\nfeatures: {nope: {enabled: true}}\ndockerConfig: {randomizationFactor: 2}\n")
-	_, err := Load(p, env(nil))
+	_, err := Load(p, env(nil), "bulkLog")
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -257,5 +257,22 @@ func TestEnvOverrideProblemHasNoLine(t *testing.T) {
 	want := p + `: rootUrl: "ftp://x" is not an http(s) URL`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+// Feature keys are checked against the names the worker has, given by the
+// caller, with the file and line of the key.
+func TestFeatureKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.yml")
+	if err := os.WriteFile(path, []byte("features:\n  bulkLog: {enabled: true}\n  tcProxy: {enabled: false}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, func(string) string { return "" }, "artifacts", "bulkLog")
+	want := path + ": line 3: features.tcProxy: is not a feature (known: artifacts, bulkLog)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want %q", err, want)
+	}
+	if _, err := Load(path, func(string) string { return "" }); err != nil && strings.Contains(err.Error(), "tcProxy") {
+		t.Errorf("without feature names the keys are not checked: %v", err)
 	}
 }

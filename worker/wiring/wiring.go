@@ -182,12 +182,28 @@ func featureList(cfg *config.Config, opts Options, dc *docker.Client, live *live
 // PayloadCheck is the check the worker runs on payloads, built without
 // starting anything (for `docker-worker validate`).
 func PayloadCheck(cfg *config.Config) *worker.PayloadCheck {
-	return worker.NewPayloadCheck(cfg, featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler)}, nil, nil, ""))
+	return worker.NewPayloadCheck(cfg, inertFeatures(cfg))
+}
+
+// FeatureNames are the payload features a worker has: the names config
+// key features.<name> may use (see config.Load).
+func FeatureNames() []string {
+	cfg := config.Default()
+	return worker.NewPayloadCheck(cfg, inertFeatures(cfg)).Names()
+}
+
+// inertFeatures is the feature list built without Docker or a live log
+// server, for questions about names and payload sections only.
+func inertFeatures(cfg *config.Config) []features.Feature {
+	return featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler)}, nil, nil, "")
 }
 
 // CheckFeatureKeys refuses config keys features.<name> that name no
-// payload feature of the list.
+// payload feature of feats (nil: the worker's own list).
 func CheckFeatureKeys(cfg *config.Config, feats []features.Feature) error {
+	if feats == nil {
+		feats = inertFeatures(cfg)
+	}
 	names := worker.NewPayloadCheck(cfg, feats).Names()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(cfg.Features)) {
