@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.dockerworker.dev/docker-worker/schemas"
 	"io"
 	"os"
 	"path/filepath"
@@ -232,7 +233,7 @@ func logName(def map[string]any) string {
 			return l
 		}
 	}
-	return "public/logs/live.log"
+	return schemas.DefaultLog
 }
 
 // printLog writes the run's task log (the live log link, followed).

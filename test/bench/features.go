@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"go.dockerworker.dev/docker-worker/schemas"
 	"io"
 	"net/http"
 	"os"
@@ -50,7 +51,7 @@ func (e *env) livelog(ctx context.Context, r *results) error {
 			continue
 		}
 		for _, a := range resp.Artifacts {
-			if a.Name == "public/logs/live.log" && a.StorageType == tc.StorageReference {
+			if a.Name == schemas.DefaultLog && a.StorageType == tc.StorageReference {
 				url = e.client.ArtifactURL(id, 0, a.Name)
 			}
 		}
