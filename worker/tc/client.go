@@ -52,12 +52,12 @@ type Config struct {
 // Client calls Taskcluster services under one root URL. It is safe for
 // concurrent use and never mutated after New; WithCredentials returns a copy.
 type Client struct {
-	rootURL   string
-	creds     *Credentials
-	http      *http.Client
-	retries   int
-	backoff   backoff.Policy
-	now       func() time.Time
+	rootURL string
+	creds   *Credentials
+	http    *http.Client
+	retries int
+	backoff backoff.Policy
+	now     func() time.Time
 }
 
 // New returns a Client for cfg, filling in defaults.

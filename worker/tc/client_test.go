@@ -57,13 +57,8 @@ func TestRequestUnauthenticated(t *testing.T) {
 
 func TestRequestTemporaryCredentials(t *testing.T) {
 	v := testVerifier()
-	now := time.Now()
-	tempID := "task-client/abc/0/on/wg/wid/until/1795320599.842"
-	creds, err := IssueTemporaryCredentials(testIssuer, testIssuerAT, tempID,
-		[]string{"queue:reclaim-task:abc/0"}, now.Add(-time.Minute), now.Add(20*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := testTempCreds(t, "queue:reclaim-task:abc/0")
+	tempID := creds.ClientID
 	var got *hawkResult
 	srv := fakeService(t, v, func(w http.ResponseWriter, r *http.Request, auth *hawkResult) {
 		got = auth
