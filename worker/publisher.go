@@ -53,7 +53,7 @@ func (p publisher) uploadS3(ctx context.Context, a features.Upload) error {
 	if err != nil {
 		return err
 	}
-	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
+	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, withContext(a.Open), a.Size, a.ContentType, a.ContentEncoding); err != nil {
 		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	return nil

@@ -93,7 +93,7 @@ func TestTaskCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := "hello from the task log\n"
-	if err := run.PutArtifact(ctx, art.PutURL, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(log)), nil }, int64(len(log)), "text/plain", ""); err != nil {
+	if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(log)), nil }, int64(len(log)), "text/plain", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run.CreateArtifact(ctx, first, 0, "public/logs/custom.log", tc.LinkArtifact(exp, "public/logs/backing.log")); err != nil {

@@ -186,7 +186,7 @@ func TestQueueWithS3(t *testing.T) {
 		t.Errorf("putUrl %s does not point at the bucket", art.PutURL)
 	}
 	body := []byte("bytes through S3")
-	if err := run.PutArtifact(ctx, art.PutURL, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
+	if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
 		t.Fatal(err)
 	}
 
