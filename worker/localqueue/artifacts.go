@@ -259,7 +259,7 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	switch art.StorageType {
 	case storageS3:
 		expiry := rq.now.Add(putURLLifetime)
-		putURL, err := q.blobs.PutURL(ctx, s3Key(rec.TaskID, runID, name), art.ContentType, expiry.Add(10*time.Second))
+		putURL, err := q.blobs.PutURL(ctx, s3Key(rec.TaskID, runID, name), BlobHeaders{ContentType: art.ContentType}, expiry.Add(10*time.Second))
 		if err != nil {
 			return fmt.Errorf("presign upload of %s: %w", name, err)
 		}
