@@ -1,7 +1,7 @@
 // Package s3blob keeps the embedded queue's artifact and object bytes in
 // an S3 bucket (AWS or any S3-compatible server), handing out presigned
 // PUT and GET URLs as the real queue does for `s3` artifacts. A [Store]
-// implements [localqueue.BlobStore]; cmd/docker-worker wires it in when the
+// implements [localqueue.BlobStore]; package server wires it in when the
 // queue configuration names a bucket.
 package s3blob
 
