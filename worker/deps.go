@@ -29,7 +29,8 @@ type RunQueue interface {
 	ReportFailed(ctx context.Context, taskID string, runID int) (*tc.TaskStatusResponse, error)
 	ReportException(ctx context.Context, taskID string, runID int, reason string) (*tc.TaskStatusResponse, error)
 	CreateArtifact(ctx context.Context, taskID string, runID int, name string, req tc.ArtifactRequest) (*tc.ArtifactResponse, error)
-	PutArtifact(ctx context.Context, putURL string, open func() (io.ReadCloser, error), size int64, contentType, contentEncoding string) error
+	PutArtifact(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, contentType, contentEncoding string) error
+	UploadObjectArtifact(ctx context.Context, taskID string, runID int, u tc.ObjectUpload) error
 }
 
 // Docker is the part of the Docker Engine API the runner uses. The task

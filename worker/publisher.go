@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -49,7 +48,7 @@ func (p publisher) uploadS3(ctx context.Context, a features.Upload) error {
 	if err != nil {
 		return err
 	}
-	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, func() (io.ReadCloser, error) { return a.Open(ctx) }, a.Size, a.ContentType, a.ContentEncoding); err != nil {
+	if err := p.r.queue().PutArtifact(ctx, resp.PutURL, a.Open, a.Size, a.ContentType, a.ContentEncoding); err != nil {
 		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -300,22 +300,7 @@ func claimBackoff(n int, base, limit time.Duration) time.Duration {
 	if base <= 0 {
 		base = 100 * time.Millisecond
 	}
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, max(limit, base))
-	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+	return backoff.Policy{Base: base, Max: max(limit, base), Jitter: 0.25}.Delay(n)
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+func sleep(ctx context.Context, d time.Duration) { backoff.Wait(ctx, d) }

@@ -83,8 +83,15 @@ func (f fakeRunQueue) ReportException(_ context.Context, id string, _ int, reaso
 func (f fakeRunQueue) CreateArtifact(context.Context, string, int, string, tc.ArtifactRequest) (*tc.ArtifactResponse, error) {
 	return &tc.ArtifactResponse{PutURL: "http://127.0.0.1:1/unused"}, nil
 }
-func (f fakeRunQueue) PutArtifact(_ context.Context, _ string, open func() (io.ReadCloser, error), _ int64, _, _ string) error {
-	rc, err := open()
+func (f fakeRunQueue) PutArtifact(ctx context.Context, _ string, open func(context.Context) (io.ReadCloser, error), _ int64, _, _ string) error {
+	rc, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	return rc.Close()
+}
+func (f fakeRunQueue) UploadObjectArtifact(ctx context.Context, _ string, _ int, u tc.ObjectUpload) error {
+	rc, err := u.Open(ctx)
 	if err != nil {
 		return err
 	}

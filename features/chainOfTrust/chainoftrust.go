@@ -13,11 +13,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -295,4 +297,39 @@ func Verify(doc, sig []byte, key ed25519.PublicKey) (*Document, error) {
 		return nil, fmt.Errorf("chain of trust document version %d, want %d", d.ChainOfTrustVersion, documentVersion)
 	}
 	return &d, nil
+}
+
+// WriteNewKey generates a signing key and writes it to path (mode 0600, in
+// the format ParsePrivateKey reads); path must not exist. It returns the
+// public key.
+func WriteNewKey(path string) (ed25519.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(priv))
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return pub, nil
+}
+
+// EnsureKey makes sure a usable signing key is at path, generating one
+// when there is no file.
+func EnsureKey(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, err = WriteNewKey(path)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	_, err = ParsePrivateKey(data)
+	return err
 }
