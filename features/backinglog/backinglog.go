@@ -45,13 +45,13 @@ func (f *Feature) AlwaysOn() bool { return true }
 
 // NewTask implements features.Feature.
 func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
-	return &task{t: t, dir: f.TempDir}, nil
+	return &task{t: t, Copy: logcopy.Copy{What: "task log", Dir: f.TempDir, Pattern: "task-log-*.log.gz"}}, nil
 }
 
+// task embeds the log copy, which opens and cleans up.
 type task struct {
-	t   features.Task
-	dir string
-	log *logcopy.Copy
+	logcopy.Copy
+	t features.Task
 }
 
 var (
@@ -59,15 +59,6 @@ var (
 	_ features.Finisher = (*task)(nil)
 	_ features.Cleaner  = (*task)(nil)
 )
-
-func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	l, err := logcopy.Open(k.dir, "task-log-*.log.gz", resp)
-	if err != nil {
-		return fmt.Errorf("task log: %w", err)
-	}
-	k.log = l
-	return nil
-}
 
 // Names returns the live log and backing log artifact names for payload.log
 // value logName ("" means the default): `<dir>/<base>_backing<ext>`.
@@ -102,13 +93,11 @@ func (k *task) logName() string {
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 	live, backing := Names(k.logName())
 	pub := k.t.Artifacts()
-	if err := k.log.Upload(ctx, pub, logcopy.Artifact{Name: backing, ContentType: contentType, Expires: k.t.Expires()}); err != nil {
-		return fmt.Errorf("task log: %w", err)
+	if err := k.Upload(ctx, pub, logcopy.Artifact{Name: backing, ContentType: contentType, Expires: k.t.Expires()}); err != nil {
+		return err
 	}
 	if err := pub.Link(ctx, live, backing, k.t.Expires()); err != nil {
 		return fmt.Errorf("link live log: %w", err)
 	}
 	return nil
 }
-
-func (k *task) Cleanup(context.Context) error { return k.log.Remove() }

@@ -77,10 +77,10 @@ func TestUploadsGzipAndLinks(t *testing.T) {
 	if l, _ := ft.Pub.Get("public/logs/live.log"); l.Kind != "link" || l.Target != "public/logs/live_backing.log" {
 		t.Errorf("live.log = %+v", l)
 	}
-	if _, err := os.Stat(tf.(*task).dir); err != nil {
+	if _, err := os.Stat(tf.(*task).Dir); err != nil {
 		t.Fatal(err)
 	}
-	entries, _ := os.ReadDir(tf.(*task).dir)
+	entries, _ := os.ReadDir(tf.(*task).Dir)
 	if len(entries) != 0 {
 		t.Errorf("temp files left behind: %v", entries)
 	}

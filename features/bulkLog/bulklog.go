@@ -8,7 +8,6 @@ package bulklog
 
 import (
 	"context"
-	"fmt"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/internal/logcopy"
@@ -44,38 +43,20 @@ func (f *Feature) EnabledByDefault() bool { return false }
 
 // NewTask implements features.Feature.
 func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
-	return &task{t: t, dir: f.tempDir}, nil
+	return &task{t: t, Copy: logcopy.Copy{What: "bulk log", Dir: f.tempDir, Pattern: "bulk-log-*.gz"}}, nil
 }
 
+// task embeds the log copy, which opens and cleans up.
 type task struct {
-	t   features.Task
-	dir string
-	log *logcopy.Copy
+	logcopy.Copy
+	t features.Task
 }
 
-var (
-	_ features.Opener   = (*task)(nil)
-	_ features.Finisher = (*task)(nil)
-	_ features.Cleaner  = (*task)(nil)
-)
-
-func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	l, err := logcopy.Open(k.dir, "bulk-log-*.gz", resp)
-	if err != nil {
-		return fmt.Errorf("bulk log: %w", err)
-	}
-	k.log = l
-	return nil
-}
+var _ features.Finisher = (*task)(nil)
 
 // Finish uploads the bulk log.
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
-	if err := k.log.Upload(ctx, k.t.Artifacts(), logcopy.Artifact{
+	return k.Upload(ctx, k.t.Artifacts(), logcopy.Artifact{
 		Name: ArtifactName, ContentType: ContentType, Expires: k.t.Expires(),
-	}); err != nil {
-		return fmt.Errorf("bulk log: %w", err)
-	}
-	return nil
+	})
 }
-
-func (k *task) Cleanup(context.Context) error { return k.log.Remove() }

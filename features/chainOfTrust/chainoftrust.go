@@ -179,14 +179,15 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 	if err != nil {
 		return nil, taskerr.InternalError(err)
 	}
-	return &task{f: f, t: t, key: key}, nil
+	return &task{f: f, t: t, key: key, Copy: logcopy.Copy{What: "chain of trust: certified log", Dir: f.tempDir, Pattern: "certified-log-*.gz"}}, nil
 }
 
+// task embeds the certified log's copy, which opens and cleans up.
 type task struct {
+	logcopy.Copy
 	f   *Feature
 	t   features.Task
 	key ed25519.PrivateKey
-	log *logcopy.Copy
 }
 
 var (
@@ -194,16 +195,6 @@ var (
 	_ features.Finisher = (*task)(nil)
 	_ features.Cleaner  = (*task)(nil)
 )
-
-// Open starts copying the log.
-func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	l, err := logcopy.Open(k.f.tempDir, "certified-log-*.gz", resp)
-	if err != nil {
-		return fmt.Errorf("chain of trust: %w", err)
-	}
-	k.log = l
-	return nil
-}
 
 // Finish publishes the certified log, the document and its signature,
 // unless the run was aborted.
@@ -214,10 +205,10 @@ func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
 	}
 	pub := k.t.Artifacts()
 	expires := k.t.Expires()
-	if err := k.log.Upload(ctx, pub, logcopy.Artifact{
+	if err := k.Upload(ctx, pub, logcopy.Artifact{
 		Name: CertifiedLog, ContentType: certifiedLogType, Expires: expires, RecordHash: true,
 	}); err != nil {
-		return fmt.Errorf("chain of trust: %w", err)
+		return err
 	}
 
 	doc := k.document()
@@ -274,8 +265,6 @@ func (k *task) document() *Document {
 		},
 	}
 }
-
-func (k *task) Cleanup(context.Context) error { return k.log.Remove() }
 
 // ErrBadSignature is returned by Verify when the signature does not match.
 var ErrBadSignature = errors.New("the signature does not match the document and key")

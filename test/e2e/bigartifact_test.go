@@ -74,7 +74,7 @@ func TestOneGiBArtifact(t *testing.T) {
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(priv)), 0o600)
 	appendFile(t, conf, "ed25519SigningKeyLocation: "+keyFile+"\n")
 
-	var out lockedBuffer
+	var out logSink
 	cmd := exec.Command(bin, "run", "--config", conf)
 	cmd.Env = append(os.Environ(), "TASKCLUSTER_ROOT_URL=", "TASKCLUSTER_CLIENT_ID=", "TASKCLUSTER_ACCESS_TOKEN=", "TMPDIR="+t.TempDir())
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -61,7 +61,7 @@ func startDev(t *testing.T, bin, dataDir string) (*queueEnv, func()) {
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(bin, "dev", "--listen", addr, "--data-dir", dataDir)
-	logs := &lockedBuffer{}
+	logs := &logSink{}
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {

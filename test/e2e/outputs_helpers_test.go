@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,24 +76,6 @@ func startFlakyQueue(t *testing.T, fail func(*http.Request) bool) *queueEnv {
 	q.rootURL = "http://" + front.Addr().String()
 	q.admin = tc.New(tc.Config{RootURL: q.rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
 	return q
-}
-
-// lockedBuffer collects a subprocess's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // appendFile adds text to the file at path.

@@ -18,7 +18,7 @@ import (
 // never uploaded (a canceled task's).
 type taskLogs struct {
 	mu   sync.Mutex
-	logs map[string]*lockedBuffer // by taskId/runId
+	logs map[string]*logSink // by taskId/runId
 }
 
 var (
@@ -26,7 +26,7 @@ var (
 	_ features.AlwaysOn = (*taskLogs)(nil)
 )
 
-func newTaskLogs() *taskLogs { return &taskLogs{logs: map[string]*lockedBuffer{}} }
+func newTaskLogs() *taskLogs { return &taskLogs{logs: map[string]*logSink{}} }
 
 func (c *taskLogs) Name() string   { return "e2eTaskLogs" }
 func (c *taskLogs) AlwaysOn() bool { return true }
@@ -35,12 +35,12 @@ func (c *taskLogs) NewTask(t features.Task) (features.TaskFeature, error) {
 	return &taskLogsTask{buf: c.buf(t.TaskID(), t.RunID())}, nil
 }
 
-func (c *taskLogs) buf(taskID string, runID int) *lockedBuffer {
+func (c *taskLogs) buf(taskID string, runID int) *logSink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := taskID + "/" + strconv.Itoa(runID)
 	if c.logs[key] == nil {
-		c.logs[key] = &lockedBuffer{}
+		c.logs[key] = &logSink{}
 	}
 	return c.logs[key]
 }
@@ -58,7 +58,7 @@ func (c *taskLogs) waitFor(t *testing.T, taskID string, runID int, want string, 
 	}
 }
 
-type taskLogsTask struct{ buf *lockedBuffer }
+type taskLogsTask struct{ buf *logSink }
 
 var _ features.Opener = (*taskLogsTask)(nil)
 

@@ -1,7 +1,9 @@
 // Package logcopy is the part the log features share (the task log, the
 // bulk log, the certified log): a gzip copy of the task log kept in a
 // temporary file while the task runs and uploaded as an artifact once the
-// log is sealed. For the features under features/ only.
+// log is sealed. A feature embeds [Copy] in its per-task state, which gives
+// it the Open and Cleanup phases; its Finish calls [Copy.Upload]. For the
+// features under features/ only.
 package logcopy
 
 import (
@@ -16,18 +18,30 @@ import (
 
 // Copy is one gzip copy of the task log.
 type Copy struct {
+	// What names the copy in errors ("bulk log").
+	What string
+	// Dir holds the temporary file ("" for the system default); Pattern
+	// names it (see os.CreateTemp).
+	Dir, Pattern string
+
 	file *wa.LogFile
 }
 
-// Open creates the copy in dir ("" for the system default) and adds it to
-// the task log's sinks in resp.
-func Open(dir, pattern string, resp *features.OpenResponse) (*Copy, error) {
-	l, err := wa.NewLogFile(dir, pattern)
+var (
+	_ features.Opener  = (*Copy)(nil)
+	_ features.Cleaner = (*Copy)(nil)
+)
+
+// Open implements features.Opener: it creates the file and adds it to the
+// task log's sinks.
+func (c *Copy) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
+	l, err := wa.NewLogFile(c.Dir, c.Pattern)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%s: %w", c.What, err)
 	}
+	c.file = l
 	resp.LogSinks = append(resp.LogSinks, l)
-	return &Copy{file: l}, nil
+	return nil
 }
 
 // Artifact names the artifact a copy is uploaded as.
@@ -43,12 +57,12 @@ type Artifact struct {
 // Upload completes the copy (the task log must be sealed) and uploads it
 // gzip-encoded as a.
 func (c *Copy) Upload(ctx context.Context, pub features.Publisher, a Artifact) error {
-	if c == nil || c.file == nil {
-		return errors.New("the log copy was never opened")
+	if c.file == nil {
+		return fmt.Errorf("%s: %w", c.What, errors.New("the log copy was never opened"))
 	}
 	size, sum, err := c.file.Finish()
 	if err != nil {
-		return fmt.Errorf("%s: %w", a.Name, err)
+		return fmt.Errorf("%s: %w", c.What, err)
 	}
 	u := features.Upload{
 		Name:            a.Name,
@@ -62,14 +76,15 @@ func (c *Copy) Upload(ctx context.Context, pub features.Publisher, a Artifact) e
 		u.SHA256 = sum
 	}
 	if err := pub.Upload(ctx, u); err != nil {
-		return fmt.Errorf("upload %s: %w", a.Name, err)
+		return fmt.Errorf("%s: upload %s: %w", c.What, a.Name, err)
 	}
 	return nil
 }
 
-// Remove deletes the copy. It is idempotent and safe on a nil Copy.
-func (c *Copy) Remove() error {
-	if c == nil || c.file == nil {
+// Cleanup implements features.Cleaner: it deletes the file. It is
+// idempotent.
+func (c *Copy) Cleanup(context.Context) error {
+	if c.file == nil {
 		return nil
 	}
 	return c.file.Remove()
