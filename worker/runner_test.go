@@ -321,11 +321,15 @@ func TestRunner(t *testing.T) {
 					t.Errorf("container killed: got %v, want %v (kills %v)", got, tt.wantKilled, e.docker.Kills())
 				}
 				if cs := e.docker.Containers(); len(cs) > 0 {
-					c := cs[0]
-					want := []any{dockerfake.ImageID(testImage), tt.payload["command"], taskID}
-					got := []any{c.Spec.Image, c.Spec.Cmd, c.Spec.Labels["dev.dockerworker.task-id"]}
-					if diff := cmp.Diff(fmt.Sprint(want), fmt.Sprint(got)); diff != "" {
-						t.Errorf("container image, command, task label (-want +got):\n%s", diff)
+					type spec struct {
+						Image, TaskLabel string
+						Cmd              []string
+					}
+					cmd, _ := tt.payload["command"].([]string)
+					want := spec{dockerfake.ImageID(testImage), taskID, cmd}
+					got := spec{cs[0].Spec.Image, cs[0].Spec.Labels["dev.dockerworker.task-id"], cs[0].Spec.Cmd}
+					if diff := cmp.Diff(want, got); diff != "" {
+						t.Errorf("first container (-want +got):\n%s", diff)
 					}
 				}
 				if tt.wantNoReports {
