@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// DefaultLog is the live log artifact name when payload.log is not given
+// (the schema's default).
+const DefaultLog = "public/logs/live.log"
+
 // Image type discriminators used by the object forms of Payload.Image.
 const (
 	ImageTypeDockerImage  = "docker-image"

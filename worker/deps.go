@@ -8,12 +8,17 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
+// StatusQueue reads a task's status (polled while a task runs, to notice
+// cancellation early).
+type StatusQueue interface {
+	Status(ctx context.Context, taskID string) (*tc.TaskStatusResponse, error)
+}
+
 // Queue is what the claim loop needs from the queue, with the worker's own
 // credentials.
 type Queue interface {
+	StatusQueue
 	ClaimWork(ctx context.Context, taskQueueID string, req tc.ClaimWorkRequest) (*tc.ClaimWorkResponse, error)
-	// Status is polled while a task runs to notice cancellation early.
-	Status(ctx context.Context, taskID string) (*tc.TaskStatusResponse, error)
 }
 
 // RunQueue is what a task run needs from the queue; it is always built from
@@ -24,15 +29,17 @@ type RunQueue interface {
 	ReportFailed(ctx context.Context, taskID string, runID int) (*tc.TaskStatusResponse, error)
 	ReportException(ctx context.Context, taskID string, runID int, reason string) (*tc.TaskStatusResponse, error)
 	CreateArtifact(ctx context.Context, taskID string, runID int, name string, req tc.ArtifactRequest) (*tc.ArtifactResponse, error)
-	PutArtifact(ctx context.Context, putURL string, open func() (io.ReadCloser, error), size int64, contentType, contentEncoding string) error
+	PutArtifact(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, contentType, contentEncoding string) error
+	UploadObjectArtifact(ctx context.Context, taskID string, runID int, u tc.ObjectUpload) error
 }
 
-// Docker is the part of the Docker Engine API the runner uses.
+// Docker is the part of the Docker Engine API the runner uses. The task
+// image is a feature's business (see features.ImageProvider).
 type Docker interface {
-	EnsureImage(ctx context.Context, ref string, progress io.Writer, p docker.PullPolicy) (string, error)
 	Create(ctx context.Context, spec docker.ContainerSpec) (string, error)
 	Attach(ctx context.Context, id string) (io.ReadCloser, error)
 	Start(ctx context.Context, id string) error
+	// Wait returns the exit code once the container stopped.
 	Wait(ctx context.Context, id string) (int, error)
 	Kill(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error

@@ -23,6 +23,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
+	"go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
@@ -42,6 +43,8 @@ const (
 	rootURL     = "http://queue.test"
 	testImage   = "docker-worker-test/busybox:latest"
 	logArtifact = "public/logs/live_backing.log"
+	// taskDeadline is how long after its creation a task's deadline is.
+	taskDeadline = 2 * time.Hour
 )
 
 // memListener is a net.Listener whose connections are in-memory pipes.
@@ -209,7 +212,6 @@ type env struct {
 	cfg    *config.Config
 	w      *worker.Worker
 	logs   *logBuffer
-	stop   context.CancelFunc
 	done   chan error
 }
 
@@ -284,7 +286,7 @@ func start(t *testing.T, s setup) *env {
 	if s.hooks != nil {
 		feats = append(feats, s.hooks)
 	}
-	feats = append(feats, backinglog.New(t.TempDir()))
+	feats = append(feats, backinglog.New(t.TempDir()), image.New(fake, docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}))
 	logs := &logBuffer{}
 	w := worker.New(worker.Options{
 		Config:    cfg,
@@ -297,12 +299,11 @@ func start(t *testing.T, s setup) *env {
 		Version:   "test",
 		Hostname:  "test-host",
 	})
-	ctx, stop := context.WithCancel(context.Background())
-	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, stop: stop, done: make(chan error, 1)}
+	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
 	if s.hooks != nil {
 		s.hooks.e = e
 	}
-	go func() { e.done <- w.Run(ctx) }()
+	go func() { e.done <- w.Run(context.Background()) }()
 	t.Cleanup(func() {
 		e.shutdown()
 		if got := fake.Leaked(); len(got) != 0 {
@@ -319,7 +320,7 @@ func start(t *testing.T, s setup) *env {
 // shutdown stops the worker gracefully and waits for Run to return.
 func (e *env) shutdown() {
 	e.t.Helper()
-	e.stop()
+	e.w.Stop(worker.StopGraceful)
 	if err := <-e.done; err != nil {
 		e.t.Errorf("Run: %v", err)
 	}
@@ -327,7 +328,7 @@ func (e *env) shutdown() {
 }
 
 // abort stops the worker immediately.
-func (e *env) abort() { e.w.Abort() }
+func (e *env) abort() { e.w.Stop(worker.StopImmediate) }
 
 // waitStopped waits until Run returns by itself (after an abort).
 func (e *env) waitStopped() {
@@ -359,7 +360,7 @@ func (e *env) createTask(payload map[string]any) string {
 		"schedulerId":   "tests",
 		"retries":       1,
 		"created":       ts(now),
-		"deadline":      ts(now.Add(2 * time.Hour)),
+		"deadline":      ts(now.Add(taskDeadline)),
 		"expires":       ts(now.Add(24 * time.Hour)),
 		"payload":       payload,
 		"metadata": map[string]any{
@@ -407,8 +408,8 @@ func (e *env) waitFor(what string, poll time.Duration, cond func() bool) {
 func (e *env) waitRun(taskID string, runID int) tc.TaskStatus {
 	e.t.Helper()
 	var st tc.TaskStatus
-	// Each poll is a queue request: back off to every 10s.
-	e.waitFor(fmt.Sprintf("run %s/%d to be resolved", taskID, runID), 10*time.Second, func() bool {
+	// Each poll is a queue request: back off to every minute.
+	e.waitFor(fmt.Sprintf("run %s/%d to be resolved", taskID, runID), time.Minute, func() bool {
 		st = e.status(taskID)
 		if runID >= len(st.Runs) {
 			return false

@@ -36,12 +36,7 @@ func (p publisher) Upload(ctx context.Context, a features.Upload) error {
 		sum = a.Digest()
 	}
 	if sum != "" {
-		p.r.mu.Lock()
-		if p.r.hashes == nil {
-			p.r.hashes = map[string]string{}
-		}
-		p.r.hashes[a.Name] = sum
-		p.r.mu.Unlock()
+		p.r.res.RecordArtifact(a.Name, sum)
 	}
 	return nil
 }

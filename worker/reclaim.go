@@ -13,7 +13,7 @@ import (
 // (takenUntil-now)/reclaimDivisor until stop is closed. A 409 means the queue
 // resolved the run (cancelled, deadline passed): the task is cancelled and
 // nothing is reported. Any other failure aborts the task with internal-error.
-func (r *run) reclaimLoop(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}) {
+func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 	for {
 		r.mu.Lock()
 		wait := time.Duration(float64(r.takenUntil.Sub(r.w.now())) / r.w.cfg.Task.ReclaimDivisor)
@@ -42,9 +42,9 @@ func (r *run) reclaimLoop(ctx context.Context, cancel context.CancelCauseFunc, s
 			}
 			r.logger.Warn("error reclaiming task", "error", err)
 			if tc.IsConflict(err) {
-				cancel(taskerr.Canceled(fmt.Errorf("Could not reclaim task. %w", err)))
+				r.cancel(taskerr.Canceled(fmt.Errorf("Could not reclaim task. %w", err)))
 			} else {
-				cancel(taskerr.InternalError(fmt.Errorf("reclaim task: %w", err)))
+				r.cancel(taskerr.InternalError(fmt.Errorf("reclaim task: %w", err)))
 			}
 			return
 		}

@@ -68,7 +68,7 @@ func TestLateSinksGetTheWholeLog(t *testing.T) {
 		w := New(Options{
 			Config: cfg, Queue: q, Docker: d, Validator: v,
 			RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
-			Features: []features.Feature{always, late},
+			Features: []features.Feature{always, fakeImage{}, late},
 		})
 		q.w = w
 		ctx, cancel := context.WithCancel(t.Context())

@@ -91,9 +91,25 @@ func TestRunner(t *testing.T) {
 				}
 			},
 		},
-		hugeMaxRunTime(1<<53, ""), // 2^53 s wraps to 2^62 ns, about 146 years
-		hugeMaxRunTime(1<<55, "needs runner fix: maxRunTime seconds overflow time.Duration (2^55 s wraps to 0); clamp to the task deadline"),
-		hugeMaxRunTime(9223372037, "needs runner fix: maxRunTime seconds overflow time.Duration (just past MaxInt64 ns wraps negative); clamp to the task deadline"),
+		{
+			// A maxRunTime past the task's deadline ends at the deadline,
+			// where the queue resolves the run: nothing is reported.
+			name:          "the deadline bounds maxRunTime",
+			setup:         setup{script: script(untilKilled)},
+			payload:       payload(1<<55, "sleep", "infinity"),
+			wantRuns:      []runWant{{"exception", "scheduled", "deadline-exceeded"}},
+			wantKilled:    true,
+			wantNoReports: true,
+			check: func(t *testing.T, e *env, _ string) {
+				c := e.docker.Containers()[0]
+				if got := c.Stopped.Sub(c.Created); got != taskDeadline {
+					t.Errorf("container ran %v, want until the deadline, %v after the task was created", got, taskDeadline)
+				}
+			},
+		},
+		hugeMaxRunTime(1 << 53),
+		hugeMaxRunTime(1 << 55),    // 2^55 s in ns wraps to 0
+		hugeMaxRunTime(9223372037), // just past math.MaxInt64 ns: wraps negative
 		{
 			name: "cancelTask is noticed by the status poll",
 			setup: setup{
@@ -118,6 +134,26 @@ func TestRunner(t *testing.T) {
 				}
 			},
 			wantRuns:      []runWant{{"exception", "scheduled", "canceled"}},
+			wantKilled:    true,
+			wantNoReports: true,
+		},
+		{
+			name:    "Runs().Cancel stops the run",
+			setup:   setup{script: script(untilKilled)},
+			payload: payload(3600, "sleep", "infinity"),
+			during: func(t *testing.T, e *env, taskID string) {
+				e.waitRunning()
+				if !e.w.Runs().Cancel(taskID, 0, errors.New("cancelled by the test")) {
+					t.Fatal("Runs().Cancel found no run")
+				}
+				if e.w.Runs().Cancel(taskID, 1, errors.New("no such run")) {
+					t.Error("Runs().Cancel found run 1, which the worker never held")
+				}
+			},
+			// As when the queue cancels: the container is killed, and
+			// neither the log nor a resolution is reported.
+			idle:          true,
+			wantRuns:      []runWant{{"running", "scheduled", ""}},
 			wantKilled:    true,
 			wantNoReports: true,
 		},
@@ -246,8 +282,8 @@ func TestRunner(t *testing.T) {
 		},
 		{
 			// The queue resolved the run meanwhile, and no status poll
-			// noticed: reportCompleted conflicts. The worker logs it once
-			// and goes on claiming.
+			// noticed: reportCompleted conflicts. The worker takes it as
+			// the queue's resolution, once, and goes on claiming.
 			name: "resolve answered 409 keeps the worker claiming",
 			setup: setup{
 				config: func(c *config.Config) { c.Task.StatusPollInterval = 0 },
@@ -271,8 +307,11 @@ func TestRunner(t *testing.T) {
 				if got := len(e.faults.requests(taskID + "/runs/0/completed")); got != 1 {
 					t.Errorf("%d reportCompleted calls, want 1", got)
 				}
-				if got := e.logs.count("could not resolve task"); got != 1 {
-					t.Errorf("%d 'could not resolve task' records, want 1", got)
+				if got := e.logs.count("task already resolved by the queue"); got != 1 {
+					t.Errorf("%d 'task already resolved by the queue' records, want 1", got)
+				}
+				if got := e.logs.count("could not resolve task"); got != 0 {
+					t.Errorf("%d 'could not resolve task' records: a conflict is no error", got)
 				}
 			},
 		},
@@ -360,10 +399,9 @@ func lastResolved(runs []runWant) int {
 
 // hugeMaxRunTime is a scenario whose maxRunTime, in seconds, does not fit
 // a time.Duration: the task must run to its end, not be killed at once.
-func hugeMaxRunTime(secs int, skip string) scenario {
+func hugeMaxRunTime(secs int) scenario {
 	return scenario{
 		name:     fmt.Sprintf("maxRunTime %d does not overflow", secs),
-		skip:     skip,
 		setup:    setup{script: script(dockerfake.Script{Steps: []dockerfake.Step{{After: 10 * time.Second, Output: "slept\r\n"}}})},
 		payload:  payload(secs, "sleep", "10"),
 		wantRuns: []runWant{{"completed", "scheduled", "completed"}},

@@ -3,15 +3,16 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -22,15 +23,22 @@ const maxClaim = 32
 // Options are a Worker's dependencies, wired in cmd/.
 type Options struct {
 	Config *config.Config
-	// Queue claims work with the worker's credentials.
+	// Queue claims work with the worker's own credentials.
 	Queue Queue
+	// StatusQueue, when set, is asked for a task's status when Queue is
+	// refused (403): a client without credentials, answering with the
+	// deployment's anonymous scopes.
+	StatusQueue StatusQueue
 	// RunQueue returns a queue client using a run's temporary credentials.
 	RunQueue  func(tc.Credentials) RunQueue
 	Docker    Docker
 	Validator *schemas.Validator
 	// Features in the order their phases run.
 	Features []features.Feature
-	Logger   *slog.Logger
+	// Extensions are worker services that are not features but take part
+	// in the worker's life (Init is called after the features').
+	Extensions []features.Extension
+	Logger     *slog.Logger
 	// Version is printed in the task log header.
 	Version string
 	// Hostname is printed in the task log header.
@@ -39,16 +47,45 @@ type Options struct {
 	Now func() time.Time
 }
 
+// StopMode is how a worker stops.
+type StopMode int
+
+const (
+	// StopGraceful stops claiming and lets running tasks finish.
+	StopGraceful StopMode = iota + 1
+	// StopImmediate also aborts running tasks: each is resolved
+	// exception/worker-shutdown after its log is uploaded.
+	StopImmediate
+)
+
+func (m StopMode) String() string {
+	switch m {
+	case StopGraceful:
+		return "graceful"
+	case StopImmediate:
+		return "immediate"
+	}
+	return fmt.Sprintf("StopMode(%d)", int(m))
+}
+
 // Worker claims tasks and runs them.
 type Worker struct {
-	opts Options
-	cfg  *config.Config
-	log  *slog.Logger
-	now  func() time.Time
+	opts   Options
+	cfg    *config.Config
+	log    *slog.Logger
+	now    func() time.Time
+	check  *PayloadCheck
+	hooks  hooks
+	runs   *registry
+	status *statusPoller
 
-	// abortCtx is the parent of every task context; Abort cancels it.
+	// abortCtx is the parent of every task context; an immediate stop
+	// cancels it.
 	abortCtx context.Context
 	abort    context.CancelCauseFunc
+	// graceful is closed by a graceful (or immediate) stop.
+	graceful     chan struct{}
+	gracefulOnce sync.Once
 
 	mu      sync.Mutex
 	running int
@@ -68,23 +105,34 @@ func New(opts Options) *Worker {
 		opts.Now = time.Now
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Worker{
+	w := &Worker{
 		opts:     opts,
 		cfg:      opts.Config,
 		log:      opts.Logger,
 		now:      opts.Now,
+		check:    NewPayloadCheck(opts.Config, opts.Features),
+		runs:     newRegistry(),
 		abortCtx: ctx,
 		abort:    cancel,
+		graceful: make(chan struct{}),
 		freed:    make(chan struct{}, 1),
+	}
+	w.status = newStatusPoller(opts.Queue, opts.StatusQueue, w.log)
+	return w
+}
+
+// Stop stops the worker: see [StopMode]. It is safe to call more than once
+// and from any goroutine; an immediate stop after a graceful one aborts the
+// tasks still running.
+func (w *Worker) Stop(mode StopMode) {
+	w.gracefulOnce.Do(func() { close(w.graceful) })
+	if mode == StopImmediate {
+		w.abort(taskerr.WorkerShutdown(errWorkerShutdown))
 	}
 }
 
-// Abort stops every running task now: each is resolved
-// exception/worker-shutdown after its log is uploaded. Run then returns once
-// they are resolved. It is safe to call more than once.
-func (w *Worker) Abort() {
-	w.abort(taskerr.WorkerShutdown(errWorkerShutdown))
-}
+// Runs is the registry of runs in progress.
+func (w *Worker) Runs() features.Runs { return w.runs }
 
 // Running returns the number of tasks in progress.
 func (w *Worker) Running() int {
@@ -100,38 +148,80 @@ func (w *Worker) freeSlots() int {
 	return max(w.cfg.Capacity-w.running, 0)
 }
 
-// Run claims and runs tasks until ctx is cancelled (a graceful stop: no new
-// claims, running tasks finish) and then waits for running tasks. Errors from
-// the queue are logged and retried with backoff; Run never fails because of
-// them.
+// stopping reports whether the worker stopped claiming.
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.graceful:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run initialises the extensions, then claims and runs tasks until the
+// worker is stopped ([Worker.Stop]) and its running tasks are resolved.
+// Cancelling ctx is an immediate stop. Errors from the queue are logged and
+// retried with backoff; Run fails only when an extension cannot start.
 func (w *Worker) Run(ctx context.Context) error {
+	stopWatch := context.AfterFunc(ctx, func() { w.Stop(StopImmediate) })
+	defer stopWatch()
+
+	if err := w.init(ctx); err != nil {
+		return err
+	}
 	taskQueueID := w.cfg.ProvisionerID + "/" + w.cfg.WorkerType
 	w.log.Info("start", "taskQueueId", taskQueueID, "workerGroup", w.cfg.WorkerGroup,
 		"workerId", w.cfg.WorkerID, "capacity", w.cfg.Capacity)
+
+	// claimCtx ends with the first stop of either kind.
+	claimCtx, cancelClaims := context.WithCancel(ctx)
+	defer cancelClaims()
+	go func() {
+		select {
+		case <-w.graceful:
+		case <-claimCtx.Done():
+		}
+		cancelClaims()
+	}()
+
+	var limitReason string
 	failures := 0
-	for ctx.Err() == nil && w.abortCtx.Err() == nil {
+	for claimCtx.Err() == nil {
 		free := w.freeSlots()
 		if free == 0 {
 			select {
 			case <-w.freed:
-			case <-ctx.Done():
-			case <-w.abortCtx.Done():
+			case <-claimCtx.Done():
 			}
 			continue
 		}
-		resp, err := w.opts.Queue.ClaimWork(ctx, taskQueueID, tc.ClaimWorkRequest{
-			Tasks:       min(free, maxClaim),
+		want := min(free, maxClaim)
+		n, reason := w.hooks.allow(claimCtx, want)
+		if reason != limitReason {
+			if reason != "" {
+				w.log.Warn("claiming fewer tasks", "allowed", n, "free", want, "reason", reason)
+			} else {
+				w.log.Info("claiming at full capacity again", "free", want)
+			}
+			limitReason = reason
+		}
+		if n <= 0 {
+			sleep(claimCtx, w.cfg.PollInterval())
+			continue
+		}
+		resp, err := w.opts.Queue.ClaimWork(claimCtx, taskQueueID, tc.ClaimWorkRequest{
+			Tasks:       n,
 			WorkerGroup: w.cfg.WorkerGroup,
 			WorkerID:    w.cfg.WorkerID,
 		})
 		if err != nil {
-			if ctx.Err() != nil {
+			if claimCtx.Err() != nil {
 				break
 			}
 			failures++
 			d := claimBackoff(failures, w.cfg.PollInterval(), time.Duration(w.cfg.TaskQueue.MaxBackoff)*time.Millisecond)
 			w.log.Error("[alert-operator] task retrieval error", "error", err, "retryIn", d)
-			sleep(ctx, d)
+			sleep(claimCtx, d)
 			continue
 		}
 		failures = 0
@@ -140,7 +230,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.startTask(claim)
 		}
 		if len(resp.Tasks) == 0 {
-			sleep(ctx, w.cfg.PollInterval())
+			sleep(claimCtx, w.cfg.PollInterval())
 		}
 	}
 	w.log.Info("stopped claiming; waiting for running tasks", "running", w.Running())
@@ -149,14 +239,49 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// init calls every extension's Init, then the start hooks.
+func (w *Worker) init(ctx context.Context) error {
+	h := &hostView{w: w}
+	var exts []features.Extension
+	for _, f := range w.opts.Features {
+		if e, ok := f.(features.Extension); ok {
+			exts = append(exts, e)
+		}
+	}
+	exts = append(exts, w.opts.Extensions...)
+	for _, e := range exts {
+		if err := e.Init(ctx, h); err != nil {
+			return fmt.Errorf("start %s: %w", extensionName(e), err)
+		}
+	}
+	h.sealed = true
+	for _, hook := range w.hooks.start {
+		if err := hook(ctx); err != nil {
+			return fmt.Errorf("before the first claim: %w", err)
+		}
+	}
+	return nil
+}
+
+func extensionName(e features.Extension) string {
+	if f, ok := e.(features.Feature); ok {
+		return "feature " + f.Name()
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", e), "*")
+}
+
 func (w *Worker) startTask(claim tc.TaskClaim) {
 	w.mu.Lock()
 	w.running++
 	w.mu.Unlock()
 	w.tasks.Add(1)
+	r := newRun(w, claim)
+	w.runs.add(r)
+	w.hooks.claimed(w.abortCtx, features.RunRef{TaskID: r.taskID, RunID: r.runID})
 	go func() {
 		defer w.tasks.Done()
 		defer func() {
+			w.runs.remove(r)
 			w.mu.Lock()
 			w.running--
 			w.mu.Unlock()
@@ -165,7 +290,6 @@ func (w *Worker) startTask(claim tc.TaskClaim) {
 			default:
 			}
 		}()
-		r := newRun(w, claim)
 		r.run()
 	}()
 }
@@ -176,31 +300,7 @@ func claimBackoff(n int, base, limit time.Duration) time.Duration {
 	if base <= 0 {
 		base = 100 * time.Millisecond
 	}
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, max(limit, base))
-	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+	return backoff.Policy{Base: base, Max: max(limit, base), Jitter: 0.25}.Delay(n)
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// pullPolicy is the configured image pull retry policy.
-func (w *Worker) pullPolicy() docker.PullPolicy {
-	return docker.PullPolicy{
-		Attempts:      w.cfg.DockerConfig.MaxAttempts,
-		BaseDelay:     time.Duration(w.cfg.DockerConfig.DelayFactor) * time.Millisecond,
-		Randomization: w.cfg.DockerConfig.RandomizationFactor,
-	}
-}
+func sleep(ctx context.Context, d time.Duration) { backoff.Wait(ctx, d) }

@@ -86,8 +86,15 @@ func (f fakeRunQueue) ReportException(_ context.Context, id string, _ int, reaso
 func (f fakeRunQueue) CreateArtifact(context.Context, string, int, string, tc.ArtifactRequest) (*tc.ArtifactResponse, error) {
 	return &tc.ArtifactResponse{PutURL: "http://127.0.0.1:1/unused"}, nil
 }
-func (f fakeRunQueue) PutArtifact(_ context.Context, _ string, open func() (io.ReadCloser, error), _ int64, _, _ string) error {
-	rc, err := open()
+func (f fakeRunQueue) PutArtifact(ctx context.Context, _ string, open func(context.Context) (io.ReadCloser, error), _ int64, _, _ string) error {
+	rc, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	return rc.Close()
+}
+func (f fakeRunQueue) UploadObjectArtifact(ctx context.Context, _ string, _ int, u tc.ObjectUpload) error {
+	rc, err := u.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -136,7 +143,7 @@ func TestClaimLoopCapacityRule(t *testing.T) {
 		w := New(Options{
 			Config: cfg, Queue: q, Docker: d, Validator: v,
 			RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
-			Features: []features.Feature{backinglog.New(t.TempDir())},
+			Features: []features.Feature{backinglog.New(t.TempDir()), fakeImage{}},
 		})
 		q.w = w
 		ctx, cancel := context.WithCancel(t.Context())
@@ -203,7 +210,8 @@ func TestClaimRequestCappedAt32(t *testing.T) {
 				}}
 				defer d.Close()
 				w := New(Options{Config: cfg, Queue: q, Docker: d, Validator: v,
-					RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} }})
+					RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
+					Features: []features.Feature{fakeImage{}}})
 				q.w = w
 				ran := make(chan error, 1)
 				go func() { ran <- w.Run(t.Context()) }()
@@ -229,7 +237,7 @@ func TestClaimRequestCappedAt32(t *testing.T) {
 				}
 
 				// An abort kills the containers and resolves every task.
-				w.Abort()
+				w.Stop(StopImmediate)
 				if err := <-ran; err != nil {
 					t.Fatal(err)
 				}
@@ -262,4 +270,15 @@ func TestClaimBackoff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fakeImage is an always-on feature providing every registry image.
+type fakeImage struct{}
+
+func (fakeImage) Name() string                                        { return "image" }
+func (fakeImage) AlwaysOn() bool                                      { return true }
+func (fakeImage) Owns() []string                                      { return []string{"image.docker-image"} }
+func (fakeImage) NewTask(features.Task) (features.TaskFeature, error) { return fakeImage{}, nil }
+func (fakeImage) ProvideImage(context.Context, *features.ImageRequest) (features.Image, error) {
+	return features.Image{ID: "sha256:fake"}, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -29,11 +28,12 @@ commands:
 `
 
 func runCot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, cotUsage)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, cotUsage)
 		return 0
 	}
 	switch args[0] {
@@ -149,16 +149,7 @@ func cotKeygen(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		fmt.Fprintf(stderr, "docker-worker cot keygen: %v\n", err)
-		return 1
-	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err == nil {
-		_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(priv))
-		err = errors.Join(err, f.Close())
-	}
+	pub, err := chainoftrust.WriteNewKey(*out)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker cot keygen: %v\n", err)
 		return 1

@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // version is the worker version printed in task log headers.
@@ -24,6 +26,11 @@ type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
+
+// ownSignals are the commands that handle SIGINT and SIGTERM themselves
+// (the worker's graceful and immediate stops); the others get a context
+// that SIGINT and SIGTERM cancel.
+func ownSignals(name string) bool { return name == "run" || name == "dev" }
 
 func commands() []command {
 	return []command{
@@ -54,11 +61,12 @@ func main() {
 }
 
 func mainExit(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	if args[0] == "--version" {
@@ -66,9 +74,13 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return c.run(ctx, args[1:], stdout, stderr)
+			ctx := context.Background()
+			if !ownSignals(c.name) {
+				var stop context.CancelFunc
+				ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+			}
+			return c.run(ctx, args[1:], stdout, cmdStderr{Writer: stderr, stdout: stdout})
 		}
 	}
 	fmt.Fprintf(stderr, "docker-worker: unknown command %q\n\n", args[0])
@@ -76,7 +88,24 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// newFlags makes a flag set whose --help prints the summary and the flags.
+// cmdStderr is the stderr mainExit hands to a command. It also carries
+// stdout, where parse prints the help a user asked for with --help: help
+// is output, while usage errors stay on stderr.
+type cmdStderr struct {
+	io.Writer
+	stdout io.Writer
+}
+
+// helpOutput is where the help of a command whose stderr is stderr goes.
+func helpOutput(stderr io.Writer) io.Writer {
+	if s, ok := stderr.(cmdStderr); ok {
+		return s.stdout
+	}
+	return stderr
+}
+
+// newFlags makes a flag set whose usage prints the synopsis and the flags
+// to stderr (see parse for --help).
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -88,21 +117,74 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parse parses args; it returns an exit code and false when the command
-// should stop (help requested or bad flags).
+// should stop: 0 after printing the help --help asked for (to stdout), 2
+// after a usage error (on stderr). A --log-level flag, when the command
+// has one, must name one of logLevels.
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, to where it belongs
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stderr := fs.Output()
+		fs.SetOutput(helpOutput(stderr))
+		fs.Usage()
+		fs.SetOutput(stderr)
+		return 0, false
+	case err != nil: // the flag package has printed the error
+		fs.Usage()
 		return 2, false
+	}
+	if f := fs.Lookup("log-level"); f != nil {
+		if _, err := parseLevel(f.Value.String()); err != nil {
+			fmt.Fprintf(fs.Output(), "invalid value %q for flag -log-level: %v\n", f.Value.String(), err)
+			fs.Usage()
+			return 2, false
+		}
 	}
 	return 0, true
 }
 
+// logLevels are the values --log-level accepts.
+var logLevels = []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}
+
+// parseLevel reads a --log-level value: one of logLevels, in any case.
+func parseLevel(s string) (slog.Level, error) {
+	names := make([]string, len(logLevels))
+	for i, l := range logLevels {
+		names[i] = strings.ToLower(l.String())
+		if strings.EqualFold(s, names[i]) {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("must be one of %s", strings.Join(names, ", "))
+}
+
+// newLogger is the worker's JSON logger at level, which parse has checked
+// (anything else logs at info). Durations are written as Go duration
+// strings ("5.692s"), not nanoseconds.
 func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
+	l, err := parseLevel(level)
+	if err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: durationsAsText}))
+}
+
+// durationsAsText is a slog ReplaceAttr that renders time.Duration values
+// as Go duration strings, rounded to a millisecond from a second up and to
+// a microsecond from a millisecond up.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	d := a.Value.Duration()
+	switch abs := d.Abs(); {
+	case abs >= time.Second:
+		d = d.Round(time.Millisecond)
+	case abs >= time.Millisecond:
+		d = d.Round(time.Microsecond)
+	}
+	return slog.String(a.Key, d.String())
 }

@@ -1,27 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
 	"path/filepath"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
 	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/localqueue"
-	"go.dockerworker.dev/docker-worker/worker/localqueue/pulse"
-	"go.dockerworker.dev/docker-worker/worker/localqueue/s3blob"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/server"
 )
 
 // queueFlags are the flags shared by queue and dev.
@@ -41,225 +31,60 @@ func addQueueFlags(fs *flag.FlagSet, configFlag, configHelp string) queueFlags {
 	return queueFlags{
 		fs:        fs,
 		config:    fs.String(configFlag, "", configHelp),
-		listen:    fs.String("listen", "127.0.0.1:8080", "address the queue listens on"),
+		listen:    fs.String("listen", server.DefaultListen, "address the queue listens on"),
 		rootURL:   fs.String("root-url", "", "rootUrl clients use (default http://<listen address>)"),
-		dataDir:   fs.String("data-dir", defaultDataDir(), "where the queue keeps its state, client secret and artifacts"),
+		dataDir:   fs.String("data-dir", server.DefaultDataDir(), "where the queue keeps its state, client secret and artifacts"),
 		claimWait: fs.Duration("claim-wait", 20*time.Second, "how long claimWork waits for a task"),
 		logLevel:  fs.String("log-level", "info", "log level: debug, info, warn, error"),
 	}
 }
 
-// defaultDataDir is $XDG_STATE_HOME/docker-worker, else ~/.local/state/docker-worker.
-func defaultDataDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "docker-worker")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "docker-worker")
-	}
-	return filepath.Join(os.TempDir(), "docker-worker")
-}
-
-// queueFile is the `queue --config` file (YAML or JSON). Flags given on
-// the command line win over its listen, rootUrl and dataDir.
-type queueFile struct {
-	Listen  string `yaml:"listen"`
-	RootURL string `yaml:"rootUrl"`
-	DataDir string `yaml:"dataDir"`
-	// Clients may call the queue; their scopes decide what they may do.
-	Clients []struct {
-		ClientID    string   `yaml:"clientId"`
-		AccessToken string   `yaml:"accessToken"`
-		Scopes      []string `yaml:"scopes"`
-	} `yaml:"clients"`
-	// AnonymousScopes replaces the default scopes of requests without
-	// credentials (an empty list grants none).
-	AnonymousScopes *[]string     `yaml:"anonymousScopes"`
-	ClaimTimeout    time.Duration `yaml:"claimTimeout"`
-	Storage         struct {
-		S3 *struct {
-			Endpoint        string `yaml:"endpoint"`
-			Region          string `yaml:"region"`
-			Bucket          string `yaml:"bucket"`
-			Prefix          string `yaml:"prefix"`
-			PathStyle       bool   `yaml:"pathStyle"`
-			AccessKeyID     string `yaml:"accessKeyId"`
-			SecretAccessKey string `yaml:"secretAccessKey"`
-		} `yaml:"s3"`
-	} `yaml:"storage"`
-	Pulse struct {
-		URL string `yaml:"url"`
-	} `yaml:"pulse"`
-}
-
-func readQueueFile(path string) (*queueFile, error) {
-	var qf queueFile
-	if path == "" {
-		return &qf, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&qf); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for i, c := range qf.Clients {
-		if c.ClientID == "" || c.AccessToken == "" {
-			return nil, fmt.Errorf("%s: clients[%d]: clientId and accessToken are required", path, i)
-		}
-	}
-	return &qf, nil
-}
-
-// localClient is the generated client kept in the data directory, so the
-// exported credentials stay valid across restarts.
-type localClient struct {
-	ClientID    string `json:"clientId"`
-	AccessToken string `json:"accessToken"`
-}
-
-func loadOrCreateClient(dir string) (localClient, error) {
-	path := filepath.Join(dir, "client.json")
-	var c localClient
-	if data, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(data, &c); err != nil || c.ClientID == "" || c.AccessToken == "" {
-			return c, fmt.Errorf("%s: not a valid client file; remove it to generate a new client", path)
-		}
-		return c, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return c, err
-	}
-	var secret [32]byte
-	if _, err := rand.Read(secret[:]); err != nil {
-		return c, err
-	}
-	c = localClient{ClientID: "local-admin", AccessToken: base64.RawURLEncoding.EncodeToString(secret[:])}
-	data, _ := json.MarshalIndent(c, "", "  ")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return c, err
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// runningQueue is a started embedded queue.
-type runningQueue struct {
-	rootURL string
-	// generated is the data directory's local client, when in use.
-	generated *localClient
-	// done yields Serve's error once the context is done and the store is
-	// closed.
-	done <-chan error
-}
-
-// startQueue opens the store, listens and serves the embedded queue in the
-// background. withGenerated adds the data directory's local client (dev
-// always does; queue does when its config names no clients).
-func startQueue(ctx context.Context, f queueFlags, withGenerated bool, logger *slog.Logger) (*runningQueue, error) {
-	qf, err := readQueueFile(*f.config)
+// queueConfig loads the queue config file and lays the flags over it:
+// flags given on the command line win over the file's listen, rootUrl and
+// dataDir, which win over the flags' defaults.
+func (f queueFlags) queueConfig() (*server.Config, error) {
+	cfg, err := server.LoadConfig(*f.config)
 	if err != nil {
 		return nil, err
 	}
 	set := map[string]bool{}
 	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	listen, rootURL, dataDir := *f.listen, *f.rootURL, *f.dataDir
-	if qf.Listen != "" && !set["listen"] {
-		listen = qf.Listen
+	for _, o := range []struct {
+		flag string
+		dst  *string
+		val  string
+	}{
+		{"listen", &cfg.Listen, *f.listen},
+		{"root-url", &cfg.RootURL, *f.rootURL},
+		{"data-dir", &cfg.DataDir, *f.dataDir},
+	} {
+		if set[o.flag] || *o.dst == "" {
+			*o.dst = o.val
+		}
 	}
-	if qf.RootURL != "" && !set["root-url"] {
-		rootURL = qf.RootURL
-	}
-	if qf.DataDir != "" && !set["data-dir"] {
-		dataDir = qf.DataDir
-	}
+	return cfg, nil
+}
 
-	cfg := localqueue.Config{
-		DataDir:      dataDir,
-		ClaimWait:    *f.claimWait,
-		ClaimTimeout: qf.ClaimTimeout,
-		Logger:       logger.With("component", "queue"),
-	}
-	if qf.AnonymousScopes != nil {
-		cfg.AnonymousScopes = append([]string{}, *qf.AnonymousScopes...)
-	}
-	for _, c := range qf.Clients {
-		cfg.Clients = append(cfg.Clients, localqueue.Client{ClientID: c.ClientID, AccessToken: c.AccessToken, Scopes: c.Scopes})
-	}
-	rq := &runningQueue{}
-	if withGenerated || len(qf.Clients) == 0 {
-		c, err := loadOrCreateClient(dataDir)
-		if err != nil {
-			return nil, err
-		}
-		rq.generated = &c
-		cfg.Clients = append(cfg.Clients, localqueue.Client{ClientID: c.ClientID, AccessToken: c.AccessToken, Scopes: []string{"*"}})
-	}
-	if s := qf.Storage.S3; s != nil {
-		store, err := s3blob.New(ctx, s3blob.Config{
-			Endpoint: s.Endpoint, Region: s.Region, Bucket: s.Bucket, Prefix: s.Prefix, PathStyle: s.PathStyle,
-			AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := store.EnsureBucket(ctx); err != nil {
-			return nil, err
-		}
-		cfg.Blobs = store
-	}
-	var pub *pulse.Publisher
-	if qf.Pulse.URL != "" {
-		if pub, err = pulse.New(pulse.Config{URL: qf.Pulse.URL, Logger: cfg.Logger}); err != nil {
-			return nil, err
-		}
-		cfg.Publisher = pub
-	}
-	if cfg.Store, err = localqueue.OpenBoltStore(filepath.Join(dataDir, "queue.db")); err != nil {
+// startQueue starts the embedded queue as the flags say; withAdmin adds the
+// data directory's admin client (dev always does; queue does when its
+// config names no clients).
+func startQueue(ctx context.Context, f queueFlags, withAdmin bool, logger *slog.Logger) (*server.Queue, error) {
+	cfg, err := f.queueConfig()
+	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		cfg.Store.Close()
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if rootURL == "" {
-		rootURL = "http://" + ln.Addr().String()
-	}
-	cfg.RootURL = rootURL
-	q, err := localqueue.New(cfg)
-	if err != nil {
-		ln.Close()
-		cfg.Store.Close()
-		return nil, err
-	}
-	rq.rootURL = rootURL
-	done := make(chan error, 1)
-	go func() {
-		err := localqueue.Serve(ctx, ln, q)
-		if pub != nil {
-			pub.Close()
-		}
-		done <- errors.Join(err, q.Close())
-	}()
-	rq.done = done
-	logger.Info("embedded queue serving", "rootUrl", rootURL, "dataDir", dataDir, "s3", cfg.Blobs != nil, "pulse", pub != nil)
-	return rq, nil
+	return server.Start(ctx, *cfg, server.Options{ClaimWait: *f.claimWait, WithAdmin: withAdmin, Logger: logger.With("component", "queue")})
 }
 
 // printExports writes the shell line that points Taskcluster clients at
-// the queue (with the generated client's credentials, when there is one).
-func printExports(w io.Writer, q *runningQueue) {
-	if q.generated == nil {
-		fmt.Fprintf(w, "export %s=%s\n", config.EnvRootURL, q.rootURL)
+// the queue (with the admin client's credentials, when there is one).
+func printExports(w io.Writer, q *server.Queue) {
+	if q.Admin == nil {
+		fmt.Fprintf(w, "export %s=%s\n", config.EnvRootURL, q.RootURL)
 		return
 	}
-	fmt.Fprintf(w, "export %s=%s %s=%s %s=%s\n", config.EnvRootURL, q.rootURL,
-		config.EnvClientID, q.generated.ClientID, config.EnvAccessToken, q.generated.AccessToken)
+	fmt.Fprintf(w, "export %s=%s %s=%s %s=%s\n", config.EnvRootURL, q.RootURL,
+		config.EnvClientID, q.Admin.ClientID, config.EnvAccessToken, q.Admin.AccessToken)
 }
 
 func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -274,9 +99,9 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "embedded queue at %s; use it with:\n", q.rootURL)
+	fmt.Fprintf(stderr, "embedded queue at %s; use it with:\n", q.RootURL)
 	printExports(stdout, q)
-	if err := <-q.done; err != nil {
+	if err := q.Wait(); err != nil {
 		fmt.Fprintf(stderr, "docker-worker: queue: %v\n", err)
 		return 1
 	}
@@ -314,8 +139,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *capacity > 0 {
 		cfg.Capacity = *capacity
 	}
-	cfg.RootURL = q.rootURL
-	cfg.Taskcluster = config.Credentials{ClientID: q.generated.ClientID, AccessToken: q.generated.AccessToken}
+	cfg.RootURL = q.RootURL
+	cfg.Taskcluster = config.Credentials{ClientID: q.Admin.ClientID, AccessToken: q.Admin.AccessToken}
 	for _, d := range []struct {
 		v   *string
 		def string
@@ -329,6 +154,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.PublicIP == "" {
 		cfg.PublicIP = "127.0.0.1"
+	}
+	// Chain of trust signs with a key of its own, kept beside the queue's
+	// state, unless the config names one.
+	if cfg.Ed25519SigningKeyLocation == config.DefaultEd25519SigningKeyLocation {
+		cfg.Ed25519SigningKeyLocation = filepath.Join(q.DataDir, "cot-signing-key.key")
+		if err := chainoftrust.EnsureKey(cfg.Ed25519SigningKeyLocation); err != nil {
+			fmt.Fprintf(stderr, "docker-worker: chain of trust signing key: %v\n", err)
+			return 1
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
@@ -344,10 +178,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"Paste the export line below into another shell, then:\n"+
 		"  docker-worker submit task.yml            run a task and print its log\n"+
 		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n",
-		q.rootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
+		q.RootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
 	printExports(stdout, q)
 	code := runUntilSignalled(w, logger)
 	stopQueue()
-	<-q.done
+	_ = q.Wait() // the worker's exit code decides
 	return code
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
@@ -23,8 +24,32 @@ const (
 	devWorkerType    = "docker"
 )
 
+// Exit codes of submit: each outcome has its own.
+const (
+	submitCompleted = 0 // the task completed (or, with --no-wait, was created)
+	submitFailed    = 1 // the task failed
+	submitUsage     = 2 // bad flags or arguments; FILE or --config unreadable or not an object
+	submitException = 3 // the task resolved exception
+	submitNoQueue   = 4 // the task could not be created or followed to its resolution
+)
+
+const submitExitCodes = `
+exit codes:
+  0  the task completed (with --no-wait: it was created)
+  1  the task failed
+  2  usage error: bad flags or arguments, FILE or --config unreadable or not an object
+  3  the task resolved exception
+  4  the task could not be submitted or followed: TASKCLUSTER_ROOT_URL unset, the queue
+     refused it or could not be reached, or waiting was interrupted
+`
+
 func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("submit", "submit [flags] FILE  (a task definition or a bare payload; JSON or YAML; - for stdin)", stderr)
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprint(fs.Output(), submitExitCodes)
+	}
 	cfgPath := fs.String("config", "", "worker config file to take provisionerId/workerType from")
 	prov := fs.String("provisioner-id", "", "provisionerId (default: from --config, else "+devProvisionerID+")")
 	wt := fs.String("worker-type", "", "workerType (default: from --config, else "+devWorkerType+")")
@@ -35,23 +60,19 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return 2
+		return submitUsage
 	}
-	fail := func(err error) int { fmt.Fprintf(stderr, "docker-worker: %v\n", err); return 1 }
+	fail := func(code int, err error) int { fmt.Fprintf(stderr, "docker-worker: %v\n", err); return code }
 
-	rootURL, creds, err := clientFromEnv()
-	if err != nil {
-		return fail(err)
-	}
 	doc, err := readDocument(fs.Arg(0))
 	if err != nil {
-		return fail(err)
+		return fail(submitUsage, err)
 	}
 	pool := [2]string{devProvisionerID, devWorkerType}
 	if *cfgPath != "" {
 		c := config.Default()
 		if err := loadPartial(*cfgPath, c); err != nil {
-			return fail(err)
+			return fail(submitUsage, err)
 		}
 		pool = [2]string{c.ProvisionerID, c.WorkerType}
 	}
@@ -64,21 +85,25 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	taskID, def := completeTask(doc, fs.Arg(0), pool, time.Now())
 	body, err := json.Marshal(def)
 	if err != nil {
-		return fail(err)
+		return fail(submitUsage, err)
+	}
+	rootURL, creds, err := clientFromEnv()
+	if err != nil {
+		return fail(submitNoQueue, err)
 	}
 	q := tc.New(tc.Config{RootURL: rootURL, Credentials: creds})
 	if _, err := q.CreateTask(ctx, taskID, body); err != nil {
-		return fail(fmt.Errorf("create task: %w", err))
+		return fail(submitNoQueue, fmt.Errorf("create task: %w", err))
 	}
 	fmt.Fprintf(stderr, "created task %s on %s\n", taskID, rootURL)
 	if *noWait {
 		fmt.Fprintln(stdout, taskID)
-		return 0
+		return submitCompleted
 	}
 	streamed := followLiveLog(ctx, q, taskID, logName(def), *poll, stdout)
 	status, err := waitResolved(ctx, q, taskID, *poll)
 	if err != nil {
-		return fail(err)
+		return fail(submitNoQueue, err)
 	}
 	last := status.Runs[len(status.Runs)-1]
 	if streamed != last.RunID {
@@ -97,11 +122,13 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintf(stderr, "task %s run %d: %s%s\n", taskID, last.RunID, last.State, reason)
 	switch last.State {
 	case tc.StateCompleted:
-		return 0
+		return submitCompleted
 	case tc.StateFailed:
-		return 1
+		return submitFailed
+	case tc.StateException:
+		return submitException
 	}
-	return 2
+	return submitNoQueue // not resolved: waitResolved returns resolved tasks only
 }
 
 // clientFromEnv reads the standard Taskcluster variables.
@@ -206,7 +233,7 @@ func logName(def map[string]any) string {
 			return l
 		}
 	}
-	return "public/logs/live.log"
+	return schemas.DefaultLog
 }
 
 // printLog writes the run's task log (the live log link, followed).

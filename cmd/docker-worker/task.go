@@ -17,7 +17,7 @@ import (
 func taskCommands() []command {
 	return []command{
 		{"status", "print a task's state and runs", taskStatus},
-		{"log", "print a run's task log", taskLog},
+		{"log", "print a run's task log, following it live while the run runs", taskLog},
 		{"artifacts", "list a run's artifacts", taskArtifacts},
 		{"cancel", "cancel a task (its current run resolves exception/canceled)", taskCancel},
 		{"rerun", "run a resolved task again", taskRerun},
@@ -170,10 +170,59 @@ func taskLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var doc map[string]any
 	_ = json.Unmarshal(def.Raw, &doc)
-	if err := printLog(ctx, q, id, runID, doc, stdout); err != nil {
+	if err := writeRunLog(ctx, q, id, runID, logName(doc), logPollInterval, stdout); err != nil {
 		return taskFail(stderr, fmt.Errorf("log of %s run %d: %w", id, runID, err))
 	}
 	return 0
+}
+
+// logPollInterval is how often `task log` looks again at a run whose log
+// cannot be read yet.
+const logPollInterval = time.Second
+
+// writeRunLog copies the log artifact name of a run to w as it arrives.
+// While the run is running the artifact is a reference to the worker's
+// live log stream, which is followed as the task writes it until the log
+// ends; once the run is resolved it is a link to the uploaded log, which is
+// copied whole. A run that has not started, or has no log yet, or whose
+// stream went away before it could be read (the run is finishing), is
+// looked at again every `every` until the run is resolved.
+func writeRunLog(ctx context.Context, q *tc.Client, taskID string, runID int, name string, every time.Duration, w io.Writer) error {
+	for {
+		resp, err := q.Status(ctx, taskID)
+		if err != nil {
+			return err
+		}
+		runs := resp.Status.Runs
+		if runID >= len(runs) {
+			return fmt.Errorf("task %s has no run %d", taskID, runID)
+		}
+		unresolved := runs[runID].State == tc.StatePending || runs[runID].State == tc.StateRunning
+		cw := &countingWriter{w: w}
+		_, err = q.Download(ctx, q.ArtifactURL(taskID, runID, name), cw)
+		if err == nil || cw.n > 0 || !unresolved || !tc.IsNotFound(err) {
+			return err
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// countingWriter counts what passes through it to w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func taskArtifacts(ctx context.Context, args []string, stdout, stderr io.Writer) int {

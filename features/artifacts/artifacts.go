@@ -297,7 +297,7 @@ func (k *task) upload(ctx context.Context, c features.ContainerFiles, g *wa.Grou
 // so it runs in the caller's goroutine. A retry reads the file out of the
 // container again. Upload failures are recorded with fail.
 func (k *task) stream(ctx context.Context, c features.ContainerFiles, name, src string, e *wa.Entry, expires time.Time) {
-	s := &streamedEntry{ctx: ctx, c: c, src: src, size: e.Header.Size, first: e.Body}
+	s := &streamedEntry{c: c, src: src, size: e.Header.Size, first: e.Body}
 	u := features.Upload{
 		Name:        name,
 		ContentType: wa.ContentType(e.Name),
@@ -320,7 +320,6 @@ func (k *task) stream(ctx context.Context, c features.ContainerFiles, name, src 
 // read for the first attempt, the file read out of the container again for
 // each retry, hashed as it is read.
 type streamedEntry struct {
-	ctx   context.Context
 	c     features.ContainerFiles
 	src   string
 	size  int64
@@ -330,12 +329,12 @@ type streamedEntry struct {
 	sum string // sha256 of the last body read to its end
 }
 
-func (s *streamedEntry) open() (io.ReadCloser, error) {
+func (s *streamedEntry) open(ctx context.Context) (io.ReadCloser, error) {
 	if r := s.first; r != nil {
 		s.first = nil
 		return &hashingBody{r: io.LimitReader(r, s.size), s: s, h: sha256.New()}, nil
 	}
-	rc, _, err := s.c.CopyFrom(s.ctx, s.src)
+	rc, _, err := s.c.CopyFrom(ctx, s.src)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from the container again: %w", s.src, err)
 	}

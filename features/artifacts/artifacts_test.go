@@ -351,8 +351,8 @@ func TestStreamedUploads(t *testing.T) {
 func TestStreamedRetryReadsAgain(t *testing.T) {
 	content := strings.Repeat("0123456789", 1000)
 	c := &featuretest.Container{Files: map[string]string{"/data/f.bin": content}}
-	s := &streamedEntry{ctx: t.Context(), c: c, src: "/data/f.bin", size: int64(len(content)), first: strings.NewReader(content)}
-	first, err := s.open()
+	s := &streamedEntry{c: c, src: "/data/f.bin", size: int64(len(content)), first: strings.NewReader(content)}
+	first, err := s.open(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestStreamedRetryReadsAgain(t *testing.T) {
 	if s.digest() != "" {
 		t.Fatal("digest recorded for a partial body")
 	}
-	again, err := s.open()
+	again, err := s.open(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestStreamedRetryReadsAgain(t *testing.T) {
 	}
 
 	c.Files["/data/f.bin"] = "changed"
-	if _, err := s.open(); err == nil || !strings.Contains(err.Error(), "changed") {
+	if _, err := s.open(t.Context()); err == nil || !strings.Contains(err.Error(), "changed") {
 		t.Errorf("a file that changed size was accepted: %v", err)
 	}
 }

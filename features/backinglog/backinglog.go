@@ -9,20 +9,17 @@ package backinglog
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"strings"
 
 	"go.dockerworker.dev/docker-worker/features"
-	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
+	"go.dockerworker.dev/docker-worker/features/internal/logcopy"
+	"go.dockerworker.dev/docker-worker/schemas"
 )
 
 // Name is the feature's name in worker logs.
 const Name = "backingLog"
-
-// DefaultLiveLog is the live log artifact name when payload.log is not set.
-const DefaultLiveLog = "public/logs/live.log"
 
 const contentType = "text/plain; charset=utf-8"
 
@@ -54,7 +51,7 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 type task struct {
 	t   features.Task
 	dir string
-	log *wa.LogFile
+	log *logcopy.Copy
 }
 
 var (
@@ -64,12 +61,11 @@ var (
 )
 
 func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	l, err := wa.NewLogFile(k.dir, "task-log-*.log.gz")
+	l, err := logcopy.Open(k.dir, "task-log-*.log.gz", resp)
 	if err != nil {
 		return fmt.Errorf("task log: %w", err)
 	}
 	k.log = l
-	resp.LogSinks = append(resp.LogSinks, l)
 	return nil
 }
 
@@ -77,7 +73,7 @@ func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.O
 // value logName ("" means the default): `<dir>/<base>_backing<ext>`.
 func Names(logName string) (live, backing string) {
 	if logName == "" {
-		logName = DefaultLiveLog
+		logName = schemas.DefaultLog
 	}
 	dir, file := path.Split(logName)
 	ext := path.Ext(file)
@@ -104,24 +100,10 @@ func (k *task) logName() string {
 }
 
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
-	if k.log == nil {
-		return errors.New("task log was never opened")
-	}
-	size, _, err := k.log.Finish()
-	if err != nil {
-		return fmt.Errorf("task log: %w", err)
-	}
 	live, backing := Names(k.logName())
 	pub := k.t.Artifacts()
-	if err := pub.Upload(ctx, features.Upload{
-		Name:            backing,
-		ContentType:     contentType,
-		ContentEncoding: "gzip",
-		Expires:         k.t.Expires(),
-		Size:            size,
-		Open:            k.log.Open,
-	}); err != nil {
-		return fmt.Errorf("upload task log: %w", err)
+	if err := k.log.Upload(ctx, pub, logcopy.Artifact{Name: backing, ContentType: contentType, Expires: k.t.Expires()}); err != nil {
+		return fmt.Errorf("task log: %w", err)
 	}
 	if err := pub.Link(ctx, live, backing, k.t.Expires()); err != nil {
 		return fmt.Errorf("link live log: %w", err)
@@ -129,9 +111,4 @@ func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 	return nil
 }
 
-func (k *task) Cleanup(context.Context) error {
-	if k.log == nil {
-		return nil
-	}
-	return k.log.Remove()
-}
+func (k *task) Cleanup(context.Context) error { return k.log.Remove() }

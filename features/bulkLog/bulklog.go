@@ -2,16 +2,16 @@
 // gzip-compressed as it is written and uploaded, once complete, as
 // public/logs/terminal_bulk.log.gz (gzip content-encoding), as
 // docker-worker did. docker-worker shipped the feature disabled in its
-// worker config; payloads turn it on with features.bulkLog.
+// worker config, and so does this worker (features.bulkLog.enabled turns
+// it on); payloads then ask for it with features.bulkLog.
 package bulklog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.dockerworker.dev/docker-worker/features"
-	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
+	"go.dockerworker.dev/docker-worker/features/internal/logcopy"
 )
 
 // Name is the feature's payload key.
@@ -26,7 +26,10 @@ const ContentType = "text/plain; charset=utf-8"
 // Feature is the bulk log feature.
 type Feature struct{ tempDir string }
 
-var _ features.Feature = (*Feature)(nil)
+var (
+	_ features.Feature         = (*Feature)(nil)
+	_ features.WorkerDefaulter = (*Feature)(nil)
+)
 
 // New returns the feature; tempDir holds the per-task files ("" for the
 // system default).
@@ -34,6 +37,10 @@ func New(tempDir string) *Feature { return &Feature{tempDir: tempDir} }
 
 // Name implements features.Feature.
 func (f *Feature) Name() string { return Name }
+
+// EnabledByDefault implements features.WorkerDefaulter: off unless the
+// worker config enables it.
+func (f *Feature) EnabledByDefault() bool { return false }
 
 // NewTask implements features.Feature.
 func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
@@ -43,7 +50,7 @@ func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
 type task struct {
 	t   features.Task
 	dir string
-	log *wa.LogFile
+	log *logcopy.Copy
 }
 
 var (
@@ -53,40 +60,22 @@ var (
 )
 
 func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	l, err := wa.NewLogFile(k.dir, "bulk-log-*.gz")
+	l, err := logcopy.Open(k.dir, "bulk-log-*.gz", resp)
 	if err != nil {
 		return fmt.Errorf("bulk log: %w", err)
 	}
 	k.log = l
-	resp.LogSinks = append(resp.LogSinks, l)
 	return nil
 }
 
-// Finish uploads the compressed log.
+// Finish uploads the bulk log.
 func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
-	if k.log == nil {
-		return errors.New("bulk log was never opened")
-	}
-	size, _, err := k.log.Finish()
-	if err != nil {
+	if err := k.log.Upload(ctx, k.t.Artifacts(), logcopy.Artifact{
+		Name: ArtifactName, ContentType: ContentType, Expires: k.t.Expires(),
+	}); err != nil {
 		return fmt.Errorf("bulk log: %w", err)
 	}
-	if err := k.t.Artifacts().Upload(ctx, features.Upload{
-		Name:            ArtifactName,
-		ContentType:     ContentType,
-		ContentEncoding: "gzip",
-		Expires:         k.t.Expires(),
-		Size:            size,
-		Open:            k.log.Open,
-	}); err != nil {
-		return fmt.Errorf("upload bulk log: %w", err)
-	}
 	return nil
 }
 
-func (k *task) Cleanup(context.Context) error {
-	if k.log == nil {
-		return nil
-	}
-	return k.log.Remove()
-}
+func (k *task) Cleanup(context.Context) error { return k.log.Remove() }

@@ -13,16 +13,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 
 	"go.dockerworker.dev/docker-worker/features"
-	wa "go.dockerworker.dev/docker-worker/worker/artifacts"
+	"go.dockerworker.dev/docker-worker/features/internal/logcopy"
+	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
 
 // Name is the feature's payload key.
@@ -121,28 +125,68 @@ func ParsePublicKey(data []byte) (ed25519.PublicKey, error) {
 type Feature struct {
 	keyPath string
 	tempDir string
+	logger  *slog.Logger
 }
 
-var _ features.Feature = (*Feature)(nil)
+var (
+	_ features.Feature   = (*Feature)(nil)
+	_ features.Extension = (*Feature)(nil)
+)
 
 // New returns the feature signing with the key file at keyPath (read for
 // each task, so a replaced key takes effect at once); tempDir holds the
-// per-task log copies ("" for the system default).
-func New(keyPath, tempDir string) *Feature { return &Feature{keyPath: keyPath, tempDir: tempDir} }
+// per-task log copies ("" for the system default); logger receives the
+// operator alert when the key is unusable at start.
+func New(keyPath, tempDir string, logger *slog.Logger) *Feature {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Feature{keyPath: keyPath, tempDir: tempDir, logger: logger}
+}
 
 // Name implements features.Feature.
 func (f *Feature) Name() string { return Name }
 
-// NewTask implements features.Feature.
+// Init implements features.Extension: it checks the signing key once at
+// start, so an operator learns of a missing or broken key before any task
+// asks for chain of trust. The worker still starts; tasks that ask for
+// chainOfTrust then resolve exception/internal-error, since the fault is
+// the worker's, not the task's.
+func (f *Feature) Init(context.Context, features.Host) error {
+	if _, err := f.loadKey(); err != nil {
+		f.logger.Error("[alert-operator] chain of trust signing key unusable: tasks with features.chainOfTrust will fail with internal-error",
+			"key", f.keyPath, "error", err)
+	}
+	return nil
+}
+
+func (f *Feature) loadKey() (ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(f.keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("chain of trust: read signing key (ed25519SigningKeyLocation): %w", err)
+	}
+	key, err := ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("chain of trust: %s: %w", f.keyPath, err)
+	}
+	return key, nil
+}
+
+// NewTask implements features.Feature. An unusable signing key is an
+// internal error of the worker.
 func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {
-	return &task{f: f, t: t}, nil
+	key, err := f.loadKey()
+	if err != nil {
+		return nil, taskerr.InternalError(err)
+	}
+	return &task{f: f, t: t, key: key}, nil
 }
 
 type task struct {
 	f   *Feature
 	t   features.Task
 	key ed25519.PrivateKey
-	log *wa.LogFile
+	log *logcopy.Copy
 }
 
 var (
@@ -151,19 +195,13 @@ var (
 	_ features.Cleaner  = (*task)(nil)
 )
 
-// Open loads the signing key and starts copying the log.
+// Open starts copying the log.
 func (k *task) Open(_ context.Context, _ *features.OpenRequest, resp *features.OpenResponse) error {
-	data, err := os.ReadFile(k.f.keyPath)
+	l, err := logcopy.Open(k.f.tempDir, "certified-log-*.gz", resp)
 	if err != nil {
-		return fmt.Errorf("chain of trust: read signing key (ed25519SigningKeyLocation): %w", err)
-	}
-	if k.key, err = ParsePrivateKey(data); err != nil {
-		return fmt.Errorf("chain of trust: %s: %w", k.f.keyPath, err)
-	}
-	if k.log, err = wa.NewLogFile(k.f.tempDir, "certified-log-*.gz"); err != nil {
 		return fmt.Errorf("chain of trust: %w", err)
 	}
-	resp.LogSinks = append(resp.LogSinks, k.log)
+	k.log = l
 	return nil
 }
 
@@ -174,25 +212,12 @@ func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
 		k.t.Logger().Info("chain of trust skipped: the run was aborted")
 		return nil
 	}
-	if k.log == nil {
-		return errors.New("chain of trust was never opened")
-	}
-	size, sum, err := k.log.Finish()
-	if err != nil {
-		return fmt.Errorf("chain of trust: certified log: %w", err)
-	}
 	pub := k.t.Artifacts()
 	expires := k.t.Expires()
-	if err := pub.Upload(ctx, features.Upload{
-		Name:            CertifiedLog,
-		ContentType:     certifiedLogType,
-		ContentEncoding: "gzip",
-		Expires:         expires,
-		Size:            size,
-		Open:            k.log.Open,
-		SHA256:          sum,
+	if err := k.log.Upload(ctx, pub, logcopy.Artifact{
+		Name: CertifiedLog, ContentType: certifiedLogType, Expires: expires, RecordHash: true,
 	}); err != nil {
-		return fmt.Errorf("chain of trust: upload certified log: %w", err)
+		return fmt.Errorf("chain of trust: %w", err)
 	}
 
 	doc := k.document()
@@ -214,7 +239,7 @@ func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
 			ContentType: a.contentType,
 			Expires:     expires,
 			Size:        int64(len(data)),
-			Open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+			Open:        func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
 		}); err != nil {
 			return fmt.Errorf("chain of trust: upload %s: %w", a.name, err)
 		}
@@ -226,7 +251,8 @@ func (k *task) Finish(ctx context.Context, req *features.FinishRequest) error {
 func (k *task) document() *Document {
 	w := k.t.Worker()
 	arts := map[string]ArtifactHash{}
-	for name, sum := range k.t.ArtifactHashes() {
+	res := k.t.Resources()
+	for name, sum := range res.ArtifactHashes() {
 		arts[name] = ArtifactHash{SHA256: sum}
 	}
 	return &Document{
@@ -238,22 +264,18 @@ func (k *task) document() *Document {
 		WorkerGroup:         w.WorkerGroup,
 		WorkerID:            w.WorkerID,
 		Environment: Environment{
-			PublicIPAddress:  w.PublicIP,
-			PrivateIPAddress: w.PrivateIP,
-			ImageHash:        k.t.ImageID(),
-			InstanceID:       w.InstanceID,
-			InstanceType:     w.InstanceType,
-			Region:           w.Region,
+			PublicIPAddress:   w.PublicIP,
+			PrivateIPAddress:  w.PrivateIP,
+			ImageHash:         res.Image().ID,
+			ImageArtifactHash: res.Image().ArtifactSHA256,
+			InstanceID:        w.InstanceID,
+			InstanceType:      w.InstanceType,
+			Region:            w.Region,
 		},
 	}
 }
 
-func (k *task) Cleanup(context.Context) error {
-	if k.log == nil {
-		return nil
-	}
-	return k.log.Remove()
-}
+func (k *task) Cleanup(context.Context) error { return k.log.Remove() }
 
 // ErrBadSignature is returned by Verify when the signature does not match.
 var ErrBadSignature = errors.New("the signature does not match the document and key")
@@ -275,4 +297,39 @@ func Verify(doc, sig []byte, key ed25519.PublicKey) (*Document, error) {
 		return nil, fmt.Errorf("chain of trust document version %d, want %d", d.ChainOfTrustVersion, documentVersion)
 	}
 	return &d, nil
+}
+
+// WriteNewKey generates a signing key and writes it to path (mode 0600, in
+// the format ParsePrivateKey reads); path must not exist. It returns the
+// public key.
+func WriteNewKey(path string) (ed25519.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(priv))
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return pub, nil
+}
+
+// EnsureKey makes sure a usable signing key is at path, generating one
+// when there is no file.
+func EnsureKey(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, err = WriteNewKey(path)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	_, err = ParsePrivateKey(data)
+	return err
 }

@@ -3,6 +3,7 @@ package chainoftrust
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +11,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,7 +65,7 @@ func TestParseKeys(t *testing.T) {
 
 func run(t *testing.T, ft *featuretest.Task, keyPath string, log string, aborted bool) error {
 	t.Helper()
-	tf, err := New(keyPath, t.TempDir()).NewTask(ft)
+	tf, err := New(keyPath, t.TempDir(), nil).NewTask(ft)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +88,13 @@ func TestDocumentAndSignature(t *testing.T) {
 	keyPath := writeKey(t, priv)
 	def := json.RawMessage(`{"provisionerId":"p","workerType":"w","payload":{"image":"x","command":["<&>"]},"expires":"2031-01-01T00:00:00.000Z"}`)
 	expiry := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
-	ft := &featuretest.Task{ID: "dSlITZ4yQgmvxxAi4A8fHQ", Run: 0, Def: def, Expiry: expiry, Image: "sha256:abc",
+	ft := &featuretest.Task{ID: "dSlITZ4yQgmvxxAi4A8fHQ", Run: 0, Def: def, Expiry: expiry,
 		Info: features.WorkerInfo{WorkerGroup: "random-local-worker", WorkerID: "w1", PublicIP: "127.0.0.1",
 			PrivateIP: "169.254.1.1", InstanceID: "test-worker-instance", InstanceType: "r3-superlarge", Region: "us-middle-1a"}}
+	ft.Res.SetImage(features.Image{ID: "sha256:abc"})
 	// A payload artifact uploaded earlier in the run.
-	ft.Pub.Upload(t.Context(), features.Upload{Name: "public/xfoo", Size: 4, SHA256: "aa",
-		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("xfoo")), nil }})
+	ft.Artifacts().Upload(t.Context(), features.Upload{Name: "public/xfoo", Size: 4, SHA256: "aa",
+		Open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("xfoo")), nil }})
 	log := "[taskcluster 2026-01-01 00:00:00.000Z] Task ID: x\r\nHello\r\n"
 	if err := run(t, ft, keyPath, log, false); err != nil {
 		t.Fatal(err)
@@ -160,10 +164,22 @@ func TestSkippedWhenAborted(t *testing.T) {
 	}
 }
 
-func TestMissingKeyFailsOpen(t *testing.T) {
-	ft := &featuretest.Task{}
-	err := run(t, ft, filepath.Join(t.TempDir(), "absent.key"), "", false)
+// A missing or broken key is the worker's fault: the task is refused as an
+// internal error, and the operator is told once at start.
+func TestMissingKeyIsInternalError(t *testing.T) {
+	var logs bytes.Buffer
+	f := New(filepath.Join(t.TempDir(), "absent.key"), t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err := f.Init(t.Context(), nil); err != nil {
+		t.Fatalf("Init: %v (the worker must still start)", err)
+	}
+	if !strings.Contains(logs.String(), "[alert-operator] chain of trust signing key unusable") {
+		t.Errorf("no operator alert at start; log:\n%s", logs.String())
+	}
+	_, err := f.NewTask(&featuretest.Task{})
 	if err == nil || !strings.Contains(err.Error(), "ed25519SigningKeyLocation") {
-		t.Errorf("got %v", err)
+		t.Fatalf("NewTask: got %v", err)
+	}
+	if k := taskerr.Classify(err); k != taskerr.InternalErrorKind {
+		t.Errorf("resolution %v, want internal-error", k)
 	}
 }

@@ -45,7 +45,9 @@ type Publisher struct {
 	Fail      error
 	// FailUpload, when set, is asked before each Upload; an error fails it.
 	FailUpload func(name string) error
-	hashes     map[string]string
+	// Res, when set, records the hashes of uploads as the runner's
+	// publisher does ([Task] sets it).
+	Res *features.Resources
 }
 
 var _ features.Publisher = (*Publisher)(nil)
@@ -60,23 +62,20 @@ func (p *Publisher) put(a Artifact) error {
 		p.Artifacts = map[string]Artifact{}
 	}
 	p.Artifacts[a.Name] = a
-	if a.SHA256 != "" {
-		if p.hashes == nil {
-			p.hashes = map[string]string{}
-		}
-		p.hashes[a.Name] = a.SHA256
+	if a.SHA256 != "" && p.Res != nil {
+		p.Res.RecordArtifact(a.Name, a.SHA256)
 	}
 	return nil
 }
 
 // Upload implements features.Publisher; it reads the whole body and checks Size.
-func (p *Publisher) Upload(_ context.Context, u features.Upload) error {
+func (p *Publisher) Upload(ctx context.Context, u features.Upload) error {
 	if p.FailUpload != nil {
 		if err := p.FailUpload(u.Name); err != nil {
 			return err
 		}
 	}
-	rc, err := u.Open()
+	rc, err := u.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -138,7 +137,12 @@ type Task struct {
 	Def    json.RawMessage
 	Pay    *schemas.Payload
 	Expiry time.Time
-	Image  string
+	// Dead is the task's deadline; Scope its scopes; Creds its credentials.
+	Dead  time.Time
+	Scope []string
+	Creds features.Credentials
+	// Res are the run's shared facts (set Res.SetImage to give an image).
+	Res    features.Resources
 	Info   features.WorkerInfo
 	Pub    Publisher
 	LogBuf bytes.Buffer
@@ -148,14 +152,22 @@ type Task struct {
 
 var _ features.Task = (*Task)(nil)
 
-func (t *Task) TaskID() string              { return t.ID }
-func (t *Task) RunID() int                  { return t.Run }
-func (t *Task) Definition() json.RawMessage { return t.Def }
-func (t *Task) Payload() *schemas.Payload   { return t.Pay }
-func (t *Task) Expires() time.Time          { return t.Expiry }
-func (t *Task) ImageID() string             { return t.Image }
-func (t *Task) Worker() features.WorkerInfo { return t.Info }
+func (t *Task) TaskID() string                    { return t.ID }
+func (t *Task) RunID() int                        { return t.Run }
+func (t *Task) Definition() json.RawMessage       { return t.Def }
+func (t *Task) Payload() *schemas.Payload         { return t.Pay }
+func (t *Task) Expires() time.Time                { return t.Expiry }
+func (t *Task) Deadline() time.Time               { return t.Dead }
+func (t *Task) Scopes() []string                  { return t.Scope }
+func (t *Task) Credentials() features.Credentials { return t.Creds }
+func (t *Task) Resources() *features.Resources    { return &t.Res }
+func (t *Task) Worker() features.WorkerInfo       { return t.Info }
+
+// Artifacts returns Pub, recording upload hashes in Res.
 func (t *Task) Artifacts() features.Publisher {
+	t.Pub.mu.Lock()
+	t.Pub.Res = &t.Res
+	t.Pub.mu.Unlock()
 	return &t.Pub
 }
 
@@ -177,16 +189,8 @@ func (t *Task) LogText() string {
 	return t.LogBuf.String()
 }
 
-// ArtifactHashes implements features.Task.
-func (t *Task) ArtifactHashes() map[string]string {
-	t.Pub.mu.Lock()
-	defer t.Pub.mu.Unlock()
-	out := map[string]string{}
-	for k, v := range t.Pub.hashes {
-		out[k] = v
-	}
-	return out
-}
+// ArtifactHashes returns the hashes recorded in Res.
+func (t *Task) ArtifactHashes() map[string]string { return t.Res.ArtifactHashes() }
 
 type logWriter struct{ t *Task }
 

@@ -17,14 +17,12 @@ import (
 	"fmt"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
 )
 
 // Name is the feature's payload key.
 const Name = "localLiveLog"
-
-// DefaultLiveLog is the live log artifact name when payload.log is not set.
-const DefaultLiveLog = "public/logs/live.log"
 
 // ContentType is the live log reference artifact's content type.
 const ContentType = "text/plain; charset=utf-8"
@@ -33,17 +31,36 @@ const ContentType = "text/plain; charset=utf-8"
 type Feature struct {
 	srv     *livelog.Server
 	tempDir string
+	// down says why the server could not start (secure live logging with
+	// an unusable certificate): the worker then claims nothing.
+	down string
 }
 
 var (
 	_ features.Feature   = (*Feature)(nil)
 	_ features.Defaulter = (*Feature)(nil)
+	_ features.Extension = (*Feature)(nil)
 )
 
 // New returns the feature serving through srv; tempDir holds the per-task
 // stream files ("" for the system default).
 func New(srv *livelog.Server, tempDir string) *Feature {
 	return &Feature{srv: srv, tempDir: tempDir}
+}
+
+// Down returns the feature for a worker whose live log server cannot serve
+// (logging.secureLiveLogging with a certificate that cannot be loaded):
+// as docker-worker did, such a worker claims no tasks at all, so that no
+// task's log is served insecurely; reason is logged when claiming stops.
+func Down(reason string) *Feature { return &Feature{down: reason} }
+
+// Init implements features.Extension: a feature that is down holds the
+// claim loop at zero.
+func (f *Feature) Init(_ context.Context, h features.Host) error {
+	if f.down != "" {
+		h.BeforeClaim(func(context.Context, int) (int, string) { return 0, f.down })
+	}
+	return nil
 }
 
 // Name implements features.Feature.
@@ -97,7 +114,7 @@ func (k *task) URL() string {
 
 // Prepare publishes the live log artifact as a reference to the stream.
 func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, _ *features.PrepareResponse) error {
-	name := DefaultLiveLog
+	name := schemas.DefaultLog
 	if p := k.t.Payload(); p != nil && p.Log != "" {
 		name = p.Log
 	}

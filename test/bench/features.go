@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -50,7 +51,7 @@ func (e *env) livelog(ctx context.Context, r *results) error {
 			continue
 		}
 		for _, a := range resp.Artifacts {
-			if a.Name == "public/logs/live.log" && a.StorageType == tc.StorageReference {
+			if a.Name == schemas.DefaultLog && a.StorageType == tc.StorageReference {
 				url = e.client.ArtifactURL(id, 0, a.Name)
 			}
 		}

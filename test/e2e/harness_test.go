@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
-	"go.dockerworker.dev/docker-worker/features/backinglog"
-	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
+	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
 const (
@@ -101,21 +100,29 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// count returns how many log records have msg.
-func (l *logSink) count(msg string) int {
+// String is everything written so far.
+func (l *logSink) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	return l.buf.String()
+}
+
+// records returns the log records with msg, decoded.
+func (l *logSink) records(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
 	for _, line := range strings.Split(l.buf.String(), "\n") {
-		var rec struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
-			n++
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
 		}
 	}
-	return n
+	return out
 }
+
+// count returns how many log records have msg.
+func (l *logSink) count(msg string) int { return len(l.records(msg)) }
 
 type workerEnv struct {
 	w    *worker.Worker
@@ -126,40 +133,54 @@ type workerEnv struct {
 }
 
 // startWorker runs an in-process worker against q with the real Docker
-// daemon and only the always-on task log feature.
+// daemon, built as the binary builds it (worker/wiring), with the live log
+// feature off so that the run's artifacts are the task log alone.
 func startWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
 	t.Helper()
-	return startWorkerWith(t, q, cfg, []features.Feature{backinglog.New(t.TempDir())})
+	return startWorkerWith(t, q, cfg, nil)
 }
 
-// startWorkerWith is startWorker with the given feature list (see
-// productionFeatures for the one the binary uses).
-func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []features.Feature) *workerEnv {
+// startWorkerWith is startWorker with extra features after the built-in
+// ones.
+func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, extra []features.Feature) *workerEnv {
+	t.Helper()
+	off := false
+	if cfg.Features == nil {
+		cfg.Features = map[string]config.FeatureConfig{}
+	}
+	cfg.Features["localLiveLog"] = config.FeatureConfig{Enabled: &off}
+	return buildWorker(t, cfg, extra)
+}
+
+// startFullWorker runs an in-process worker with every feature the binary
+// has, its live log server on loopback.
+func startFullWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
+	t.Helper()
+	return buildWorker(t, cfg, nil)
+}
+
+func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *workerEnv {
 	t.Helper()
 	dc := dockertest.Require(t)
+	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := schemas.NewValidator()
+	logs := &logSink{}
+	w, err := wiring.Build(t.Context(), cfg, wiring.Options{
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:  "e2e",
+		Hostname: "e2e-host",
+		TempDir:  t.TempDir(),
+		Docker:   dc,
+
+		ExtraFeatures: extra,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logSink{}
-	client := tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
-		ClientID: cfg.Taskcluster.ClientID, AccessToken: cfg.Taskcluster.AccessToken}})
-	w := worker.New(worker.Options{
-		Config:    cfg,
-		Queue:     client,
-		RunQueue:  func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
-		Docker:    dc,
-		Validator: v,
-		Features:  feats,
-		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:   "e2e",
-		Hostname:  "e2e-host",
-	})
 	ctx, cancel := context.WithCancel(context.Background())
-	we := &workerEnv{w: w, cfg: cfg, logs: logs, stop: cancel, done: make(chan error, 1)}
+	we := &workerEnv{w: w.Worker, cfg: cfg, logs: logs, stop: cancel, done: make(chan error, 1)}
 	go func() { we.done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -168,8 +189,9 @@ func startWorkerWith(t *testing.T, q *queueEnv, cfg *config.Config, feats []feat
 		case <-time.After(2 * time.Minute):
 			t.Error("worker did not stop")
 		}
+		w.Close()
 		if t.Failed() {
-			t.Logf("worker log:\n%s", logs.buf.String())
+			t.Logf("worker log:\n%s", logs.String())
 		}
 	})
 	return we

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,9 +77,10 @@ func TestReclaim(t *testing.T) {
 	}
 }
 
-// reclaim_test "task canceled when reclaiming past deadline": the reclaim
-// after the deadline answers 409; the worker stops the task and reports
-// nothing (the queue resolved it deadline-exceeded), uploading no log.
+// reclaim_test "task canceled when reclaiming past deadline": the queue
+// resolves the run deadline-exceeded; the worker stops the task (at the
+// deadline itself, which bounds maxRunTime, or at the reclaim that then
+// answers 409) and reports nothing, uploading no log.
 func TestReclaimPastDeadline(t *testing.T) {
 	q := startQueue(t, nil)
 	cfg := q.workerConfig("deadline")
@@ -94,8 +97,8 @@ func TestReclaimPastDeadline(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if we.logs.count("error reclaiming task") == 0 {
-		t.Error("no failed reclaim logged")
+	if we.logs.count("error reclaiming task")+we.logs.count("task deadline passed") == 0 {
+		t.Error("the worker logged neither the deadline nor a failed reclaim")
 	}
 	if arts := q.artifacts(t, id, 0); len(arts) != 0 {
 		t.Errorf("artifacts after cancellation: %v", arts)
@@ -118,23 +121,31 @@ func writeConfig(t *testing.T, c *config.Config) string {
 	return p
 }
 
-// waitRunning waits until the task's run 0 is running and its container had
-// time to print its first line.
-func (q *queueEnv) waitRunning(t *testing.T, id string) {
+// waitLiveLine waits until the task runs and its live log, read from the
+// worker's live log server as it is written, contains want.
+func (q *queueEnv) waitLiveLine(t *testing.T, id, want string) {
 	t.Helper()
-	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := q.admin.Status(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Status.Runs) > 0 && resp.Status.Runs[0].State == tc.StateRunning {
-			break
-		}
-		if time.Since(start) > time.Minute {
-			t.Fatal("task never started")
+	u := q.waitReference(t, id, "public/logs/live.log")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("live log: %v", err)
+	}
+	defer resp.Body.Close()
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := resp.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil && !bytes.Contains(got, []byte(want)) {
+			t.Fatalf("live log ended (%v) without %q:\n%s", err, want, got)
 		}
 	}
-	time.Sleep(3 * time.Second)
 }
 
 // signal_test and spot_node_termination_test "abort running task": SIGTERM
@@ -144,11 +155,11 @@ func TestSignals(t *testing.T) {
 	bin := workerBinary(t)
 	q := startQueue(t, nil)
 
-	start := func(t *testing.T, cfg *config.Config) (*exec.Cmd, *bytes.Buffer) {
-		var out bytes.Buffer
+	start := func(t *testing.T, cfg *config.Config) (*exec.Cmd, *logSink) {
+		out := &logSink{}
 		cmd := exec.Command(bin, "run", "--config", writeConfig(t, cfg))
 		cmd.Env = append(os.Environ(), "TASKCLUSTER_ROOT_URL=", "TASKCLUSTER_CLIENT_ID=", "TASKCLUSTER_ACCESS_TOKEN=")
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +172,7 @@ func TestSignals(t *testing.T) {
 				t.Logf("worker output:\n%s", out.String())
 			}
 		})
-		return cmd, &out
+		return cmd, out
 	}
 	exitWithin := func(t *testing.T, cmd *exec.Cmd, d time.Duration) {
 		t.Helper()
@@ -182,7 +193,7 @@ func TestSignals(t *testing.T) {
 		dockertestRequire(t)
 		cmd, _ := start(t, cfg)
 		id := q.create(t, newTask(cfg, shell("echo Hello; sleep 60; echo Done", 120)))
-		q.waitRunning(t, id)
+		q.waitLiveLine(t, id, "Hello\r\n")
 		cmd.Process.Signal(syscall.SIGTERM)
 		exitWithin(t, cmd, time.Minute)
 		s := q.waitRun(t, id, 0, time.Minute)
@@ -200,10 +211,21 @@ func TestSignals(t *testing.T) {
 	t.Run("SIGINT finishes running tasks", func(t *testing.T) {
 		cfg := q.workerConfig("sigint")
 		dockertestRequire(t)
-		cmd, _ := start(t, cfg)
-		id := q.create(t, newTask(cfg, shell("echo Hello; sleep 4; echo Done", 120)))
-		q.waitRunning(t, id)
+		cmd, out := start(t, cfg)
+		// The task outlives the signal by far, so that it is still running
+		// when the worker takes the interrupt; that is checked below.
+		id := q.create(t, newTask(cfg, shell("echo Hello; sleep 10; echo Done", 120)))
+		q.waitLiveLine(t, id, "Hello\r\n")
 		cmd.Process.Signal(os.Interrupt)
+		const interrupted = "interrupt: finishing running tasks, claiming no more"
+		for start := time.Now(); out.count(interrupted) == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Since(start) > time.Minute {
+				t.Fatalf("no %q record after SIGINT", interrupted)
+			}
+		}
+		if cs := taskContainers(t, id); len(cs) != 1 || !strings.HasSuffix(cs[0], " running") {
+			t.Fatalf("when the worker took the interrupt the task's containers were %v, want one running: the test proves nothing", cs)
+		}
 		exitWithin(t, cmd, time.Minute)
 		s := q.waitRun(t, id, 0, time.Minute)
 		wantState(t, s, 0, tc.StateCompleted, "")

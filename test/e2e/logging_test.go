@@ -240,7 +240,9 @@ func TestSecureLiveLogging(t *testing.T) {
 
 // secure_local_live_logging_test "tasks not claimed when secure logging
 // enabled and missing certs", through the binary: the operator alert is
-// logged and the task stays pending (checked through the queue).
+// logged, the worker stays up but claims nothing, and a task that is pending
+// for the worker's whole life is never claimed (checked through the queue
+// once the worker has exited, when nothing can claim it any more).
 func TestSecureLiveLoggingMissingCerts(t *testing.T) {
 	dockertestRequire(t)
 	bin := workerBinary(t)
@@ -251,36 +253,69 @@ func TestSecureLiveLoggingMissingCerts(t *testing.T) {
 	replaceInFile(t, conf, "logging: {", "logging: {secureLiveLogging: true, ")
 	appendFile(t, conf, fmt.Sprintf("ssl: {certificate: %s, key: %s}\n",
 		filepath.Join(missing, "absent.crt"), filepath.Join(missing, "absent.key")))
-	var out lockedBuffer
+	id := q.create(t, newTask(cfg, shell("true", 60)))
+	out := &logSink{}
 	cmd := exec.Command(bin, "run", "--config", conf)
 	cmd.Env = append(os.Environ(), "TASKCLUSTER_ROOT_URL=", "TASKCLUSTER_CLIENT_ID=", "TASKCLUSTER_ACCESS_TOKEN=")
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		if t.Failed() {
 			t.Logf("worker output:\n%s", out.String())
 		}
 	})
-	id := q.create(t, newTask(cfg, shell("true", 60)))
-	for start := time.Now(); !strings.Contains(out.String(), "[alert-operator] ssl certificate error"); time.Sleep(50 * time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatal("no [alert-operator] ssl certificate error")
+	waitRecord := func(msg string) map[string]any {
+		t.Helper()
+		for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+			if recs := out.records(msg); len(recs) > 0 {
+				return recs[0]
+			}
+			select {
+			case <-exited:
+				t.Fatalf("worker exited (%v) without a %q record", cmd.ProcessState, msg)
+			default:
+			}
+			if time.Since(start) > time.Minute {
+				t.Fatalf("no %q record", msg)
+			}
 		}
 	}
-	time.Sleep(3 * time.Second) // the worker polls every 100 ms; it had every chance to claim
+	waitRecord("[alert-operator] ssl certificate error")
+	// The worker is in its claim loop, and says it claims nothing, and why.
+	rec := waitRecord("claiming fewer tasks")
+	if a, ok := rec["allowed"]; a != 0.0 || !ok {
+		t.Errorf("worker allows %v tasks, want 0", a)
+	}
+	if r, _ := rec["reason"].(string); !strings.Contains(r, "secureLiveLogging") {
+		t.Errorf("reason %q does not name secureLiveLogging", r)
+	}
+	select {
+	case <-exited:
+		t.Fatalf("worker exited: %v", cmd.ProcessState)
+	default:
+	}
+	// Stop it; once it has exited, the task's state is final.
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("worker still running a minute after SIGINT")
+	}
 	s, err := q.admin.Status(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Status.Runs) != 1 || s.Status.Runs[0].State != tc.StatePending {
 		t.Errorf("task was claimed: %+v", s.Status.Runs)
-	}
-	if cmd.ProcessState != nil {
-		t.Errorf("worker exited: %v", cmd.ProcessState)
 	}
 }
 

@@ -15,51 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"go.dockerworker.dev/docker-worker/features"
-	"go.dockerworker.dev/docker-worker/features/artifacts"
-	"go.dockerworker.dev/docker-worker/features/backinglog"
-	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
-	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
-	locallivelog "go.dockerworker.dev/docker-worker/features/localLiveLog"
-	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
-
-// productionFeatures is the feature list cmd/docker-worker wires, in its
-// order, for an in-process worker. The live log server listens on
-// 127.0.0.1 (HTTPS when cfg asks for secure live logging) and stops with
-// the test.
-func productionFeatures(t *testing.T, cfg *config.Config) []features.Feature {
-	t.Helper()
-	lc := livelog.Config{Address: "127.0.0.1", Port: cfg.Logging.LiveLogPort, PortRangeEnd: cfg.Logging.LiveLogPortRangeEnd}
-	if cfg.Logging.SecureLiveLogging {
-		lc.CertFile, lc.KeyFile = cfg.SSL.Certificate, cfg.SSL.Key
-	}
-	live, err := livelog.Start(lc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { live.Close() })
-	return []features.Feature{
-		backinglog.New(t.TempDir()),
-		locallivelog.New(live, t.TempDir()),
-		artifacts.New(artifacts.Config{
-			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
-			Parallelism:     cfg.Artifacts.UploadParallelism,
-			TempDir:         t.TempDir(),
-		}),
-		chainoftrust.New(cfg.Ed25519SigningKeyLocation, t.TempDir()),
-		bulklog.New(t.TempDir()),
-	}
-}
-
-// startFullWorker runs an in-process worker with the production features.
-func startFullWorker(t *testing.T, q *queueEnv, cfg *config.Config) *workerEnv {
-	t.Helper()
-	return startWorkerWith(t, q, cfg, productionFeatures(t, cfg))
-}
 
 // rawArtifact fetches an artifact's stored bytes as a client that accepts
 // gzip sees them (not decoded), with the storage's response headers.

@@ -135,7 +135,7 @@ func burst(ctx context.Context, root string, creds *tc.Credentials, queueID stri
 				if err != nil {
 					continue
 				}
-				if err := run.PutArtifact(ctx, art.PutURL, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
+				if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
 					continue
 				}
 				a.mu.Lock()

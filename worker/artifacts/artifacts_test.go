@@ -266,7 +266,7 @@ func TestSpool(t *testing.T) {
 		if filepath.Dir(sp.Path) != dir {
 			t.Errorf("spooled outside dir: %s", sp.Path)
 		}
-		rc, _ := sp.Open()
+		rc, _ := sp.Open(t.Context())
 		var r io.Reader = rc
 		if gzOn {
 			if sp.Size >= int64(len(body)) {
@@ -330,7 +330,7 @@ func TestLogFile(t *testing.T) {
 	if sum != hex.EncodeToString(want[:]) {
 		t.Errorf("sha256 %s", sum)
 	}
-	rc, err := l.Open()
+	rc, err := l.Open(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

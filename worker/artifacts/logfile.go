@@ -1,6 +1,7 @@
 package artifacts
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -67,7 +68,7 @@ func (l *LogFile) Finish() (int64, string, error) {
 }
 
 // Open reads the compressed file from its start (after Finish).
-func (l *LogFile) Open() (io.ReadCloser, error) { return os.Open(l.file.Name()) }
+func (l *LogFile) Open(context.Context) (io.ReadCloser, error) { return os.Open(l.file.Name()) }
 
 // Remove closes and deletes the file. It is idempotent.
 func (l *LogFile) Remove() error {

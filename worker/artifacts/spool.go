@@ -58,7 +58,7 @@ func Spool(dir string, r io.Reader, gz bool) (*Spooled, error) {
 }
 
 // Open opens the spooled file from its start.
-func (s *Spooled) Open() (io.ReadCloser, error) { return os.Open(s.Path) }
+func (s *Spooled) Open(context.Context) (io.ReadCloser, error) { return os.Open(s.Path) }
 
 // Group runs uploads in parallel, at most n at a time. A slot is taken with
 // Acquire (which waits) and handed to a goroutine with Go, or given back

@@ -1,7 +1,8 @@
 // Package config is the worker's configuration: defaults, one YAML (or JSON)
-// file with docker-worker's key names, and the standard Taskcluster
-// environment variables. Load rejects unknown keys and Validate reports every
-// problem at once, each naming the key (and the file).
+// file with docker-worker's key names and its !env tags, and the standard
+// Taskcluster environment variables. Load reports every problem at once:
+// unknown keys, values of the wrong type, unusable !env tags and invalid
+// values, each on its own line naming the file, the line and the key.
 package config
 
 import (
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,6 +54,10 @@ type Config struct {
 	// Ed25519SigningKeyLocation is the chain-of-trust signing key file
 	// (base64 of the 64-byte ed25519 private key, as docker-worker).
 	Ed25519SigningKeyLocation string `yaml:"ed25519SigningKeyLocation"`
+
+	// knownFeatures are the feature names features.<name> may use (nil:
+	// not checked); see Load.
+	knownFeatures []string
 }
 
 // Credentials are the worker's Taskcluster credentials.
@@ -91,12 +98,6 @@ type DockerConfig struct {
 // FeatureConfig switches one payload feature on or off for this worker.
 type FeatureConfig struct {
 	Enabled *bool `yaml:"enabled"`
-}
-
-// FeatureNames are the payload features a worker config may mention.
-var FeatureNames = []string{
-	"localLiveLog", "bulkLog", "artifacts", "taskclusterProxy", "chainOfTrust",
-	"allowPtrace", "interactive", "dind", "dockerSave",
 }
 
 // Default returns the built-in defaults (docker-worker's where it had one).
@@ -189,30 +190,77 @@ const (
 	EnvCertificate = "TASKCLUSTER_CERTIFICATE"
 )
 
+// envOverrides are the keys the standard environment variables override.
+var envOverrides = []struct {
+	env, key string
+	field    func(*Config) *string
+}{
+	{EnvRootURL, "rootUrl", func(c *Config) *string { return &c.RootURL }},
+	{EnvClientID, "taskcluster.clientId", func(c *Config) *string { return &c.Taskcluster.ClientID }},
+	{EnvAccessToken, "taskcluster.accessToken", func(c *Config) *string { return &c.Taskcluster.AccessToken }},
+	{EnvCertificate, "taskcluster.certificate", func(c *Config) *string { return &c.Taskcluster.Certificate }},
+}
+
 // ApplyEnv overrides the Taskcluster settings with the standard environment
 // variables that are set (non-empty). getenv is os.Getenv in production.
 func (c *Config) ApplyEnv(getenv func(string) string) {
-	if v := getenv(EnvRootURL); v != "" {
-		c.RootURL = v
-	}
-	if v := getenv(EnvClientID); v != "" {
-		c.Taskcluster.ClientID = v
-	}
-	if v := getenv(EnvAccessToken); v != "" {
-		c.Taskcluster.AccessToken = v
-	}
-	if v := getenv(EnvCertificate); v != "" {
-		c.Taskcluster.Certificate = v
+	for _, o := range envOverrides {
+		if v := getenv(o.env); v != "" {
+			*o.field(c) = v
+		}
 	}
 }
 
 var identifier = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,38}$`)
 
+// A Problem is one thing wrong with a configuration. It reads
+// "<file>: line N: <key>: <message>", leaving out the parts that are not
+// known (a required key that is missing has no line).
+type Problem struct {
+	File string // the config file, or "config" when there is none
+	Line int    // 1-based line in File, 0 when unknown
+	Key  string // key path such as "task.reclaimDivisor" or "artifacts.skipCompressionExtensions[0]"
+	Msg  string
+}
+
+func (p *Problem) Error() string {
+	var b strings.Builder
+	for _, part := range []string{p.File, lineText(p.Line), p.Key} {
+		if part != "" {
+			b.WriteString(part)
+			b.WriteString(": ")
+		}
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+func lineText(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return "line " + strconv.Itoa(n)
+}
+
+// joinProblems is nil for no problems, else an error of one line per
+// problem; errors.As finds each *Problem through its Unwrap.
+func joinProblems(ps []*Problem) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
 // Validate reports every problem in c, one per line, each naming its key.
 func (c *Config) Validate() error {
-	var errs []error
+	return joinProblems(c.validate())
+}
+
+func (c *Config) validate() []*Problem {
+	var errs []*Problem
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if c.RootURL == "" {
 		bad("rootUrl", "is required (or set %s)", EnvRootURL)
@@ -260,63 +308,115 @@ func (c *Config) Validate() error {
 	if r := c.DockerConfig.RandomizationFactor; r < 0 || r >= 1 {
 		bad("dockerConfig.randomizationFactor", "must be in [0, 1), got %v", r)
 	}
-	for name := range c.Features {
-		known := false
-		for _, n := range FeatureNames {
-			known = known || n == name
-		}
-		if !known {
-			bad("features."+name, "is not a feature (known: %s)", strings.Join(FeatureNames, ", "))
+	if c.knownFeatures != nil {
+		for name := range c.Features {
+			if !slices.Contains(c.knownFeatures, name) {
+				bad("features."+name, "is not a feature (known: %s)", strings.Join(c.knownFeatures, ", "))
+			}
 		}
 	}
 	if _, err := c.WorkerLocationJSON(); err != nil {
 		bad("workerLocation", "%v", err)
 	}
 	c.validateOutputs(bad)
-	return errors.Join(errs...)
+	return errs
 }
 
 // ReadFile overlays the file at path onto c without validating the result,
-// for callers that fill in the rest themselves (docker-worker dev).
+// for callers that fill in the rest themselves (docker-worker dev). Its !env
+// tags read the process environment. Every problem is reported.
 func ReadFile(path string, c *Config) error {
-	data, err := os.ReadFile(path)
+	_, problems, err := readFile(path, c, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return err
 	}
-	if err := decode(data, c); err != nil {
-		return prefixLines(path, err)
-	}
-	return nil
+	return joinProblems(problems)
 }
 
-// Load reads defaults, then the file at path (if path is not empty), then
-// the environment, and validates the result. Every problem is reported, each
-// prefixed with the file name.
-func Load(path string, getenv func(string) string) (*Config, error) {
+func readFile(path string, c *Config, getenv func(string) string) (map[string]int, []*Problem, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	lines, problems := decode(data, c, getenv)
+	for _, p := range problems {
+		p.File = path
+	}
+	return lines, problems, nil
+}
+
+// Load reads defaults, then the file at path (if path is not empty; its
+// !env tags read getenv), then the standard environment variables
+// (getenv), and validates the result. Every problem of the file (unknown
+// keys, wrong types, !env tags that cannot be resolved) and every invalid
+// value is reported in one error, a line each, ordered by line; a key
+// that is wrong in the file is not reported again as invalid.
+//
+// featureNames are the payload features the worker has (the wiring lists
+// them); a features.<name> key naming another is a problem. Without them
+// feature keys are not checked.
+func Load(path string, getenv func(string) string, featureNames ...string) (*Config, error) {
 	c := Default()
+	c.knownFeatures = featureNames
+	lines := map[string]int{}
+	var problems []*Problem
 	if path != "" {
-		if err := ReadFile(path, c); err != nil {
+		var err error
+		if lines, problems, err = readFile(path, c, getenv); err != nil {
 			return nil, err
+		}
+		if len(problems) == 1 && problems[0].Key == "" {
+			return nil, problems[0] // not YAML, or not a mapping: nothing to validate
 		}
 	}
 	c.ApplyEnv(getenv)
-	if err := c.Validate(); err != nil {
-		where := "config"
-		if path != "" {
-			where = path
+	for _, o := range envOverrides {
+		if getenv(o.env) != "" {
+			delete(lines, o.key) // the value is not the file's
 		}
-		return nil, prefixLines(where, err)
+	}
+	failed := map[string]bool{}
+	for _, p := range problems {
+		failed[p.Key] = true
+	}
+	where := path
+	if where == "" {
+		where = "config"
+	}
+	for _, p := range c.validate() {
+		if underFailed(p.Key, failed) {
+			continue
+		}
+		p.File, p.Line = where, lines[p.Key]
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b *Problem) int {
+			switch {
+			case a.Line == b.Line:
+				return 0
+			case a.Line == 0: // no line: after those with one
+				return 1
+			case b.Line == 0:
+				return -1
+			}
+			return a.Line - b.Line
+		})
+		return nil, joinProblems(problems)
 	}
 	return c, nil
 }
 
-func prefixLines(prefix string, err error) error {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			errs = append(errs, fmt.Errorf("%s: %w", prefix, e))
+// underFailed reports whether key, or a key it is part of, had a problem.
+func underFailed(key string, failed map[string]bool) bool {
+	for {
+		if failed[key] {
+			return true
 		}
-		return errors.Join(errs...)
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			return false
+		}
+		key = key[:i]
 	}
-	return fmt.Errorf("%s: %w", prefix, err)
 }

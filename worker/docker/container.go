@@ -25,6 +25,12 @@ type ContainerSpec struct {
 	ShmSize    int64             // size of /dev/shm in bytes; 0 means the daemon default
 	ExtraHosts []string          // "host:ip" lines added to /etc/hosts
 	Labels     map[string]string // container labels
+
+	Entrypoint  []string // replaces the image's entrypoint when set
+	Links       []string // "container:alias"
+	NetworkMode string   // "" for the daemon default
+	SecurityOpt []string // e.g. "seccomp=unconfined"
+	CpusetCpus  string   // e.g. "0" or "2-3"
 }
 
 // Device maps a host device into a container.
@@ -46,17 +52,21 @@ func (c *Client) Create(ctx context.Context, spec ContainerSpec) (string, error)
 		})
 	}
 	hc := &container.HostConfig{
-		Binds:      spec.Binds,
-		CapAdd:     spec.CapAdd,
-		ExtraHosts: spec.ExtraHosts,
-		Privileged: spec.Privileged,
-		ShmSize:    spec.ShmSize,
-		Resources:  container.Resources{Devices: devices},
+		Binds:       spec.Binds,
+		CapAdd:      spec.CapAdd,
+		ExtraHosts:  spec.ExtraHosts,
+		Privileged:  spec.Privileged,
+		ShmSize:     spec.ShmSize,
+		Links:       spec.Links,
+		NetworkMode: container.NetworkMode(spec.NetworkMode),
+		SecurityOpt: spec.SecurityOpt,
+		Resources:   container.Resources{Devices: devices, CpusetCpus: spec.CpusetCpus},
 	}
 	res, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image:        spec.Image,
 			Cmd:          spec.Cmd,
+			Entrypoint:   spec.Entrypoint,
 			Env:          spec.Env,
 			Labels:       spec.Labels,
 			Tty:          spec.Tty,

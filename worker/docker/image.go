@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
+
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 )
 
 // PullPolicy says how often and how patiently [Client.EnsureImage] retries
@@ -30,18 +30,10 @@ func DefaultPullPolicy() PullPolicy {
 	return PullPolicy{Attempts: 5, BaseDelay: 15 * time.Second, Randomization: 0.25}
 }
 
-// delay returns the wait after failed attempt n (1-based), with u drawn
-// uniformly from [0, 1) choosing the point inside the jitter range.
-func (p PullPolicy) delay(n int, u float64) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	r := min(max(p.Randomization, 0), 1)
-	d := math.Ldexp(float64(p.BaseDelay), n-1) * (1 - r + 2*r*u)
-	if d >= math.MaxInt64 {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(d)
+// backoff is the policy's retry delay: uncapped doubling from BaseDelay
+// with Randomization as the jitter factor.
+func (p PullPolicy) backoff() backoff.Policy {
+	return backoff.Policy{Base: p.BaseDelay, Jitter: p.Randomization}
 }
 
 // pull is one in-flight pull shared by every EnsureImage call waiting on
@@ -188,14 +180,10 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 		if n >= attempts {
 			return "", fmt.Errorf("pull image %q failed after %d attempts: %w", image, attempts, err)
 		}
-		d := p.delay(n, rand.Float64())
+		d := p.backoff().Delay(n)
 		pl.printf("Pull of %s failed: %v; retrying in %s", image, err, d.Round(time.Millisecond))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return "", fmt.Errorf("pull image %q: %w", image, errors.Join(err, ctx.Err()))
+		if werr := backoff.Wait(ctx, d); werr != nil {
+			return "", fmt.Errorf("pull image %q: %w", image, errors.Join(err, werr))
 		}
 	}
 

@@ -6,6 +6,14 @@ import (
 	"time"
 )
 
+// delay is the wait p asks for after failed attempt n when the random
+// source returns u.
+func delay(p PullPolicy, n int, u float64) time.Duration {
+	b := p.backoff()
+	b.Rand = func() float64 { return u }
+	return b.Delay(n)
+}
+
 func TestPullPolicyDelay(t *testing.T) {
 	base := 15 * time.Second
 	tests := []struct {
@@ -27,7 +35,7 @@ func TestPullPolicyDelay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.p.delay(tc.n, tc.u); got != tc.want {
+			if got := delay(tc.p, tc.n, tc.u); got != tc.want {
 				t.Errorf("delay(%d, %v) = %v, want %v", tc.n, tc.u, got, tc.want)
 			}
 		})
@@ -40,7 +48,7 @@ func TestPullPolicyDelayStaysInRange(t *testing.T) {
 		nominal := float64(p.BaseDelay) * math.Pow(2, float64(n-1))
 		lo, hi := time.Duration(nominal*0.75), time.Duration(nominal*1.25)
 		for _, u := range []float64{0, 0.1, 0.5, 0.999999} {
-			if got := p.delay(n, u); got < lo || got > hi {
+			if got := delay(p, n, u); got < lo || got > hi {
 				t.Errorf("delay(%d, %v) = %v, want within [%v, %v]", n, u, got, lo, hi)
 			}
 		}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
-	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 const postArtifactSchema = "/schemas/queue/v1/post-artifact-request.json#"
@@ -259,7 +259,7 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	switch art.StorageType {
 	case storageS3:
 		expiry := rq.now.Add(putURLLifetime)
-		putURL, err := q.blobs.PutURL(ctx, s3Key(rec.TaskID, runID, name), art.ContentType, expiry.Add(10*time.Second))
+		putURL, err := q.blobs.PutURL(ctx, s3Key(rec.TaskID, runID, name), BlobHeaders{ContentType: art.ContentType}, expiry.Add(10*time.Second))
 		if err != nil {
 			return fmt.Errorf("presign upload of %s: %w", name, err)
 		}
@@ -271,7 +271,7 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 		if art.Expires.Before(expiry) {
 			expiry = art.Expires
 		}
-		creds, err := tc.IssueTemporaryCredentials(issuerClientID, q.issuerToken, clientID,
+		creds, err := hawkserver.IssueTemporaryCredentials(issuerClientID, q.issuerToken, clientID,
 			[]string{"object:upload:" + rec.Task.ProjectID + ":" + oname}, rq.now, expiry)
 		if err != nil {
 			return fmt.Errorf("upload credentials for %s: %w", name, err)
@@ -463,7 +463,7 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 	case storageObject:
 		oname := objectName(rec.TaskID, runID, name)
 		if form == formContent {
-			creds, err := tc.IssueTemporaryCredentials(issuerClientID, q.issuerToken,
+			creds, err := hawkserver.IssueTemporaryCredentials(issuerClientID, q.issuerToken,
 				fmt.Sprintf("artifact-download/%s/%d/%s", rec.TaskID, runID, name),
 				[]string{"object:download:" + oname}, rq.now, rq.now.Add(downloadCredentialsLifetime))
 			if err != nil {

@@ -2,20 +2,15 @@ package localqueue
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
 	"go.dockerworker.dev/docker-worker/worker/scopes"
-	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // issuerClientID is the client that issues the per-run temporary
@@ -41,7 +36,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if h == "" {
 		return nil, nil
 	}
-	a, mac, err := tc.ParseHawkHeader(h)
+	a, mac, err := hawkserver.ParseHeader(h)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +48,11 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if a.Resource == "" {
 		a.Resource = r.URL.RequestURI()
 	}
-	a.Host, a.Port, err = tc.SplitHostPort(r.Host, r.TLS != nil)
+	a.Host, a.Port, err = hawkserver.SplitHostPort(r.Host, r.TLS != nil)
 	if err != nil {
 		return nil, fmt.Errorf("host header: %w", err)
 	}
-	ext, err := tc.ParseExt(a.Ext)
+	ext, err := hawkserver.ParseExt(a.Ext)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +60,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	var key string
 	var granted []string
 	if ext.Certificate != nil {
-		issuer, err := certificateIssuer(ext.Certificate)
+		issuer, err := hawkserver.CertificateIssuer(ext.Certificate)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +71,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		if !ok {
 			return nil, fmt.Errorf("ext.certificate issuer %q is not a known client", issuer)
 		}
-		cert, derived, err := tc.VerifyCertificate(ext.Certificate, a.ID, issuerKey, now)
+		cert, derived, err := hawkserver.VerifyCertificate(ext.Certificate, a.ID, issuerKey, now)
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", a.ID, err)
 		}
@@ -94,7 +89,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if !hmac.Equal([]byte(a.MAC(key)), []byte(mac)) {
 		return nil, fmt.Errorf("bad Hawk MAC for client %q", a.ID)
 	}
-	if a.Hash != "" && !hmac.Equal([]byte(payloadHash(r.Header.Get("Content-Type"), body)), []byte(a.Hash)) {
+	if a.Hash != "" && !hmac.Equal([]byte(hawkserver.PayloadHash(r.Header.Get("Content-Type"), body)), []byte(a.Hash)) {
 		return nil, errors.New("hawk payload hash does not match the body")
 	}
 	if ext.HasAuthorized {
@@ -120,34 +115,6 @@ func (q *Queue) lookupClient(clientID string) (string, []string, bool) {
 		return "", nil, false
 	}
 	return c.AccessToken, c.Scopes, true
-}
-
-// certificateIssuer reads the issuer of a certificate given as a JSON
-// object or, as the queue hands certificates out, a JSON string.
-func certificateIssuer(raw json.RawMessage) (string, error) {
-	var c struct {
-		Issuer string `json:"issuer"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		var s string
-		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &c) != nil {
-			return "", fmt.Errorf("%w: not a certificate object", tc.ErrCertificate)
-		}
-	}
-	return c.Issuer, nil
-}
-
-// payloadHash is the Hawk payload hash of body.
-func payloadHash(contentType string, body []byte) string {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		mt = strings.ToLower(strings.TrimSpace(strings.Split(contentType, ";")[0]))
-	}
-	h := sha256.New()
-	h.Write([]byte("hawk.1.payload\n" + mt + "\n"))
-	h.Write(body)
-	h.Write([]byte("\n"))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
 // nonceCache remembers the Hawk nonces seen while their timestamps are

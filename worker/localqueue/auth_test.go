@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -20,15 +21,15 @@ func TestAuthenticationFailures(t *testing.T) {
 	u, _ := url.Parse(e.root + "/api/queue/v1" + path)
 	now := e.now()
 
-	expired, err := tc.IssueTemporaryCredentials(issuerClientID, testIssuerToken, "task-client/old", []string{"*"}, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	expired, err := hawkserver.IssueTemporaryCredentials(issuerClientID, testIssuerToken, "task-client/old", []string{"*"}, now.Add(-2*time.Hour), now.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := tc.IssueTemporaryCredentials(issuerClientID, "not-the-issuer-secret", "task-client/forged", []string{"*"}, now, now.Add(time.Hour))
+	forged, err := hawkserver.IssueTemporaryCredentials(issuerClientID, "not-the-issuer-secret", "task-client/forged", []string{"*"}, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	unknownIssuer, err := tc.IssueTemporaryCredentials("nobody", "whatever", "task-client/x", []string{"*"}, now, now.Add(time.Hour))
+	unknownIssuer, err := hawkserver.IssueTemporaryCredentials("nobody", "whatever", "task-client/x", []string{"*"}, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestAuthenticationAccepted(t *testing.T) {
 	taskID, _ := e.createTask(e.taskDef(testQueueID))
 	now := e.now()
 	// Temporary credentials issued by a configured client.
-	temp, err := tc.IssueTemporaryCredentials("limited", "limited-secret", "limited/temp", []string{"queue:cancel-task:*", "queue:status:*"}, now, now.Add(time.Hour))
+	temp, err := hawkserver.IssueTemporaryCredentials("limited", "limited-secret", "limited/temp", []string{"queue:cancel-task:*", "queue:status:*"}, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +122,8 @@ func TestAuthenticatedScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	temp, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b"}, now, now.Add(time.Hour))
-	tooWide, _ := tc.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:c"}, now, now.Add(time.Hour))
+	temp, _ := hawkserver.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b"}, now, now.Add(time.Hour))
+	tooWide, _ := hawkserver.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:c"}, now, now.Add(time.Hour))
 	for _, tt := range []struct {
 		name    string
 		creds   tc.Credentials

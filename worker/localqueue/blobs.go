@@ -29,15 +29,28 @@ import (
 // PUT to and GET from the URLs a BlobStore hands out, as they do with S3's
 // presigned URLs. Implementations must be safe for concurrent use.
 type BlobStore interface {
-	// PutURL returns a URL that accepts a PUT of the bytes of key, with the
-	// given Content-Type header, until expires.
-	PutURL(ctx context.Context, key, contentType string, expires time.Time) (string, error)
-	// GetURL returns a URL serving the bytes of key until expires.
+	// PutURL returns a URL that accepts a PUT of the bytes of key until
+	// expires. The PUT must carry the headers of put; it may also carry
+	// Content-Encoding, which downloads then serve ("identity" means none).
+	PutURL(ctx context.Context, key string, put BlobHeaders, expires time.Time) (string, error)
+	// GetURL returns a URL serving the bytes of key, with the headers they
+	// were stored with, until expires.
 	GetURL(ctx context.Context, key string, expires time.Time) (string, error)
 	// Put stores body as the bytes of key (for small inline uploads).
-	Put(ctx context.Context, key, contentType string, body []byte) error
+	Put(ctx context.Context, key string, put BlobHeaders, body []byte) error
 	// Exists reports whether the bytes of key have been uploaded.
 	Exists(ctx context.Context, key string) (bool, error)
+}
+
+// BlobHeaders are the headers stored bytes are uploaded and served with.
+// A URL from [BlobStore.PutURL] is signed for them: the PUT must carry
+// exactly these values.
+type BlobHeaders struct {
+	ContentType string
+	// ContentDisposition, when not empty, is required on the PUT and served
+	// with the bytes (the object service asks for "attachment" on HTML, so
+	// that browsers download it rather than render it).
+	ContentDisposition string
 }
 
 // localBlobs is the default [BlobStore]: files on local disk, served by the
@@ -60,10 +73,11 @@ const (
 )
 
 type blobToken struct {
-	Key         string `json:"k"`
-	Op          string `json:"o"`
-	ContentType string `json:"c,omitempty"` // put: the Content-Type the upload must carry
-	Expires     int64  `json:"e"`           // unix milliseconds
+	Key                string `json:"k"`
+	Op                 string `json:"o"`
+	ContentType        string `json:"c,omitempty"` // put: the Content-Type the upload must carry
+	ContentDisposition string `json:"d,omitempty"` // put: the Content-Disposition it must carry, if any
+	Expires            int64  `json:"e"`           // unix milliseconds
 }
 
 func (b *localBlobs) sign(payload []byte) []byte {
@@ -78,16 +92,16 @@ func (b *localBlobs) url(t blobToken) string {
 		base64.RawURLEncoding.EncodeToString(b.sign(payload))
 }
 
-func (b *localBlobs) PutURL(_ context.Context, key, contentType string, expires time.Time) (string, error) {
-	return b.url(blobToken{Key: key, Op: blobPut, ContentType: contentType, Expires: expires.UnixMilli()}), nil
+func (b *localBlobs) PutURL(_ context.Context, key string, put BlobHeaders, expires time.Time) (string, error) {
+	return b.url(blobToken{Key: key, Op: blobPut, ContentType: put.ContentType, ContentDisposition: put.ContentDisposition, Expires: expires.UnixMilli()}), nil
 }
 
 func (b *localBlobs) GetURL(_ context.Context, key string, expires time.Time) (string, error) {
 	return b.url(blobToken{Key: key, Op: blobGet, Expires: expires.UnixMilli()}), nil
 }
 
-func (b *localBlobs) Put(_ context.Context, key, contentType string, body []byte) error {
-	return b.store(key, blobHeader{ContentType: contentType}, bytes.NewReader(body))
+func (b *localBlobs) Put(_ context.Context, key string, put BlobHeaders, body []byte) error {
+	return b.store(key, blobHeader{ContentType: put.ContentType, ContentDisposition: put.ContentDisposition}, bytes.NewReader(body))
 }
 
 func (b *localBlobs) Exists(_ context.Context, key string) (bool, error) {
@@ -135,8 +149,9 @@ func (b *localBlobs) path(key string) string {
 // blobHeader is the first line of a stored file: the headers the bytes
 // were uploaded with, to be served back with them.
 type blobHeader struct {
-	ContentType     string `json:"contentType,omitempty"`
-	ContentEncoding string `json:"contentEncoding,omitempty"`
+	ContentType        string `json:"contentType,omitempty"`
+	ContentEncoding    string `json:"contentEncoding,omitempty"`
+	ContentDisposition string `json:"contentDisposition,omitempty"`
 }
 
 // serve answers a request for <apiBase>/_store/<token>.
@@ -158,7 +173,19 @@ func (b *localBlobs) serve(q *Queue, w http.ResponseWriter, r *http.Request, tok
 			err = apiErrorf(codeAuthenticationFailed, "storage URL was signed for Content-Type %q, the upload has %q", t.ContentType, got)
 			break
 		}
-		err = b.store(t.Key, blobHeader{ContentType: t.ContentType, ContentEncoding: r.Header.Get("Content-Encoding")}, r.Body)
+		if got := r.Header.Get("Content-Disposition"); t.ContentDisposition != "" && got != t.ContentDisposition {
+			err = apiErrorf(codeAuthenticationFailed, "storage URL was signed for Content-Disposition %q, the upload has %q", t.ContentDisposition, got)
+			break
+		}
+		hdr := blobHeader{
+			ContentType:        t.ContentType,
+			ContentEncoding:    r.Header.Get("Content-Encoding"),
+			ContentDisposition: r.Header.Get("Content-Disposition"),
+		}
+		if strings.EqualFold(strings.TrimSpace(hdr.ContentEncoding), "identity") {
+			hdr.ContentEncoding = "" // identity is no encoding at all
+		}
+		err = b.store(t.Key, hdr, r.Body)
 		if err == nil {
 			w.WriteHeader(http.StatusOK)
 			return
@@ -246,6 +273,9 @@ func (b *localBlobs) fetch(w http.ResponseWriter, r *http.Request, key string) e
 	}
 	if hdr.ContentEncoding != "" {
 		h.Set("Content-Encoding", hdr.ContentEncoding)
+	}
+	if hdr.ContentDisposition != "" {
+		h.Set("Content-Disposition", hdr.ContentDisposition)
 	}
 	h.Set("Content-Length", strconv.FormatInt(st.Size()-int64(len(line)), 10))
 	w.WriteHeader(http.StatusOK)

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.dockerworker.dev/docker-worker/worker/tc"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
 )
 
 const (
@@ -190,7 +190,7 @@ func (q *Queue) runCredentials(rec *TaskRecord, runID int, now time.Time) (crede
 		fmt.Sprintf("queue:resolve-task:%s/%d", rec.TaskID, runID),
 		fmt.Sprintf("queue:create-artifact:%s/%d", rec.TaskID, runID),
 	}, rec.Task.Scopes...)
-	c, err := tc.IssueTemporaryCredentials(issuerClientID, q.issuerToken, clientID, scopes, now, r.TakenUntil)
+	c, err := hawkserver.IssueTemporaryCredentials(issuerClientID, q.issuerToken, clientID, scopes, now, r.TakenUntil)
 	if err != nil {
 		return credentialsJSON{}, fmt.Errorf("issue credentials for %s/%d: %w", rec.TaskID, runID, err)
 	}

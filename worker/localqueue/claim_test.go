@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"go.dockerworker.dev/docker-worker/worker/tc"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
 )
 
 func TestClaimWorkCredentials(t *testing.T) {
@@ -38,7 +38,7 @@ func TestClaimWorkCredentials(t *testing.T) {
 	if c.Credentials.ClientID != wantClient {
 		t.Errorf("clientId = %q, want %q", c.Credentials.ClientID, wantClient)
 	}
-	cert, _, err := tc.VerifyCertificate([]byte(c.Credentials.Certificate), c.Credentials.ClientID, testIssuerToken, e.now())
+	cert, _, err := hawkserver.VerifyCertificate([]byte(c.Credentials.Certificate), c.Credentials.ClientID, testIssuerToken, e.now())
 	if err != nil {
 		t.Fatalf("VerifyCertificate: %v", err)
 	}

@@ -2,6 +2,7 @@ package localqueue
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -317,7 +318,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := run.PutArtifact(ctx, art.PutURL, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), contentType, ""); err != nil {
+		if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), contentType, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -366,7 +367,7 @@ func TestConformance(t *testing.T) {
 	}
 	err = uploader.Request(ctx, serviceObject, "PUT", "/upload/"+tc.PathEscape("t/other/name"), nil, upload, nil)
 	wantCode(t, "createUpload of another object with an artifact's upload credentials", err, codeInsufficientScopes)
-	if err := run.PutArtifact(ctx, up.UploadMethod.PutURL.URL, func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("obj bytes")), nil }, 9, "text/plain", ""); err != nil {
+	if err := run.PutArtifact(ctx, up.UploadMethod.PutURL.URL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("obj bytes")), nil }, 9, "text/plain", ""); err != nil {
 		t.Fatal(err)
 	}
 	fin := map[string]any{"projectId": obj.ProjectID, "uploadId": obj.UploadID, "hashes": map[string]string{}}

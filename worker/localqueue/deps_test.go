@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -203,58 +202,68 @@ func TestListTaskGroupPages(t *testing.T) {
 	e.callErr("PUT", "/task/"+slugid.Nice(), &adminCreds, def, codeRequestConflict)
 }
 
-// recordingPublisher collects what it is given; it fails while failing is
-// set.
-type recordingPublisher struct {
-	mu      sync.Mutex
-	failing bool
-	msgs    []Message
+// gatedPublisher hands every delivery attempt to the test, which decides
+// its outcome: Publish offers its batch on attempts and returns what the
+// test sends on results (or its context's error).
+type gatedPublisher struct {
+	attempts chan []Message
+	results  chan error
 }
 
-func (p *recordingPublisher) Publish(_ context.Context, msgs []Message) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.failing {
-		return errors.New("broker down")
+func newGatedPublisher() *gatedPublisher {
+	return &gatedPublisher{attempts: make(chan []Message), results: make(chan error)}
+}
+
+func (p *gatedPublisher) Publish(ctx context.Context, msgs []Message) error {
+	select {
+	case p.attempts <- slices.Clone(msgs):
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	p.msgs = append(p.msgs, msgs...)
-	return nil
+	select {
+	case err := <-p.results:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func (p *recordingPublisher) setFailing(f bool) {
-	p.mu.Lock()
-	p.failing = f
-	p.mu.Unlock()
+// next waits for the next delivery attempt, answers it with result and
+// returns the batch it offered.
+func (p *gatedPublisher) next(t *testing.T, result error) []Message {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	var msgs []Message
+	select {
+	case msgs = <-p.attempts:
+	case <-timeout.C:
+		t.Fatal("timed out waiting for a delivery attempt")
+	}
+	select {
+	case p.results <- result:
+	case <-timeout.C:
+		t.Fatal("timed out answering a delivery attempt")
+	}
+	return msgs
 }
 
-func (p *recordingPublisher) exchanges() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// exchangesOf lists the exchanges of msgs, without the common prefix.
+func exchangesOf(msgs []Message) []string {
 	var out []string
-	for _, m := range p.msgs {
+	for _, m := range msgs {
 		out = append(out, strings.TrimPrefix(m.Exchange, ExchangePrefix))
 	}
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Messages produced while the broker is down wait in the durable outbox:
-// across a restart of the queue, and are delivered in order once it is up.
+// failed deliveries leave them there, in order, across a restart of the
+// queue; once the broker takes them they leave the outbox for good.
 func TestOutboxSurvivesOutageAndRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	dataDir := t.TempDir()
-	pub := &recordingPublisher{failing: true}
-	open := func() *env {
+	open := func(pub Publisher) *env {
 		store, err := OpenBoltStore(path)
 		if err != nil {
 			t.Fatal(err)
@@ -263,30 +272,44 @@ func TestOutboxSurvivesOutageAndRestart(t *testing.T) {
 		t.Cleanup(func() { e.q.Close() })
 		return e
 	}
-	e := open()
-	group := slugid.Nice()
+	down := errors.New("broker down")
+	want := []string{ExchangeTaskDefined, ExchangeTaskPending, ExchangeTaskException, ExchangeTaskGroupResolved}
+
+	before := newGatedPublisher()
+	e := open(before)
 	def := e.taskDef("prov/outbox")
-	def["taskGroupId"] = group
+	def["taskGroupId"] = slugid.Nice()
 	taskID, _ := e.createTask(def)
-	e.call("POST", "/task/"+taskID+"/cancel", &adminCreds, nil, 200, "", nil)
-	time.Sleep(300 * time.Millisecond) // a few failed attempts
-	if got := pub.exchanges(); len(got) != 0 {
-		t.Fatalf("published while failing: %v", got)
+	e.call("POST", "/task/"+taskID+"/cancel", &adminCreds, nil, 200, "", nil) // answered while the broker is down
+
+	// Every attempt offers the outbox from its oldest message; a failure
+	// leaves everything in place, so the retry after the one that offered
+	// all four offers all four again.
+	for full := 0; full < 2; {
+		got := exchangesOf(before.next(t, down))
+		if len(got) == 0 || len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+			t.Fatalf("attempt offered %v, want a prefix of %v", got, want)
+		}
+		if len(got) == len(want) {
+			full++
+		}
+	}
+	if entries, err := e.q.store.Outbox(t.Context(), 10); err != nil || len(entries) != len(want) {
+		t.Fatalf("outbox after failed deliveries = %d entries, %v; want %d", len(entries), err, len(want))
 	}
 	e.srv.Close()
 	e.q.Close()
 
-	e = open()
+	after := newGatedPublisher()
+	e = open(after)
 	if st := e.status(taskID); st.State != stateException {
 		t.Fatalf("after restart: %s", st.State)
 	}
-	pub.setFailing(false)
-	want := []string{ExchangeTaskDefined, ExchangeTaskPending, ExchangeTaskException, ExchangeTaskGroupResolved}
-	waitFor(t, "the outbox to drain", func() bool { return len(pub.exchanges()) >= len(want) })
-	if got := pub.exchanges(); !slices.Equal(got, want) {
-		t.Errorf("published %v, want %v", got, want)
+	delivered := after.next(t, nil)
+	if got := exchangesOf(delivered); !slices.Equal(got, want) {
+		t.Fatalf("first delivery after the restart = %v, want %v", got, want)
 	}
-	for _, m := range pub.msgs {
+	for _, m := range delivered {
 		if e.schemas != nil {
 			name := strings.TrimPrefix(m.Exchange, ExchangePrefix)
 			schema := "queue/v1/" + name + "-message.json"
@@ -300,10 +323,19 @@ func TestOutboxSurvivesOutageAndRestart(t *testing.T) {
 			t.Errorf("message %s: body %s", m.Exchange, m.Body)
 		}
 	}
-	waitFor(t, "the delivered messages to leave the outbox", func() bool {
-		entries, err := e.q.store.Outbox(t.Context(), 10)
-		return err == nil && len(entries) == 0
-	})
+
+	// The delivered messages left the outbox: the next delivery, of a new
+	// task's messages, offers those alone.
+	next, _ := e.createTask(e.taskDef("prov/outbox"))
+	batch := after.next(t, nil)
+	if got := exchangesOf(batch); !slices.Equal(got, []string{ExchangeTaskDefined, ExchangeTaskPending}) {
+		t.Fatalf("delivery after the outbox drained = %v, want the new task's task-defined, task-pending", got)
+	}
+	for _, m := range batch {
+		if !strings.Contains(m.RoutingKey, next) {
+			t.Errorf("message %s has routing key %s, want one of task %s", m.Exchange, m.RoutingKey, next)
+		}
+	}
 }
 
 // The bolt store keeps everything a Commit wrote, across reopening.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -98,6 +100,35 @@ type uploadMethodJSON struct {
 	PutURL     *putURLMethod `json:"putUrl,omitempty"`
 }
 
+// objectHeaders are the headers an object of contentType is stored with.
+// As the object service does on AWS S3, HTML gets `Content-Disposition:
+// attachment` (browsers then download it rather than render it in the
+// deployment's origin) when the bytes live in S3; with the queue's own
+// local storage it gets none, as on the S3 emulations the object service
+// supports without it.
+func (q *Queue) objectHeaders(contentType string) BlobHeaders {
+	h := BlobHeaders{ContentType: contentType}
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == "text/html" && q.local == nil {
+		h.ContentDisposition = "attachment"
+	}
+	return h
+}
+
+// putURLHeaders are the headers a putUrl upload must carry, as the object
+// service lists them: Content-Type, Content-Length, `Content-Encoding:
+// identity` (objects are stored unencoded) and any Content-Disposition.
+func putURLHeaders(h BlobHeaders, contentLength int64) map[string]string {
+	m := map[string]string{
+		"Content-Type":     h.ContentType,
+		"Content-Length":   strconv.FormatInt(contentLength, 10),
+		"Content-Encoding": "identity",
+	}
+	if h.ContentDisposition != "" {
+		m["Content-Disposition"] = h.ContentDisposition
+	}
+	return m
+}
+
 func (q *Queue) createUpload(w http.ResponseWriter, rq *apiRequest) error {
 	var in createUploadRequest
 	if err := decodeBody(rq, createUploadSchema, &in); err != nil {
@@ -156,21 +187,19 @@ func (q *Queue) createUpload(w http.ResponseWriter, rq *apiRequest) error {
 		if err != nil || len(data) > maxInlineBytes {
 			return apiErrorf(codeInputError, "dataInline objectData must be base64 of at most %d bytes", maxInlineBytes)
 		}
-		if err := q.blobs.Put(ctx, name, *pm.DataInline.ContentType, data); err != nil {
+		if err := q.blobs.Put(ctx, name, q.objectHeaders(*pm.DataInline.ContentType), data); err != nil {
 			return fmt.Errorf("store inline object %q: %w", name, err)
 		}
 		ok := true
 		method.DataInline = &ok
 	case pm.PutURL != nil:
 		exp := rq.now.Add(putURLLifetime)
-		u, err := q.blobs.PutURL(ctx, name, *pm.PutURL.ContentType, exp)
+		hdr := q.objectHeaders(*pm.PutURL.ContentType)
+		u, err := q.blobs.PutURL(ctx, name, hdr, exp)
 		if err != nil {
 			return fmt.Errorf("presign upload of object %q: %w", name, err)
 		}
-		method.PutURL = &putURLMethod{URL: u, Expires: formatTime(exp), Headers: map[string]string{
-			"Content-Type":   *pm.PutURL.ContentType,
-			"Content-Length": fmt.Sprint(*pm.PutURL.ContentLength),
-		}}
+		method.PutURL = &putURLMethod{URL: u, Expires: formatTime(exp), Headers: putURLHeaders(hdr, *pm.PutURL.ContentLength)}
 	}
 	t := q.begin(ctx)
 	t.objects = append(t.objects, o)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 )
 
 // Pulse: every state change that the real queue announces is turned into a
@@ -206,20 +208,17 @@ func (q *Queue) wakeOutbox() {
 	}
 }
 
+// outboxBackoff is the pause after consecutive failed deliveries: 200 ms
+// doubling up to 30 s, without jitter (there is one publisher per queue).
+var outboxBackoff = backoff.Policy{Base: outboxMinBackoff, Max: outboxMaxBackoff}
+
 // deliver hands the outbox to the publisher until ctx is done.
 func (q *Queue) deliver(ctx context.Context) {
-	backoff := time.Duration(0)
-	failing := false
+	failures := 0
 	for {
-		var wait <-chan time.Time
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			wait = t.C
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		if failures > 0 {
+			if backoff.Wait(ctx, outboxBackoff.Delay(failures)) != nil {
 				return
-			case <-wait:
 			}
 		}
 		n, err := q.deliverBatch(ctx)
@@ -227,19 +226,17 @@ func (q *Queue) deliver(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			if !failing {
+			if failures == 0 {
 				q.log.Warn("pulse: publishing failed; messages stay in the outbox and are retried", "err", err)
-				failing = true
 			} else {
 				q.log.Debug("pulse: publishing failed again", "err", err)
 			}
-			backoff = min(max(2*backoff, outboxMinBackoff), outboxMaxBackoff)
+			failures++
 			continue
-		case failing:
+		case failures > 0:
 			q.log.Info("pulse: publishing works again")
-			failing = false
 		}
-		backoff = 0
+		failures = 0
 		if n == outboxBatch {
 			continue // more may be waiting
 		}

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -20,6 +21,10 @@ const (
 	DefaultBaseDelay = 100 * time.Millisecond
 	DefaultMaxDelay  = 30 * time.Second
 )
+
+// retryJitter spreads each retry delay over ±25 %, as Taskcluster's own
+// clients do (their randomizationFactor).
+const retryJitter = 0.25
 
 // maxResponseBody bounds how much of a JSON response Request reads.
 const maxResponseBody = 64 << 20
@@ -36,8 +41,9 @@ type Config struct {
 	// Retries is how many times a request is retried after a 5xx answer or a
 	// network error: 0 means DefaultRetries, a negative value disables retries.
 	Retries int
-	// BaseDelay and MaxDelay shape the backoff between attempts (see Backoff);
-	// zero means DefaultBaseDelay and DefaultMaxDelay.
+	// BaseDelay and MaxDelay shape the backoff between attempts: the n-th
+	// retry waits BaseDelay × 2^(n−1), at most MaxDelay, ±25 % jitter; zero
+	// means DefaultBaseDelay and DefaultMaxDelay.
 	BaseDelay, MaxDelay time.Duration
 	// Now is the clock used for Hawk timestamps; nil means time.Now.
 	Now func() time.Time
@@ -46,24 +52,22 @@ type Config struct {
 // Client calls Taskcluster services under one root URL. It is safe for
 // concurrent use and never mutated after New; WithCredentials returns a copy.
 type Client struct {
-	rootURL   string
-	creds     *Credentials
-	http      *http.Client
-	retries   int
-	baseDelay time.Duration
-	maxDelay  time.Duration
-	now       func() time.Time
+	rootURL string
+	creds   *Credentials
+	http    *http.Client
+	retries int
+	backoff backoff.Policy
+	now     func() time.Time
 }
 
 // New returns a Client for cfg, filling in defaults.
 func New(cfg Config) *Client {
 	c := &Client{
-		rootURL:   strings.TrimRight(cfg.RootURL, "/"),
-		http:      cfg.HTTPClient,
-		retries:   cfg.Retries,
-		baseDelay: cfg.BaseDelay,
-		maxDelay:  cfg.MaxDelay,
-		now:       cfg.Now,
+		rootURL: strings.TrimRight(cfg.RootURL, "/"),
+		http:    cfg.HTTPClient,
+		retries: cfg.Retries,
+		backoff: backoff.Policy{Base: cfg.BaseDelay, Max: cfg.MaxDelay, Jitter: retryJitter},
+		now:     cfg.Now,
 	}
 	if cfg.Credentials != nil {
 		creds := cloneCredentials(*cfg.Credentials)
@@ -78,11 +82,11 @@ func New(cfg Config) *Client {
 	case c.retries < 0:
 		c.retries = 0
 	}
-	if c.baseDelay <= 0 {
-		c.baseDelay = DefaultBaseDelay
+	if c.backoff.Base <= 0 {
+		c.backoff.Base = DefaultBaseDelay
 	}
-	if c.maxDelay <= 0 {
-		c.maxDelay = DefaultMaxDelay
+	if c.backoff.Max <= 0 {
+		c.backoff.Max = DefaultMaxDelay
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -201,8 +205,8 @@ func (c *Client) sign(req *http.Request) error {
 }
 
 // retry runs attempt until it succeeds, fails with retry == false, or the
-// retries are used up, sleeping Backoff between attempts. It stops early
-// when ctx is done.
+// retries are used up, pausing between attempts as the client's backoff
+// policy says. It stops early when ctx is done.
 func (c *Client) retry(ctx context.Context, attempt func() (retry bool, err error)) error {
 	for n := 0; ; n++ {
 		retry, err := attempt()
@@ -224,36 +228,8 @@ func (c *Client) retry(ctx context.Context, attempt func() (retry bool, err erro
 			}
 			return fmt.Errorf("giving up after %d attempts: %w", n+1, err)
 		}
-		t := time.NewTimer(Backoff(n, c.baseDelay, c.maxDelay, rand.Float64()))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
+		if werr := backoff.Wait(ctx, c.backoff.Delay(n+1)); werr != nil {
+			return fmt.Errorf("%w (last error: %w)", werr, err)
 		}
 	}
-}
-
-// Backoff is the delay before retry number attempt+1 (attempt counts from 0):
-// a "full jitter" delay of r × min(limit, base × 2^attempt), where r in
-// [0, 1) is the caller's random number. It is a pure function.
-func Backoff(attempt int, base, limit time.Duration, r float64) time.Duration {
-	if base <= 0 || limit <= 0 {
-		return 0
-	}
-	ceiling := min(base, limit)
-	for i := 0; i < attempt && ceiling < limit; i++ {
-		if ceiling > limit/2 {
-			ceiling = limit
-			break
-		}
-		ceiling *= 2
-	}
-	switch {
-	case r <= 0:
-		return 0
-	case r >= 1:
-		return ceiling
-	}
-	return min(time.Duration(r*float64(ceiling)), ceiling)
 }

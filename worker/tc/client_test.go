@@ -3,7 +3,6 @@ package tc
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -58,13 +57,8 @@ func TestRequestUnauthenticated(t *testing.T) {
 
 func TestRequestTemporaryCredentials(t *testing.T) {
 	v := testVerifier()
-	now := time.Now()
-	tempID := "task-client/abc/0/on/wg/wid/until/1795320599.842"
-	creds, err := IssueTemporaryCredentials(testIssuer, testIssuerAT, tempID,
-		[]string{"queue:reclaim-task:abc/0"}, now.Add(-time.Minute), now.Add(20*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := testTempCreds(t, "queue:reclaim-task:abc/0")
+	tempID := creds.ClientID
 	var got *hawkResult
 	srv := fakeService(t, v, func(w http.ResponseWriter, r *http.Request, auth *hawkResult) {
 		got = auth
@@ -307,39 +301,33 @@ func TestDecodeErrorIsReported(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	const base, limit = 100 * time.Millisecond, 30 * time.Second
-	for _, tc := range []struct {
-		attempt int
-		base    time.Duration
-		limit   time.Duration
-		r       float64
-		want    time.Duration
+// The client's retry delays follow Taskcluster's client convention: the
+// n-th retry waits BaseDelay × 2^(n−1), capped at MaxDelay, ±25 %.
+func TestRetryBackoffPolicy(t *testing.T) {
+	c := New(Config{RootURL: "https://tc.example.com", BaseDelay: time.Second, MaxDelay: 10 * time.Second})
+	p := c.backoff
+	for _, tt := range []struct {
+		retry int
+		u     float64
+		want  time.Duration
 	}{
-		{0, base, limit, 1, 100 * time.Millisecond},
-		{0, base, limit, 0.5, 50 * time.Millisecond},
-		{1, base, limit, 1, 200 * time.Millisecond},
-		{3, base, limit, 1, 800 * time.Millisecond},
-		{3, base, limit, 0, 0},
-		{8, base, limit, 1, 25600 * time.Millisecond},
-		{9, base, limit, 1, limit},
-		{1000, base, limit, 1, limit},
-		{1000, base, limit, 0.5, limit / 2},
-		{2, base, limit, 7, 400 * time.Millisecond},         // r clamped to 1
-		{2, base, limit, -1, 0},                             // r clamped to 0
-		{5, 0, limit, 1, 0},                                 // no base: no delay
-		{3, time.Minute, limit, 1, limit},                   // base above the cap
-		{200, time.Second, math.MaxInt64, 1, math.MaxInt64}, // no overflow
+		{1, 0.5, time.Second},
+		{1, 0, 750 * time.Millisecond},
+		{1, 1, 1250 * time.Millisecond},
+		{3, 0.5, 4 * time.Second},
+		{5, 0.5, 10 * time.Second}, // 16s capped
+		{5, 1, 12500 * time.Millisecond},
 	} {
-		if got := Backoff(tc.attempt, tc.base, tc.limit, tc.r); got != tc.want {
-			t.Errorf("Backoff(%d, %v, %v, %v) = %v, want %v", tc.attempt, tc.base, tc.limit, tc.r, got, tc.want)
+		p.Rand = func() float64 { return tt.u }
+		if got := p.Delay(tt.retry); got != tt.want {
+			t.Errorf("retry %d, random %v: delay %v, want %v", tt.retry, tt.u, got, tt.want)
 		}
 	}
 }
 
 func TestNewDefaults(t *testing.T) {
 	c := New(Config{RootURL: "https://tc.example.com/"})
-	if c.retries != DefaultRetries || c.baseDelay != DefaultBaseDelay || c.maxDelay != DefaultMaxDelay || c.now == nil || c.http == nil || c.creds != nil {
+	if c.retries != DefaultRetries || c.backoff.Base != DefaultBaseDelay || c.backoff.Max != DefaultMaxDelay || c.backoff.Jitter != retryJitter || c.now == nil || c.http == nil || c.creds != nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if got := c.RootURL(); got != "https://tc.example.com" {

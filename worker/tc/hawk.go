@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,7 +25,9 @@ type Credentials struct {
 	AuthorizedScopes []string `json:"-"`
 }
 
-// HawkArtifacts are the parts of a request that a Hawk MAC covers.
+// HawkArtifacts are the parts of a request that a Hawk MAC covers. A client
+// fills them from the request it sends (SignRequest); a server fills them
+// from the request it received and recomputes the MAC to verify it.
 type HawkArtifacts struct {
 	ID       string
 	TS       int64
@@ -146,100 +147,10 @@ func hostPort(u *url.URL) (string, int, error) {
 	return host, port, nil
 }
 
-// SplitHostPort splits a Host header value into host and port, defaulting the
-// port from the scheme.
-func SplitHostPort(hostHeader string, tls bool) (string, int, error) {
-	host, p, err := net.SplitHostPort(hostHeader)
-	if err != nil {
-		host = hostHeader
-		if tls {
-			return host, 443, nil
-		}
-		return host, 80, nil
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("bad port %q: %w", p, err)
-	}
-	return host, port, nil
-}
-
 func newNonce() string {
 	var b [9]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("hawk: crypto/rand failed: " + err.Error())
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// ParseHawkHeader parses an `Authorization: Hawk ...` value into its attributes.
-// Method, Resource, Host and Port are left for the caller to fill from the request.
-func ParseHawkHeader(h string) (HawkArtifacts, string, error) {
-	var a HawkArtifacts
-	rest, ok := strings.CutPrefix(h, "Hawk ")
-	if !ok {
-		return a, "", errors.New("not a Hawk authorization header")
-	}
-	attrs := map[string]string{}
-	for rest = strings.TrimSpace(rest); rest != ""; {
-		eq := strings.IndexByte(rest, '=')
-		if eq < 0 || eq+1 >= len(rest) || rest[eq+1] != '"' {
-			return a, "", errors.New("malformed Hawk header")
-		}
-		name := strings.TrimSpace(rest[:eq])
-		end := strings.IndexByte(rest[eq+2:], '"')
-		if end < 0 {
-			return a, "", errors.New("malformed Hawk header: unterminated value")
-		}
-		if _, dup := attrs[name]; dup {
-			return a, "", fmt.Errorf("duplicate Hawk attribute %q", name)
-		}
-		attrs[name] = rest[eq+2 : eq+2+end]
-		rest = strings.TrimSpace(rest[eq+2+end+1:])
-		rest = strings.TrimSpace(strings.TrimPrefix(rest, ","))
-	}
-	for _, req := range []string{"id", "ts", "nonce", "mac"} {
-		if attrs[req] == "" {
-			return a, "", fmt.Errorf("Hawk header is missing %q", req)
-		}
-	}
-	ts, err := strconv.ParseInt(attrs["ts"], 10, 64)
-	if err != nil {
-		return a, "", fmt.Errorf("bad Hawk timestamp: %w", err)
-	}
-	a.ID, a.TS, a.Nonce, a.Hash, a.Ext = attrs["id"], ts, attrs["nonce"], attrs["hash"], attrs["ext"]
-	return a, attrs["mac"], nil
-}
-
-// Ext is the decoded Taskcluster Hawk ext.
-type Ext struct {
-	Certificate      json.RawMessage `json:"certificate,omitempty"`
-	AuthorizedScopes []string        `json:"authorizedScopes,omitempty"`
-	HasAuthorized    bool            `json:"-"`
-}
-
-// ParseExt decodes a Taskcluster ext value (base64 JSON); empty yields a zero Ext.
-func ParseExt(ext string) (Ext, error) {
-	var e Ext
-	if ext == "" {
-		return e, nil
-	}
-	raw, err := base64.StdEncoding.DecodeString(ext)
-	if err != nil {
-		return e, fmt.Errorf("ext is not base64: %w", err)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return e, fmt.Errorf("ext is not a JSON object: %w", err)
-	}
-	if c, ok := m["certificate"]; ok {
-		e.Certificate = c
-	}
-	if s, ok := m["authorizedScopes"]; ok {
-		if err := json.Unmarshal(s, &e.AuthorizedScopes); err != nil {
-			return e, fmt.Errorf("ext authorizedScopes: %w", err)
-		}
-		e.HasAuthorized = true
-	}
-	return e, nil
 }

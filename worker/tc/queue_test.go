@@ -173,11 +173,8 @@ func TestTypedTaskDefinitionMarshal(t *testing.T) {
 
 func TestReclaimAndResolve(t *testing.T) {
 	now := time.Now()
-	tempID := "task-client/T/3/on/wg/wid/until/1795320599.842"
-	creds, err := IssueTemporaryCredentials(testIssuer, testIssuerAT, tempID, []string{"queue:resolve-task:T/3"}, now.Add(-time.Minute), now.Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := testTempCreds(t, "queue:resolve-task:T/3")
+	tempID := creds.ClientID
 	type call struct{ Method, URI, Body, Client string }
 	var calls []call
 	status := TaskStatus{TaskID: "T", State: StateCompleted, Runs: []Run{{RunID: 0, State: StateCompleted, ReasonCreated: "scheduled", Scheduled: now.UTC()}}}

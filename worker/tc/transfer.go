@@ -132,17 +132,28 @@ func drain(body io.ReadCloser) {
 // PutArtifact uploads size bytes to a presigned putURL (from an s3
 // CreateArtifact answer) with a plain, unsigned PUT carrying Content-Type,
 // Content-Length and, when contentEncoding is not empty, Content-Encoding.
-// open is called once per attempt and must return the body from its start;
-// PutArtifact closes what it returns. 5xx answers and network errors are
-// retried like Request; only a 2xx answer is success.
-func (c *Client) PutArtifact(ctx context.Context, putURL string, open func() (io.ReadCloser, error), size int64, contentType, contentEncoding string) error {
+// open is called once per attempt, with ctx, and must return the body from
+// its start; PutArtifact closes what it returns. 5xx answers and network
+// errors are retried like Request; only a 2xx answer is success.
+func (c *Client) PutArtifact(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, contentType, contentEncoding string) error {
+	h := http.Header{}
+	h.Set("Content-Type", contentType)
+	if contentEncoding != "" {
+		h.Set("Content-Encoding", contentEncoding)
+	}
+	return c.put(ctx, putURL, open, size, h)
+}
+
+// put PUTs size bytes from open to the presigned putURL with header, no
+// Authorization, retrying like Request.
+func (c *Client) put(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, header http.Header) error {
 	u, err := url.Parse(putURL)
 	if err != nil {
 		return fmt.Errorf("tc: put artifact: bad URL: %w", withoutURL(err))
 	}
 	where := redact(u)
 	return c.retry(ctx, func() (bool, error) {
-		body, err := open()
+		body, err := open(ctx)
 		if err != nil {
 			return false, fmt.Errorf("tc: put %s: open body: %w", where, err)
 		}
@@ -156,9 +167,8 @@ func (c *Client) PutArtifact(ctx context.Context, putURL string, open func() (io
 			req.Body = http.NoBody
 			body.Close()
 		}
-		req.Header.Set("Content-Type", contentType)
-		if contentEncoding != "" {
-			req.Header.Set("Content-Encoding", contentEncoding)
+		for k, v := range header {
+			req.Header[k] = append([]string(nil), v...)
 		}
 		resp, err := c.http.Do(req) // Do closes req.Body
 		if err != nil {

@@ -3,6 +3,7 @@ package tc
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -48,12 +49,17 @@ func TestPutArtifactRetriesAndSendsHeaders(t *testing.T) {
 	c := testClient(srv, 3) // has credentials, which must not be sent
 	content := "hello, artifact"
 	opens, closes := 0, 0
-	open := func() (io.ReadCloser, error) {
+	type ctxKey struct{}
+	ctx := context.WithValue(t.Context(), ctxKey{}, "the caller's")
+	open := func(ctx context.Context) (io.ReadCloser, error) {
+		if ctx.Value(ctxKey{}) != "the caller's" {
+			t.Error("open was not given the caller's context")
+		}
 		opens++
 		return closeCounter{strings.NewReader(content), &closes}, nil
 	}
 	putURL := srv.URL + "/bucket/public/logs/live_backing.log?X-Amz-Signature=abc%2Fdef&X-Amz-Expires=300"
-	if err := c.PutArtifact(t.Context(), putURL, open, int64(len(content)), "text/plain; charset=utf-8", "gzip"); err != nil {
+	if err := c.PutArtifact(ctx, putURL, open, int64(len(content)), "text/plain; charset=utf-8", "gzip"); err != nil {
 		t.Fatal(err)
 	}
 	one := recordedPut{"PUT", "/bucket/public/logs/live_backing.log?X-Amz-Signature=abc%2Fdef&X-Amz-Expires=300", "",
@@ -75,7 +81,7 @@ func (c closeCounter) Close() error { *c.n++; return nil }
 
 func TestPutArtifactEmptyBodyWithoutEncoding(t *testing.T) {
 	srv, puts := fakeStorage(t)
-	open := func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }
+	open := func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }
 	if err := testClient(srv, -1).PutArtifact(t.Context(), srv.URL+"/empty", open, 0, "application/octet-stream", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +93,7 @@ func TestPutArtifactEmptyBodyWithoutEncoding(t *testing.T) {
 
 func TestPutArtifactClientErrorNotRetried(t *testing.T) {
 	srv, puts := fakeStorage(t, http.StatusForbidden, http.StatusForbidden)
-	open := func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil }
+	open := func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil }
 	err := testClient(srv, 3).PutArtifact(t.Context(), srv.URL+"/o?X-Amz-Signature=secret", open, 1, "text/plain", "")
 	if StatusCode(err) != http.StatusForbidden || len(puts()) != 1 {
 		t.Fatalf("err = %v after %d PUTs", err, len(puts()))
@@ -103,7 +109,7 @@ func TestPutArtifactClientErrorNotRetried(t *testing.T) {
 func TestPutArtifactOpenError(t *testing.T) {
 	srv, puts := fakeStorage(t)
 	boom := errors.New("boom")
-	err := testClient(srv, 3).PutArtifact(t.Context(), srv.URL+"/o", func() (io.ReadCloser, error) { return nil, boom }, 1, "text/plain", "")
+	err := testClient(srv, 3).PutArtifact(t.Context(), srv.URL+"/o", func(context.Context) (io.ReadCloser, error) { return nil, boom }, 1, "text/plain", "")
 	if !errors.Is(err, boom) || len(puts()) != 0 {
 		t.Errorf("err = %v, %d PUTs", err, len(puts()))
 	}

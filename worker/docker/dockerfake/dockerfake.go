@@ -1,8 +1,8 @@
 // Package dockerfake is a scripted, in-memory Docker daemon for tests only.
 //
-// A [Fake] has the methods the task runner calls on Docker (EnsureImage,
-// Create, Attach, Start, Wait, Kill, Remove, CopyFrom) with the daemon's
-// semantics, but every container follows a [Script]: output written to the
+// A [Fake] has the methods the task runner and the image feature call on
+// Docker (EnsureImage, InspectImage, Create, Attach, Start, Wait, Kill,
+// Remove, CopyFrom) with the daemon's semantics, but every container follows a [Script]: output written to the
 // attach stream in steps, then an exit code, or running until it is killed.
 // It records every container spec created and every Kill and Remove call,
 // and reports containers that were created but never removed.
@@ -77,12 +77,16 @@ type Fake struct {
 	// PullErr, when non-nil, is asked about every EnsureImage call; a
 	// non-nil answer fails the pull with that error.
 	PullErr func(ref string) error
+	// ImageConfig, when non-nil, gives the configuration InspectImage
+	// reports for the image pulled as ref (nil: an empty configuration).
+	ImageConfig func(ref string) docker.ImageConfig
 
 	mu         sync.Mutex
 	n          int
 	containers map[string]*container
 	order      []string
 	pulls      []string
+	images     map[string]string // ref by image ID, for the images pulled
 	kills      []Call
 	removes    []Call
 }
@@ -141,7 +145,36 @@ func (f *Fake) EnsureImage(ctx context.Context, ref string, progress io.Writer, 
 	if progress != nil {
 		fmt.Fprintf(progress, "%s exists in the cache.\n", ref)
 	}
-	return ImageID(ref), nil
+	id := ImageID(ref)
+	f.mu.Lock()
+	if f.images == nil {
+		f.images = map[string]string{}
+	}
+	f.images[id] = ref
+	f.mu.Unlock()
+	return id, nil
+}
+
+// InspectImage returns the configuration of an image EnsureImage
+// provided, by reference or ID; other images do not exist.
+func (f *Fake) InspectImage(_ context.Context, ref string) (docker.ImageConfig, error) {
+	f.mu.Lock()
+	name, ok := f.images[ref]
+	if !ok {
+		if _, pulled := f.images[ImageID(ref)]; pulled {
+			name, ok = ref, true
+		}
+	}
+	f.mu.Unlock()
+	if !ok {
+		return docker.ImageConfig{}, fmt.Errorf("inspect image %q: %w: no such image", ref, fs.ErrNotExist)
+	}
+	var cfg docker.ImageConfig
+	if f.ImageConfig != nil {
+		cfg = f.ImageConfig(name)
+	}
+	cfg.ID = ImageID(name)
+	return cfg, nil
 }
 
 // ImageID is the image ID EnsureImage returns for ref.

@@ -347,6 +347,17 @@ func TestEnsureImage(t *testing.T) {
 	if diff := cmp.Diff([]string{"good", "bad"}, f.Pulls()); diff != "" {
 		t.Errorf("pulls (-want +got):\n%s", diff)
 	}
+
+	f.ImageConfig = func(ref string) docker.ImageConfig { return docker.ImageConfig{WorkingDir: "/" + ref} }
+	for _, ref := range []string{"good", id} {
+		got, err := f.InspectImage(t.Context(), ref)
+		if want := (docker.ImageConfig{ID: id, WorkingDir: "/good"}); err != nil || !cmp.Equal(got, want) {
+			t.Errorf("InspectImage(%s): got %+v, %v; want %+v", ref, got, err, want)
+		}
+	}
+	if _, err := f.InspectImage(t.Context(), "bad"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("InspectImage of an image never pulled: got %v, want fs.ErrNotExist", err)
+	}
 }
 
 func TestCopyFrom(t *testing.T) {

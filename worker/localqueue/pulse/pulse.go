@@ -6,7 +6,7 @@
 // A [Publisher] implements [localqueue.Publisher]: the queue hands it
 // batches from its outbox and removes them only once Publish has returned
 // nil, so a broker that is down or refuses a message only delays delivery.
-// It is used by cmd/docker-worker's `queue` and `dev` commands.
+// Package server wires it in for the `queue` and `dev` commands.
 package pulse
 
 import (

@@ -1,7 +1,7 @@
 // Package s3blob keeps the embedded queue's artifact and object bytes in
 // an S3 bucket (AWS or any S3-compatible server), handing out presigned
 // PUT and GET URLs as the real queue does for `s3` artifacts. A [Store]
-// implements [localqueue.BlobStore]; cmd/docker-worker wires it in when the
+// implements [localqueue.BlobStore]; package server wires it in when the
 // queue configuration names a bucket.
 package s3blob
 
@@ -95,14 +95,18 @@ func (s *Store) lifetime(expires time.Time) time.Duration {
 	return max(expires.Sub(s.now()), time.Second)
 }
 
-// PutURL presigns a PUT of key with the given Content-Type (a signed
-// header: the upload must send exactly it).
-func (s *Store) PutURL(ctx context.Context, key, contentType string, expires time.Time) (string, error) {
-	req, err := s.presign.PresignPutObject(ctx, &s3.PutObjectInput{
+// PutURL presigns a PUT of key with the given Content-Type and, when set,
+// Content-Disposition (signed headers: the upload must send exactly them).
+func (s *Store) PutURL(ctx context.Context, key string, put localqueue.BlobHeaders, expires time.Time) (string, error) {
+	in := &s3.PutObjectInput{
 		Bucket:      aws.String(s.bucket),
 		Key:         aws.String(s.key(key)),
-		ContentType: aws.String(contentType),
-	}, s3.WithPresignExpires(s.lifetime(expires)))
+		ContentType: aws.String(put.ContentType),
+	}
+	if put.ContentDisposition != "" {
+		in.ContentDisposition = aws.String(put.ContentDisposition)
+	}
+	req, err := s.presign.PresignPutObject(ctx, in, s3.WithPresignExpires(s.lifetime(expires)))
 	if err != nil {
 		return "", fmt.Errorf("s3blob: presign PUT %s: %w", key, err)
 	}
@@ -122,14 +126,18 @@ func (s *Store) GetURL(ctx context.Context, key string, expires time.Time) (stri
 }
 
 // Put uploads body as key.
-func (s *Store) Put(ctx context.Context, key, contentType string, body []byte) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+func (s *Store) Put(ctx context.Context, key string, put localqueue.BlobHeaders, body []byte) error {
+	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(s.key(key)),
-		ContentType:   aws.String(contentType),
+		ContentType:   aws.String(put.ContentType),
 		ContentLength: aws.Int64(int64(len(body))),
 		Body:          strings.NewReader(string(body)),
-	})
+	}
+	if put.ContentDisposition != "" {
+		in.ContentDisposition = aws.String(put.ContentDisposition)
+	}
+	_, err := s.client.PutObject(ctx, in)
 	if err != nil {
 		return fmt.Errorf("s3blob: put %s: %w", key, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -97,7 +99,7 @@ func TestPresignedRoundTrip(t *testing.T) {
 	if ok, err := s.Exists(ctx, key); err != nil || ok {
 		t.Fatalf("Exists before upload = %v, %v", ok, err)
 	}
-	putURL, err := s.PutURL(ctx, key, "text/plain; charset=utf-8", time.Now().Add(time.Minute))
+	putURL, err := s.PutURL(ctx, key, localqueue.BlobHeaders{ContentType: "text/plain; charset=utf-8"}, time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +126,44 @@ func TestPresignedRoundTrip(t *testing.T) {
 	if got.String() != "hello from a presigned PUT\n" || ct != "text/plain; charset=utf-8" {
 		t.Errorf("GET = %q (%s)", got.String(), ct)
 	}
-	if err := s.Put(ctx, "inline", "text/plain", []byte("inline bytes")); err != nil {
+	if err := s.Put(ctx, "inline", localqueue.BlobHeaders{ContentType: "text/plain"}, []byte("inline bytes")); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := s.Exists(ctx, "inline"); !ok {
 		t.Error("inline object missing after Put")
+	}
+}
+
+// A Content-Disposition is signed into the PUT URL: the upload must carry
+// it, and downloads serve it.
+func TestPresignedContentDisposition(t *testing.T) {
+	s := requireS3(t)
+	ctx := t.Context()
+	key := "task/0/public/report.html"
+	body := []byte("<html>report</html>")
+	putURL, err := s.PutURL(ctx, key, localqueue.BlobHeaders{ContentType: "text/html", ContentDisposition: "attachment"}, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := put(t, putURL, body, http.Header{"Content-Type": {"text/html"}}); r.StatusCode == 200 {
+		t.Errorf("PUT without the signed Content-Disposition = 200, want a refusal")
+	}
+	h := http.Header{"Content-Type": {"text/html"}, "Content-Disposition": {"attachment"}, "Content-Encoding": {"identity"}}
+	if r := put(t, putURL, body, h); r.StatusCode != 200 {
+		t.Fatalf("PUT with the signed headers = %d", r.StatusCode)
+	}
+	getURL, err := s.GetURL(ctx, key, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(getURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != string(body) || resp.Header.Get("Content-Disposition") != "attachment" {
+		t.Errorf("GET = %d %q, Content-Disposition %q", resp.StatusCode, got, resp.Header.Get("Content-Disposition"))
 	}
 }
 
@@ -186,7 +221,7 @@ func TestQueueWithS3(t *testing.T) {
 		t.Errorf("putUrl %s does not point at the bucket", art.PutURL)
 	}
 	body := []byte("bytes through S3")
-	if err := run.PutArtifact(ctx, art.PutURL, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
+	if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
 		t.Fatal(err)
 	}
 
@@ -212,49 +247,26 @@ func TestQueueWithS3(t *testing.T) {
 		t.Errorf("downloaded %q, want %q", got.String(), body)
 	}
 
-	// An object artifact: createArtifact → object createUpload (putUrl) →
-	// PUT → finishUpload → finishArtifact → download.
-	var objResp struct {
-		Name, ProjectID, UploadID string
-		Credentials               tc.Credentials
-	}
-	req := json.RawMessage(`{"storageType":"object","expires":"` + exp.Format(time.RFC3339) + `","contentType":"text/plain"}`)
-	if err := run.Request(ctx, "queue", "POST", "/task/"+taskID+"/runs/0/artifacts/"+tc.PathEscape("public/obj.txt"), nil, req, &objResp); err != nil {
-		t.Fatal(err)
-	}
-	uploader := client.WithCredentials(objResp.Credentials)
-	objBody := []byte("object bytes through S3")
-	var upload struct {
-		UploadMethod struct {
-			PutURL struct {
-				URL     string            `json:"url"`
-				Headers map[string]string `json:"headers"`
-			} `json:"putUrl"`
-		} `json:"uploadMethod"`
-	}
-	err = uploader.Request(ctx, "object", "PUT", "/upload/"+tc.PathEscape(objResp.Name), nil, map[string]any{
-		"projectId": objResp.ProjectID, "uploadId": objResp.UploadID, "expires": exp.Format(time.RFC3339),
-		"proposedUploadMethods": map[string]any{"putUrl": map[string]any{"contentType": "text/plain", "contentLength": len(objBody)}},
-	}, &upload)
+	// An object artifact, uploaded as the worker does (createArtifact →
+	// object createUpload (putUrl) → PUT → finishUpload → finishArtifact):
+	// HTML in S3 gets Content-Disposition: attachment, as on AWS.
+	objBody := []byte("<html>object bytes through S3</html>")
+	err = run.UploadObjectArtifact(ctx, taskID, 0, tc.ObjectUpload{
+		Name: "public/obj.txt", ContentType: "text/html", Expires: exp, Size: int64(len(objBody)),
+		SHA256: fmt.Sprintf("%x", sha256.Sum256(objBody)),
+		Open:   func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(objBody)), nil },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := http.Header{}
-	for k, v := range upload.UploadMethod.PutURL.Headers {
-		if k != "Content-Length" {
-			h.Set(k, v)
-		}
-	}
-	if r := put(t, upload.UploadMethod.PutURL.URL, objBody, h); r.StatusCode != 200 {
-		t.Fatalf("object PUT = %d", r.StatusCode)
-	}
-	if err := uploader.Request(ctx, "object", "POST", "/finish-upload/"+tc.PathEscape(objResp.Name), nil,
-		map[string]any{"projectId": objResp.ProjectID, "uploadId": objResp.UploadID}, nil); err != nil {
+	resp, err = http.Get(client.ArtifactURL(taskID, 0, "public/obj.txt"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := run.Request(ctx, "queue", "PUT", "/task/"+taskID+"/runs/0/artifacts/"+tc.PathEscape("public/obj.txt"), nil,
-		map[string]any{"uploadId": objResp.UploadID}, nil); err != nil {
-		t.Fatal(err)
+	rb, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(rb) != string(objBody) || resp.Header.Get("Content-Disposition") != "attachment" || resp.Header.Get("Content-Type") != "text/html" {
+		t.Errorf("object artifact = %q, Content-Type %q, Content-Disposition %q", rb, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"))
 	}
 	got.Reset()
 	if _, err := client.Download(ctx, client.ArtifactURL(taskID, 0, "public/obj.txt"), &got); err != nil {

@@ -1,4 +1,4 @@
-package tc
+package hawkserver
 
 import (
 	"crypto/hmac"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // Certificate is a Taskcluster temporary-credentials certificate.
@@ -47,18 +49,18 @@ func hmacBase64(key, msg string, enc *base64.Encoding) string {
 	return enc.EncodeToString(m.Sum(nil))
 }
 
-// DeriveAccessToken computes a temporary accessToken from the issuer's
+// deriveAccessToken computes a temporary accessToken from the issuer's
 // accessToken and the certificate seed.
-func DeriveAccessToken(issuerAccessToken, seed string) string {
+func deriveAccessToken(issuerAccessToken, seed string) string {
 	return hmacBase64(issuerAccessToken, seed, base64.RawURLEncoding)
 }
 
 // IssueTemporaryCredentials makes named temporary credentials for clientID
 // with the given scopes, valid from start to expiry, signed by the issuer.
-func IssueTemporaryCredentials(issuerClientID, issuerAccessToken, clientID string, scopes []string, start, expiry time.Time) (Credentials, error) {
+func IssueTemporaryCredentials(issuerClientID, issuerAccessToken, clientID string, scopes []string, start, expiry time.Time) (tc.Credentials, error) {
 	var seed [33]byte
 	if _, err := rand.Read(seed[:]); err != nil {
-		return Credentials{}, fmt.Errorf("seed: %w", err)
+		return tc.Credentials{}, fmt.Errorf("seed: %w", err)
 	}
 	if scopes == nil {
 		scopes = []string{}
@@ -74,11 +76,11 @@ func IssueTemporaryCredentials(issuerClientID, issuerAccessToken, clientID strin
 	c.Signature = hmacBase64(issuerAccessToken, c.signingString(clientID), base64.StdEncoding)
 	b, err := json.Marshal(c)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("encode certificate: %w", err)
+		return tc.Credentials{}, fmt.Errorf("encode certificate: %w", err)
 	}
-	return Credentials{
+	return tc.Credentials{
 		ClientID:    clientID,
-		AccessToken: DeriveAccessToken(issuerAccessToken, c.Seed),
+		AccessToken: deriveAccessToken(issuerAccessToken, c.Seed),
 		Certificate: string(b),
 	}, nil
 }
@@ -86,17 +88,42 @@ func IssueTemporaryCredentials(issuerClientID, issuerAccessToken, clientID strin
 // ErrCertificate is wrapped by every certificate verification failure.
 var ErrCertificate = errors.New("invalid certificate")
 
+// decodeCertificate reads a certificate given as a JSON object or, as the
+// queue hands certificates out, a JSON string holding one.
+func decodeCertificate(raw []byte) (Certificate, error) {
+	var c Certificate
+	if err := json.Unmarshal(raw, &c); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &c) != nil {
+			return c, fmt.Errorf("%w: not a certificate object", ErrCertificate)
+		}
+	}
+	return c, nil
+}
+
+// CertificateIssuer returns the issuer named in a certificate ("" for
+// unnamed temporary credentials, which their issuer signs in its own name),
+// without verifying anything: it tells whose key verifies the certificate.
+func CertificateIssuer(raw []byte) (string, error) {
+	var c struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &c) != nil {
+			return "", fmt.Errorf("%w: not a certificate object", ErrCertificate)
+		}
+	}
+	return c.Issuer, nil
+}
+
 // VerifyCertificate checks a certificate presented by clientID against the
 // issuer's accessToken at time now, and returns it with the derived temporary
 // accessToken the request must be signed with.
 func VerifyCertificate(raw []byte, clientID, issuerAccessToken string, now time.Time) (Certificate, string, error) {
-	var c Certificate
-	if err := json.Unmarshal(raw, &c); err != nil {
-		// The queue hands certificates out as JSON strings; accept that form in ext too.
-		var s string
-		if json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), &c) != nil {
-			return c, "", fmt.Errorf("%w: not a certificate object", ErrCertificate)
-		}
+	c, err := decodeCertificate(raw)
+	if err != nil {
+		return c, "", err
 	}
 	if c.Version != 1 {
 		return c, "", fmt.Errorf("%w: unsupported version %d", ErrCertificate, c.Version)
@@ -115,5 +142,5 @@ func VerifyCertificate(raw []byte, clientID, issuerAccessToken string, now time.
 	if ms > c.Expiry {
 		return c, "", fmt.Errorf("%w: expired at %s", ErrCertificate, time.UnixMilli(c.Expiry).UTC().Format(time.RFC3339))
 	}
-	return c, DeriveAccessToken(issuerAccessToken, c.Seed), nil
+	return c, deriveAccessToken(issuerAccessToken, c.Seed), nil
 }

@@ -1,0 +1,34 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+)
+
+// ImageConfig is the part of an image's configuration the worker reads.
+type ImageConfig struct {
+	ID         string
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+}
+
+// InspectImage returns the configuration of a local image (by reference or
+// ID).
+func (c *Client) InspectImage(ctx context.Context, ref string) (ImageConfig, error) {
+	res, err := c.api.ImageInspect(ctx, ref)
+	if err != nil {
+		return ImageConfig{}, fmt.Errorf("inspect image %q: %w", ref, err)
+	}
+	out := ImageConfig{ID: res.ID}
+	if cfg := res.Config; cfg != nil {
+		out.Entrypoint = cfg.Entrypoint
+		out.Cmd = cfg.Cmd
+		out.Env = cfg.Env
+		out.WorkingDir = cfg.WorkingDir
+		out.User = cfg.User
+	}
+	return out, nil
+}
