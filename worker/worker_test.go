@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/docker/dockerfake"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -98,30 +101,6 @@ func (f fakeRunQueue) UploadObjectArtifact(ctx context.Context, _ string, _ int,
 	return rc.Close()
 }
 
-// fakeDocker runs "containers" that exit 0 when released.
-type fakeDocker struct {
-	release chan struct{}
-}
-
-func (d *fakeDocker) EnsureImage(context.Context, string, io.Writer, docker.PullPolicy) (string, error) {
-	return "sha256:fake", nil
-}
-func (d *fakeDocker) Create(context.Context, docker.ContainerSpec) (string, error) { return "c", nil }
-func (d *fakeDocker) Attach(context.Context, string) (io.ReadCloser, error) {
-	return io.NopCloser(strings.NewReader("output\r\n")), nil
-}
-func (d *fakeDocker) Start(context.Context, string) error { return nil }
-func (d *fakeDocker) Wait(ctx context.Context, _ string) (int, error) {
-	select {
-	case <-d.release:
-		return 0, nil
-	case <-ctx.Done():
-		return -1, ctx.Err()
-	}
-}
-func (d *fakeDocker) Kill(context.Context, string) error   { return nil }
-func (d *fakeDocker) Remove(context.Context, string) error { return nil }
-
 func claimFor(t *testing.T, id string) tc.TaskClaim {
 	t.Helper()
 	def := fmt.Sprintf(`{"payload":{"image":"busybox","command":["true"],"maxRunTime":600},"expires":%q,"deadline":%q}`,
@@ -133,98 +112,151 @@ func claimFor(t *testing.T, id string) tc.TaskClaim {
 	return tc.TaskClaim{Status: tc.TaskStatus{TaskID: id}, Task: td, TakenUntil: time.Now().Add(time.Hour)}
 }
 
+// taskMinutes is a fake Docker whose container for task<i> runs i+1
+// minutes and exits 0.
+func taskMinutes() *dockerfake.Fake {
+	return &dockerfake.Fake{Script: func(spec docker.ContainerSpec) dockerfake.Script {
+		var i int
+		fmt.Sscanf(spec.Labels["dev.dockerworker.task-id"], "task%d", &i)
+		return dockerfake.Script{Steps: []dockerfake.Step{{After: time.Duration(i+1) * time.Minute, Output: "output\r\n"}}}
+	}}
+}
+
 // The claim loop asks for exactly the free capacity (at most 32) and never
 // calls claimWork while every slot is busy.
 func TestClaimLoopCapacityRule(t *testing.T) {
-	v, err := schemas.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Capacity = 3
-	cfg.TaskQueue.PollInterval = 1
-	cfg.ProvisionerID, cfg.WorkerType, cfg.WorkerGroup, cfg.WorkerID = "p", "w", "g", "i"
-	q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{}), want: 7}
-	for i := range 7 {
-		q.pending = append(q.pending, claimFor(t, fmt.Sprintf("task%d", i)))
-	}
-	d := &fakeDocker{release: make(chan struct{})}
-	w := New(Options{
-		Config: cfg, Queue: q, Docker: d, Validator: v,
-		RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
-		Features: []features.Feature{backinglog.New(t.TempDir()), fakeImage{}},
-	})
-	q.w = w
-	ctx, cancel := context.WithCancel(t.Context())
-	ran := make(chan error, 1)
-	go func() { ran <- w.Run(ctx) }()
-
-	// Release the containers one at a time once the worker is full.
-	go func() {
+	synctest.Test(t, func(t *testing.T) {
+		v, err := schemas.NewValidator()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := config.Default()
+		cfg.Capacity = 3
+		cfg.TaskQueue.PollInterval = 1000
+		cfg.ProvisionerID, cfg.WorkerType, cfg.WorkerGroup, cfg.WorkerID = "p", "w", "g", "i"
+		q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{}), want: 7}
 		for i := range 7 {
-			for w.Running() < min(3, 7-i) && !isClosed(q.done) {
-				time.Sleep(time.Millisecond)
+			q.pending = append(q.pending, claimFor(t, fmt.Sprintf("task%d", i)))
+		}
+		d := taskMinutes()
+		defer d.Close()
+		w := New(Options{
+			Config: cfg, Queue: q, Docker: d, Validator: v,
+			RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
+			Features: []features.Feature{backinglog.New(t.TempDir()), fakeImage{}},
+		})
+		q.w = w
+		ctx, cancel := context.WithCancel(t.Context())
+		ran := make(chan error, 1)
+		go func() { ran <- w.Run(ctx) }()
+		select {
+		case <-q.done:
+		case <-time.After(time.Hour):
+			t.Fatal("tasks did not all resolve")
+		}
+		cancel()
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for i, n := range q.requests {
+			// Tasks only finish (never start) between the loop computing its free
+			// slots and the request arriving, so n may trail the sampled free count.
+			if free := cfg.Capacity - q.busy[i]; n > free || n <= 0 {
+				t.Errorf("request %d asked for %d tasks with %d running (capacity %d)", i, n, q.busy[i], cfg.Capacity)
 			}
-			select {
-			case d.release <- struct{}{}:
-			case <-q.done:
-				return
+		}
+		for id, state := range q.resolved {
+			if state != "completed" {
+				t.Errorf("%s resolved %s", id, state)
 			}
 		}
-	}()
-	select {
-	case <-q.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("tasks did not all resolve")
-	}
-	cancel()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for i, n := range q.requests {
-		// Tasks only finish (never start) between the loop computing its free
-		// slots and the request arriving, so n may trail the sampled free count.
-		if free := cfg.Capacity - q.busy[i]; n > free || n <= 0 {
-			t.Errorf("request %d asked for %d tasks with %d running (capacity %d)", i, n, q.busy[i], cfg.Capacity)
+		if got := d.Leaked(); len(got) != 0 {
+			t.Errorf("containers never removed: %v", got)
 		}
-	}
-	for id, state := range q.resolved {
-		if state != "completed" {
-			t.Errorf("%s resolved %s", id, state)
-		}
-	}
+	})
 }
 
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
+// A claimWork request never asks for more than 32 tasks, however much
+// capacity is free, and a full worker stops claiming.
 func TestClaimRequestCappedAt32(t *testing.T) {
-	v, _ := schemas.NewValidator()
-	cfg := config.Default()
-	cfg.Capacity = 100
-	cfg.TaskQueue.PollInterval = 1
-	q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{})}
-	w := New(Options{Config: cfg, Queue: q, Docker: &fakeDocker{}, Validator: v,
-		RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} }})
-	q.w = w
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	w.Run(ctx)
-	if len(q.requests) == 0 {
-		t.Fatal("no claimWork calls")
-	}
-	for _, n := range q.requests {
-		if n != 32 {
-			t.Errorf("asked for %d tasks, want 32", n)
-		}
+	for _, tt := range []struct {
+		name     string
+		capacity int
+		pending  int
+		want     []int // the first requests' sizes
+	}{
+		{name: "idle", capacity: 100, want: []int{32, 32, 32}},
+		{name: "busy", capacity: 100, pending: 40, want: []int{32, 32, 32}},
+		{name: "full", capacity: 40, pending: 40, want: []int{32, 8}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				v, err := schemas.NewValidator()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := config.Default()
+				cfg.Capacity = tt.capacity
+				cfg.TaskQueue.PollInterval = 1
+				cfg.ProvisionerID, cfg.WorkerType, cfg.WorkerGroup, cfg.WorkerID = "p", "w", "g", "i"
+				q := &fakeQueue{resolved: map[string]string{}, done: make(chan struct{}), want: tt.pending}
+				for i := range tt.pending {
+					q.pending = append(q.pending, claimFor(t, fmt.Sprintf("task%d", i)))
+				}
+				d := &dockerfake.Fake{Script: func(docker.ContainerSpec) dockerfake.Script {
+					return dockerfake.Script{RunUntilKilled: true}
+				}}
+				defer d.Close()
+				w := New(Options{Config: cfg, Queue: q, Docker: d, Validator: v,
+					RunQueue: func(tc.Credentials) RunQueue { return fakeRunQueue{q} },
+					Features: []features.Feature{fakeImage{}}})
+				q.w = w
+				ran := make(chan error, 1)
+				go func() { ran <- w.Run(t.Context()) }()
+				time.Sleep(time.Second)
+				synctest.Wait()
+
+				q.mu.Lock()
+				got := slices.Clone(q.requests)
+				q.mu.Unlock()
+				if len(got) < len(tt.want) {
+					t.Fatalf("claimWork requests: got %v, want at least %v", got, tt.want)
+				}
+				if diff := cmp.Diff(tt.want, got[:len(tt.want)]); diff != "" {
+					t.Errorf("first claimWork requests (-want +got):\n%s", diff)
+				}
+				for i, n := range got {
+					if n != min(32, tt.capacity-q.busy[i]) {
+						t.Errorf("request %d asked for %d tasks with %d of %d running, want min(32, free)", i, n, q.busy[i], tt.capacity)
+					}
+				}
+				if tt.capacity == tt.pending && len(got) != len(tt.want) {
+					t.Errorf("a full worker claimed again: requests %v", got)
+				}
+
+				// An abort kills the containers and resolves every task.
+				w.Stop(StopImmediate)
+				if err := <-ran; err != nil {
+					t.Fatal(err)
+				}
+				if got := len(d.Kills()); got != tt.pending {
+					t.Errorf("killed %d containers, want %d", got, tt.pending)
+				}
+				if got := len(q.resolved); got != tt.pending {
+					t.Errorf("resolved %d tasks, want %d", got, tt.pending)
+				}
+				for id, state := range q.resolved {
+					if state != "exception/worker-shutdown" {
+						t.Errorf("%s resolved %s, want exception/worker-shutdown", id, state)
+					}
+				}
+				if got := d.Leaked(); len(got) != 0 {
+					t.Errorf("containers never removed: %v", got)
+				}
+			})
+		})
 	}
 }
 
@@ -238,10 +270,6 @@ func TestClaimBackoff(t *testing.T) {
 			}
 		}
 	}
-}
-
-func (d *fakeDocker) CopyFrom(context.Context, string, string) (io.ReadCloser, bool, error) {
-	return nil, false, fmt.Errorf("no files in a fake container")
 }
 
 // fakeImage is an always-on feature providing every registry image.

@@ -118,7 +118,7 @@ var featureDeps = []string{
 }
 
 // testHelpers may be imported by any package's _test.go files.
-var testHelpers = []string{"worker/docker/dockertest", "features/featuretest"}
+var testHelpers = []string{"worker/docker/dockertest", "worker/docker/dockerfake", "features/featuretest"}
 
 // rules is the import allow-list; the first rule whose pkg matches the
 // importing package applies, and a package no rule matches is an error.
@@ -160,6 +160,8 @@ var forbidden = []struct {
 		why: "only cmd and the tests build a whole worker"},
 	{imp: "worker/docker/dockertest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
+	{imp: "worker/docker/dockerfake", except: []string{"test/..."}, tests: true,
+		why: "test helpers are for _test.go files"},
 	{imp: "features/featuretest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
 }
@@ -171,6 +173,10 @@ var forbidden = []struct {
 var knownViolations = []string{
 	// The core's tests run a worker with the backing log feature.
 	"worker/worker_test.go: " + module + "/features/backinglog",
+	// The Docker-free runner tier runs the worker with the built-in task
+	// log and image features, as production workers have them.
+	"worker/harness_test.go: " + module + "/features/backinglog",
+	"worker/harness_test.go: " + module + "/features/image",
 }
 
 // isStdlib reports whether path is a standard library package: its first
@@ -266,6 +272,8 @@ func TestImportRuleTable(t *testing.T) {
 		{"worker/localqueue/pulse", m("worker/localqueue"), false, true},
 		{"worker/docker", m("worker/docker/dockertest"), true, true},
 		{"worker/docker", m("worker/docker/dockertest"), false, false},
+		{"worker", m("worker/docker/dockerfake"), true, true},
+		{"worker", m("worker/docker/dockerfake"), false, false},
 		{"schemas", m("worker/tc"), false, false},
 		{"schemas", "gopkg.in/yaml.v3", true, true},
 		{"nowhere", "fmt", false, true},
