@@ -54,8 +54,9 @@ type RunRef struct {
 // Runs is the registry of the runs in progress.
 type Runs interface {
 	// Cancel stops a run as the queue cancelled it: its container is
-	// killed, its log is uploaded and nothing is reported. It returns false
-	// when the worker holds no such run.
+	// killed, the Finish phase is skipped (the queue has resolved the run,
+	// so nothing of it is uploaded) and nothing is reported. It returns
+	// false when the worker holds no such run.
 	Cancel(taskID string, runID int, cause error) bool
 	// List returns the runs in progress.
 	List() []RunRef
