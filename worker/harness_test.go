@@ -200,6 +200,10 @@ type setup struct {
 	// hooks, when set, is the first feature; the backing log comes after
 	// it.
 	hooks *hooks
+	// extra features follow the built-in ones; extensions are worker
+	// services beside them.
+	extra      []features.Feature
+	extensions []features.Extension
 }
 
 // env is a running worker, embedded queue and fake Docker in one synctest
@@ -287,17 +291,19 @@ func start(t *testing.T, s setup) *env {
 		feats = append(feats, s.hooks)
 	}
 	feats = append(feats, backinglog.New(t.TempDir()), image.New(fake, docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}))
+	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
 	w := worker.New(worker.Options{
-		Config:    cfg,
-		Queue:     client,
-		RunQueue:  func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
-		Docker:    fake,
-		Validator: v,
-		Features:  feats,
-		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:   "test",
-		Hostname:  "test-host",
+		Config:     cfg,
+		Queue:      client,
+		RunQueue:   func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
+		Docker:     fake,
+		Validator:  v,
+		Features:   feats,
+		Extensions: s.extensions,
+		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:    "test",
+		Hostname:   "test-host",
 	})
 	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
 	if s.hooks != nil {
