@@ -272,7 +272,6 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 			return out
 		}
 		out.exitCode, out.exited = res.code, true
-		r.mark(features.PhaseExited)
 	case <-timer.C:
 		if byDeadline {
 			r.logger.Info("task deadline passed", "deadline", r.def.Deadline)
@@ -299,6 +298,9 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 		r.logger.Warn("container output did not end after exit")
 	}
 	grace.Stop()
+	// Exited once the output is all in the log, so observers see the
+	// first output before the exit.
+	r.mark(features.PhaseExited)
 	r.log.Infof("=== Task Finished ===")
 	if err := r.eachPhase("exited", false, func(f activeFeature) error {
 		if e, ok := f.tf.(features.Exiter); ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockerfake"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
@@ -253,5 +254,56 @@ func (e *env) runErr() error {
 	case <-time.After(time.Hour):
 		e.t.Fatal("Run did not return")
 		return nil
+	}
+}
+
+// Status polling on a deployment where the worker's client lacks
+// queue:status: with an anonymous role granting it, a cancelled task still
+// stops within the poll interval; with neither, the worker warns once and
+// the cancellation is noticed at the next reclaim.
+func TestStatusPollScopes(t *testing.T) {
+	workerScopes := []string{"queue:claim-work:null-provisioner/fake-docker", "queue:worker-id:fake-group/fake-worker"}
+	none := []string{}
+	anon := []string{"queue:status:*"}
+	for _, tc := range []struct {
+		name       string
+		anonymous  *[]string
+		within     time.Duration
+		wantWarned int
+	}{
+		{"anonymous role grants status", &anon, 5 * time.Second, 0},
+		{"nobody may read the status", &none, 10 * time.Minute, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := start(t, setup{
+					config: func(c *config.Config) {
+						c.Task.StatusPollInterval = 5000
+						c.Task.ReclaimDivisor = 2 // reclaim every ~10 minutes of the 20-minute claim
+					},
+					script:          script(untilKilled),
+					workerScopes:    workerScopes,
+					anonymousScopes: tc.anonymous,
+				})
+				id := e.createTask(payload(3600, "sleep", "infinity"))
+				e.waitRunning()
+				time.Sleep(time.Minute)
+				cancelled := time.Now()
+				if _, err := e.admin.CancelTask(t.Context(), id); err != nil {
+					t.Fatal(err)
+				}
+				e.waitIdle(1)
+				kills := e.docker.Kills()
+				if len(kills) == 0 {
+					t.Fatal("the container was not killed")
+				}
+				if d := kills[0].At.Sub(cancelled); d > tc.within {
+					t.Errorf("killed %v after cancelTask, want within %v", d, tc.within)
+				}
+				if n := e.logs.count("[alert-operator] cannot poll task status: the queue refuses queue.status to the worker's client and to anonymous requests; cancelled tasks are noticed at the next reclaim. Grant queue:status:* to the worker's role (or the anonymous role) to stop cancelled tasks within task.statusPollInterval"); n != tc.wantWarned {
+					t.Errorf("%d status warnings, want %d", n, tc.wantWarned)
+				}
+			})
+		})
 	}
 }

@@ -204,6 +204,11 @@ type setup struct {
 	// services beside them.
 	extra      []features.Feature
 	extensions []features.Extension
+	// anonymousScopes, when set, are the queue's anonymous scopes; and
+	// workerScopes, when set, are the scopes of the worker's own client
+	// (default: the admin client, scope *).
+	anonymousScopes *[]string
+	workerScopes    []string
 }
 
 // env is a running worker, embedded queue and fake Docker in one synctest
@@ -233,12 +238,21 @@ func start(t *testing.T, s setup) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := localqueue.New(localqueue.Config{
+	qcfg := localqueue.Config{
 		RootURL: rootURL,
 		DataDir: dir,
 		Store:   store,
 		Clients: []localqueue.Client{{ClientID: adminID, AccessToken: adminToken, Scopes: []string{"*"}}},
-	})
+	}
+	workerID, workerToken := adminID, adminToken
+	if s.workerScopes != nil {
+		workerID, workerToken = "worker-client", "worker-secret"
+		qcfg.Clients = append(qcfg.Clients, localqueue.Client{ClientID: workerID, AccessToken: workerToken, Scopes: s.workerScopes})
+	}
+	if s.anonymousScopes != nil {
+		qcfg.AnonymousScopes = *s.anonymousScopes
+	}
+	q, err := localqueue.New(qcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +280,7 @@ func start(t *testing.T, s setup) *env {
 
 	cfg := config.Default()
 	cfg.RootURL = rootURL
-	cfg.Taskcluster = config.Credentials{ClientID: adminID, AccessToken: adminToken}
+	cfg.Taskcluster = config.Credentials{ClientID: workerID, AccessToken: workerToken}
 	cfg.ProvisionerID, cfg.WorkerType = "null-provisioner", "fake-docker"
 	cfg.WorkerGroup, cfg.WorkerID = "fake-group", "fake-worker"
 	cfg.WorkerNodeType = "test-worker"
@@ -285,6 +299,8 @@ func start(t *testing.T, s setup) *env {
 	}
 	client := tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient,
 		Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
+	workerClient := tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient,
+		Credentials: &tc.Credentials{ClientID: workerID, AccessToken: workerToken}})
 	fake := &dockerfake.Fake{Script: s.script, PullErr: s.pullErr}
 	var feats []features.Feature
 	if s.hooks != nil {
@@ -294,16 +310,17 @@ func start(t *testing.T, s setup) *env {
 	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
 	w := worker.New(worker.Options{
-		Config:     cfg,
-		Queue:      client,
-		RunQueue:   func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
-		Docker:     fake,
-		Validator:  v,
-		Features:   feats,
-		Extensions: s.extensions,
-		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:    "test",
-		Hostname:   "test-host",
+		Config:      cfg,
+		Queue:       workerClient,
+		StatusQueue: tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient}),
+		RunQueue:    func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
+		Docker:      fake,
+		Validator:   v,
+		Features:    feats,
+		Extensions:  s.extensions,
+		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:     "test",
+		Hostname:    "test-host",
 	})
 	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
 	if s.hooks != nil {
