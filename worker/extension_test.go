@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -306,4 +307,40 @@ func TestStatusPollScopes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// lateWriter writes to the task log in Finish, which comes after the log
+// is sealed.
+type lateWriter struct{}
+
+func (lateWriter) Name() string   { return "lateWriter" }
+func (lateWriter) AlwaysOn() bool { return true }
+func (lateWriter) NewTask(t features.Task) (features.TaskFeature, error) {
+	return lateWriterTask{t}, nil
+}
+
+type lateWriterTask struct{ t features.Task }
+
+func (k lateWriterTask) Finish(context.Context, *features.FinishRequest) error {
+	_, err := io.WriteString(k.t.Log(), "a line written in Finish\n")
+	return err
+}
+
+// The task log is sealed before Finish: what a feature writes then, even
+// one whose Finish runs before the log's upload, is not in the log.
+func TestLogSealedBeforeFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := start(t, setup{first: []features.Feature{lateWriter{}}})
+		id := e.createTask(payload(60, "true"))
+		if r := e.waitRun(id, 0).Runs[0]; r.State != "completed" {
+			t.Fatalf("run %s/%s", r.State, r.ReasonResolved)
+		}
+		l, ok := e.taskLog(id, 0)
+		if !ok || !strings.Contains(l, "Successful task run") {
+			t.Fatalf("no complete task log:\n%s", l)
+		}
+		if strings.Contains(l, "a line written in Finish") {
+			t.Errorf("a line written in Finish reached the uploaded log:\n%s", l)
+		}
+	})
 }

@@ -200,8 +200,9 @@ type setup struct {
 	// hooks, when set, is the first feature; the backing log comes after
 	// it.
 	hooks *hooks
-	// extra features follow the built-in ones; extensions are worker
-	// services beside them.
+	// first features come before the built-in ones, extra features after
+	// them; extensions are worker services beside them.
+	first      []features.Feature
 	extra      []features.Feature
 	extensions []features.Extension
 	// anonymousScopes, when set, are the queue's anonymous scopes; and
@@ -306,6 +307,7 @@ func start(t *testing.T, s setup) *env {
 	if s.hooks != nil {
 		feats = append(feats, s.hooks)
 	}
+	feats = append(feats, s.first...)
 	feats = append(feats, backinglog.New(t.TempDir()), image.New(fake, docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}))
 	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
