@@ -55,6 +55,17 @@ type Config struct {
 	// (base64 of the 64-byte ed25519 private key, as docker-worker).
 	Ed25519SigningKeyLocation string `yaml:"ed25519SigningKeyLocation"`
 
+	// Images, caches and disk (see disk.go).
+	// Registries are credentials by "<host>[/<user>]"; the longest
+	// matching prefix of an image name wins.
+	Registries         map[string]RegistryCredentials `yaml:"registries"`
+	Cache              CacheConfig                    `yaml:"cache"`
+	CapacityManagement CapacityManagementConfig       `yaml:"capacityManagement"`
+	// DockerVolume is the filesystem whose free space is checked before
+	// claiming.
+	DockerVolume      string                  `yaml:"dockerVolume"`
+	GarbageCollection GarbageCollectionConfig `yaml:"garbageCollection"`
+
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
 	knownFeatures []string
@@ -93,6 +104,12 @@ type DockerConfig struct {
 	// DelayFactor (ms) is the backoff base: 2^(n-1)*delayFactor*(1±randomization).
 	DelayFactor         int     `yaml:"delayFactor"`
 	RandomizationFactor float64 `yaml:"randomizationFactor"`
+	// DefaultRegistry is the registry of image names without a host, for
+	// the credentials lookup.
+	DefaultRegistry string `yaml:"defaultRegistry"`
+	// PullStallTimeout (ms): a pull that makes no progress this long is
+	// cancelled and retried.
+	PullStallTimeout int `yaml:"pullStallTimeout"`
 }
 
 // FeatureConfig switches one payload feature on or off for this worker.
@@ -118,6 +135,7 @@ func Default() *Config {
 		Features: map[string]FeatureConfig{},
 	}
 	c.defaultOutputs()
+	c.defaultDisk()
 	return c
 }
 
@@ -319,6 +337,7 @@ func (c *Config) validate() []*Problem {
 		bad("workerLocation", "%v", err)
 	}
 	c.validateOutputs(bad)
+	c.validateDisk(bad)
 	return errs
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -274,5 +275,45 @@ func TestFeatureKeys(t *testing.T) {
 	}
 	if _, err := Load(path, func(string) string { return "" }); err != nil && strings.Contains(err.Error(), "tcProxy") {
 		t.Errorf("without feature names the keys are not checked: %v", err)
+	}
+}
+
+func TestImageCacheDiskKeys(t *testing.T) {
+	p := write(t, identity+"workerId: w1\n"+`registries:
+  registry.example.com: {username: u, password: p}
+  localhost:5000/team: {username: t, password: q}
+dockerConfig: {defaultRegistry: reg.example, pullStallTimeout: 60000}
+cache: {volumeCachePath: /srv/caches}
+capacityManagement: {diskspaceThreshold: 1000000000}
+dockerVolume: /var/lib/docker
+garbageCollection: {imageExpiration: 1000, containerExpiration: 2000}
+`)
+	c, err := Load(p, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]RegistryCredentials{"registry.example.com": {"u", "p"}, "localhost:5000/team": {"t", "q"}}
+	if diff := cmp.Diff(want, c.Registries); diff != "" {
+		t.Errorf("registries (-want +got):\n%s", diff)
+	}
+	if c.DockerConfig.DefaultRegistry != "reg.example" || c.PullStallTimeoutDuration() != time.Minute ||
+		c.Cache.VolumeCachePath != "/srv/caches" || c.CapacityManagement.DiskspaceThreshold != 1e9 ||
+		c.DockerVolume != "/var/lib/docker" || c.GarbageCollection != (GarbageCollectionConfig{1000, 2000}) {
+		t.Errorf("got %+v %+v %+v %q %+v", c.DockerConfig, c.Cache, c.CapacityManagement, c.DockerVolume, c.GarbageCollection)
+	}
+	d := Default()
+	if d.DockerConfig.DefaultRegistry != "registry.hub.docker.com" || d.Cache.VolumeCachePath != "/var/cache/docker-worker" ||
+		d.CapacityManagement.DiskspaceThreshold != 30_000_000_000 || d.DockerVolume != "/mnt" {
+		t.Errorf("defaults %+v", d)
+	}
+
+	bad := write(t, identity+"workerId: w1\n"+`cache: {volumeCachePath: relative}
+registries: {"https://x": {password: p}}
+`)
+	_, err = Load(bad, env(nil))
+	for _, w := range []string{"cache.volumeCachePath: must be an absolute path", "must be a registry host", "username: is required"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
 	}
 }
