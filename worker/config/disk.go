@@ -18,6 +18,10 @@ type CacheConfig struct {
 	// VolumeCachePath is the directory holding cache instances
 	// (<path>/<name>/<instance>/).
 	VolumeCachePath string `yaml:"volumeCachePath"`
+	// PurgeRequestInterval (ms) is the least time between two fetches of
+	// the worker pool's purge requests (they are fetched after claims);
+	// 0 fetches after every claim, as docker-worker did.
+	PurgeRequestInterval int `yaml:"purgeRequestInterval"`
 }
 
 // CapacityManagementConfig controls claiming under disk pressure.
@@ -40,19 +44,20 @@ type GarbageCollectionConfig struct {
 // Defaults of the image, cache and disk keys (docker-worker's, except the
 // cache path, which docker-worker put under /mnt).
 const (
-	DefaultRegistry            = "registry.hub.docker.com"
-	DefaultPullStallTimeout    = 5 * 60 * 1000
-	DefaultVolumeCachePath     = "/var/cache/docker-worker"
-	DefaultDiskspaceThreshold  = 30_000_000_000
-	DefaultDockerVolume        = "/mnt"
-	DefaultImageExpiration     = 2 * 60 * 60 * 1000
-	DefaultContainerExpiration = 30 * 60 * 1000
+	DefaultRegistry             = "registry.hub.docker.com"
+	DefaultPullStallTimeout     = 5 * 60 * 1000
+	DefaultVolumeCachePath      = "/var/cache/docker-worker"
+	DefaultPurgeRequestInterval = 60 * 1000
+	DefaultDiskspaceThreshold   = 30_000_000_000
+	DefaultDockerVolume         = "/mnt"
+	DefaultImageExpiration      = 2 * 60 * 60 * 1000
+	DefaultContainerExpiration  = 30 * 60 * 1000
 )
 
 func (c *Config) defaultDisk() {
 	c.DockerConfig.DefaultRegistry = DefaultRegistry
 	c.DockerConfig.PullStallTimeout = DefaultPullStallTimeout
-	c.Cache = CacheConfig{VolumeCachePath: DefaultVolumeCachePath}
+	c.Cache = CacheConfig{VolumeCachePath: DefaultVolumeCachePath, PurgeRequestInterval: DefaultPurgeRequestInterval}
 	c.CapacityManagement = CapacityManagementConfig{DiskspaceThreshold: DefaultDiskspaceThreshold}
 	c.DockerVolume = DefaultDockerVolume
 	c.GarbageCollection = GarbageCollectionConfig{
@@ -69,6 +74,9 @@ func (c *Config) validateDisk(bad func(key, format string, args ...any)) {
 	}
 	if p := c.Cache.VolumeCachePath; !filepath.IsAbs(p) {
 		bad("cache.volumeCachePath", "must be an absolute path, got %q", p)
+	}
+	if c.Cache.PurgeRequestInterval < 0 {
+		bad("cache.purgeRequestInterval", "must not be negative, got %d", c.Cache.PurgeRequestInterval)
 	}
 	if p := c.DockerVolume; !filepath.IsAbs(p) {
 		bad("dockerVolume", "must be an absolute path, got %q", p)
