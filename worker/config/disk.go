@@ -41,15 +41,15 @@ type GarbageCollectionConfig struct {
 	ContainerExpiration int `yaml:"containerExpiration"`
 }
 
-// Defaults of the image, cache and disk keys (docker-worker's, except the
-// cache path, which docker-worker put under /mnt).
+// Defaults of the image, cache and disk keys: docker-worker's, except the
+// cache path, which docker-worker put under /mnt, and dockerVolume, whose
+// default ("") is Docker's own data directory rather than /mnt.
 const (
 	DefaultRegistry             = "registry.hub.docker.com"
 	DefaultPullStallTimeout     = 5 * 60 * 1000
 	DefaultVolumeCachePath      = "/var/cache/docker-worker"
 	DefaultPurgeRequestInterval = 60 * 1000
 	DefaultDiskspaceThreshold   = 30_000_000_000
-	DefaultDockerVolume         = "/mnt"
 	DefaultImageExpiration      = 2 * 60 * 60 * 1000
 	DefaultContainerExpiration  = 30 * 60 * 1000
 )
@@ -59,7 +59,6 @@ func (c *Config) defaultDisk() {
 	c.DockerConfig.PullStallTimeout = DefaultPullStallTimeout
 	c.Cache = CacheConfig{VolumeCachePath: DefaultVolumeCachePath, PurgeRequestInterval: DefaultPurgeRequestInterval}
 	c.CapacityManagement = CapacityManagementConfig{DiskspaceThreshold: DefaultDiskspaceThreshold}
-	c.DockerVolume = DefaultDockerVolume
 	c.GarbageCollection = GarbageCollectionConfig{
 		ImageExpiration:     DefaultImageExpiration,
 		ContainerExpiration: DefaultContainerExpiration,
@@ -78,8 +77,8 @@ func (c *Config) validateDisk(bad func(key, format string, args ...any)) {
 	if c.Cache.PurgeRequestInterval < 0 {
 		bad("cache.purgeRequestInterval", "must not be negative, got %d", c.Cache.PurgeRequestInterval)
 	}
-	if p := c.DockerVolume; !filepath.IsAbs(p) {
-		bad("dockerVolume", "must be an absolute path, got %q", p)
+	if p := c.DockerVolume; p != "" && !filepath.IsAbs(p) {
+		bad("dockerVolume", "must be an absolute path (or empty for Docker's data directory), got %q", p)
 	}
 	if c.CapacityManagement.DiskspaceThreshold < 0 {
 		bad("capacityManagement.diskspaceThreshold", "must not be negative, got %d", c.CapacityManagement.DiskspaceThreshold)
