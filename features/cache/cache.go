@@ -127,6 +127,10 @@ func New(cfg Config) *Feature {
 // Name implements features.Feature.
 func (f *Feature) Name() string { return Name }
 
+// Manager is the instance manager the feature uses (nil for a feature
+// built without one), for the disk garbage collector.
+func (f *Feature) Manager() *cache.Manager { return f.cfg.Manager }
+
 // AlwaysOn implements features.AlwaysOn: the cache section needs no switch.
 func (f *Feature) AlwaysOn() bool { return true }
 

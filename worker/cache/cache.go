@@ -19,8 +19,8 @@
 // at every change, so a new worker process finds the instances again
 // ([Manager.Load]). An instance a previous process held when it stopped is
 // not handed out until the container of that run is known to be gone: the
-// check is injected ([Config.Alive]); the worker asks Docker for containers
-// carrying the run's labels.
+// check is injected ([Config.Alive]); the worker asks Docker whether a
+// container carrying the run's labels still runs.
 //
 // One directory belongs to one worker process at a time. The package is a
 // leaf of the worker: it knows nothing about tasks beyond [Holder], and it
@@ -50,8 +50,8 @@ type Holder struct {
 	WorkerID string `json:"workerId"`
 }
 
-// AliveFunc reports whether a container of the run h still exists
-// (running or stopped but not removed).
+// AliveFunc reports whether a container of the run h may still use the
+// instance (the worker asks Docker whether one runs).
 type AliveFunc func(ctx context.Context, h Holder) (bool, error)
 
 // Config configures a [Manager].
@@ -392,6 +392,28 @@ func (m *Manager) RemoveUnused(ctx context.Context, want int64) (int64, error) {
 		errs = append(errs, err)
 	}
 	return freed, errors.Join(errs...)
+}
+
+// ErrInUse is returned by [Manager.Remove] for an instance a run holds.
+var ErrInUse = errors.New("cache instance in use")
+
+// Remove deletes the instance id of the cache name unless a run holds it
+// (then the error matches [ErrInUse]), and returns the space it took on
+// disk. An instance that no longer exists is not an error. It is the disk
+// garbage collector's removal of one instance.
+func (m *Manager) Remove(ctx context.Context, name, id string) (int64, error) {
+	m.mu.Lock()
+	i, ok := m.insts[name+"::"+id]
+	if !ok {
+		m.mu.Unlock()
+		return 0, nil
+	}
+	if !m.claimRemoval(i) {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("remove cache instance %s: %w", i.key(), ErrInUse)
+	}
+	m.mu.Unlock()
+	return m.remove(ctx, i, true, "disk space")
 }
 
 // remove deletes an instance reserved with claimRemoval ("cache volume

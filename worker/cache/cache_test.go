@@ -569,3 +569,36 @@ func TestRemoveUnusedSparesStaleHolders(t *testing.T) {
 		t.Error("instance of a live container removed")
 	}
 }
+
+// Remove deletes one free instance, refuses a held one and ignores a
+// missing one.
+func TestRemove(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	free := acquire(t, m, "c", "t1")
+	held := acquire(t, m, "c", "t2")
+	if err := os.WriteFile(filepath.Join(free.Path, "data"), bytes.Repeat([]byte("x"), 32<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	release(t, free)
+	n, err := m.Remove(t.Context(), "c", free.ID)
+	if err != nil || n < 32<<10 {
+		t.Errorf("Remove: %d bytes, %v; want at least %d", n, err, 32<<10)
+	}
+	if exists(free.Path) || exists(free.Path+".json") {
+		t.Error("instance still on disk")
+	}
+	if _, err := m.Remove(t.Context(), "c", held.ID); !errors.Is(err, cache.ErrInUse) {
+		t.Errorf("Remove of a held instance: %v, want ErrInUse", err)
+	}
+	if !exists(held.Path) {
+		t.Error("held instance removed")
+	}
+	if n, err := m.Remove(t.Context(), "c", "no-such-instance"); n != 0 || err != nil {
+		t.Errorf("Remove of a missing instance: %d, %v", n, err)
+	}
+	release(t, held)
+	if l := acquire(t, m, "c", "t3"); l.ID != held.ID {
+		t.Errorf("got %s, want %s", l.ID, held.ID)
+	}
+}

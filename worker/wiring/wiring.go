@@ -104,7 +104,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err := CheckFeatureKeys(cfg, feats); err != nil {
 		return fail(err)
 	}
-	disk, err := newDiskExtension(ctx, cfg, dc, opts, &diskgc.Images{})
+	disk, err := newDiskExtension(ctx, cfg, dc, opts, &diskgc.Images{}, cacheSources(feats)...)
 	if err != nil {
 		return fail(err)
 	}
@@ -173,6 +173,7 @@ func featureList(cfg *config.Config, opts Options, dc *docker.Client, live *live
 		backinglog.New(opts.TempDir),
 		image.New(dc, PullPolicy(cfg)),
 		capabilities.New(capabilities.Config{AllowPrivileged: cfg.DockerConfig.AllowPrivileged}),
+		cacheFeature(cfg, opts, dc),
 		lf,
 		artifacts.New(artifacts.Config{
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,

@@ -53,7 +53,7 @@ func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 		"features.chainOfTrust":       true,
 		"features.bulkLog":            true,
 		"image.task-image":            false,
-		"cache":                       false,
+		"cache":                       true,
 		"capabilities.devices.kvm":    false,
 		"features.taskclusterProxy":   false,
 		"capabilities.disableSeccomp": false,

@@ -1,0 +1,87 @@
+package wiring
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.dockerworker.dev/docker-worker/features"
+	cachefeature "go.dockerworker.dev/docker-worker/features/cache"
+	"go.dockerworker.dev/docker-worker/worker/cache"
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/diskgc"
+	"go.dockerworker.dev/docker-worker/worker/docker"
+)
+
+// cacheFeature builds the volume-cache feature: instances under
+// cache.volumeCachePath; an instance a previous process left held is
+// handed out again once no container of its run runs. dc is nil for the
+// inert feature list.
+func cacheFeature(cfg *config.Config, opts Options, dc *docker.Client) *cachefeature.Feature {
+	logger := opts.Logger.With("feature", cachefeature.Name)
+	var alive cache.AliveFunc
+	if dc != nil {
+		alive = runContainerRuns(dc)
+	}
+	return cachefeature.New(cachefeature.Config{
+		Manager: cache.New(cache.Config{
+			Dir:    cfg.Cache.VolumeCachePath,
+			Alive:  alive,
+			Logger: logger,
+		}),
+		WorkerPool:    cfg.ProvisionerID + "/" + cfg.WorkerType,
+		PurgeInterval: time.Duration(cfg.Cache.PurgeRequestInterval) * time.Millisecond,
+		Logger:        logger,
+	})
+}
+
+// runContainerRuns reports whether a container the runner labelled with
+// the run h still runs (a stopped one no longer writes to its caches).
+func runContainerRuns(dc *docker.Client) cache.AliveFunc {
+	return func(ctx context.Context, h cache.Holder) (bool, error) {
+		cs, err := dc.ListContainers(ctx, map[string]string{
+			diskgc.TaskLabel:   h.TaskID,
+			diskgc.RunLabel:    strconv.Itoa(h.RunID),
+			diskgc.WorkerLabel: h.WorkerID,
+		})
+		if err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(cs, docker.ContainerState.Running), nil
+	}
+}
+
+// cacheSources offers the disk garbage collector the free cache instances
+// of the cache feature in feats.
+func cacheSources(feats []features.Feature) []diskgc.Source {
+	var out []diskgc.Source
+	for _, f := range feats {
+		if cf, ok := f.(*cachefeature.Feature); ok && cf.Manager() != nil {
+			out = append(out, cacheSource{cf.Manager()})
+		}
+	}
+	return out
+}
+
+// cacheSource is a diskgc.Source of the instances nobody holds.
+type cacheSource struct{ m *cache.Manager }
+
+func (s cacheSource) Candidates(context.Context) ([]diskgc.Candidate, error) {
+	var out []diskgc.Candidate
+	for _, i := range s.m.Instances() {
+		if i.Holder != nil {
+			continue
+		}
+		name, id := i.Name, i.ID
+		out = append(out, diskgc.Candidate{
+			What:     "cache volume " + name + "/" + id,
+			LastUsed: i.LastUsed,
+			Remove: func(ctx context.Context) error {
+				_, err := s.m.Remove(ctx, name, id)
+				return err
+			},
+		})
+	}
+	return out, nil
+}
