@@ -180,8 +180,8 @@ func TestDeclarations(t *testing.T) {
 	}
 }
 
-// cache: {} and an absent cache need nothing and create nothing
-// ("empty cache does not throw"; null decodes to absent).
+// cache: {} and an absent cache need nothing and create nothing ("empty
+// cache does not throw").
 func TestNoCaches(t *testing.T) {
 	for _, tc := range []struct {
 		name string
