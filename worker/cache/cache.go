@@ -276,11 +276,14 @@ func (l *Lease) Release(ctx context.Context) error {
 }
 
 // Purge marks the leased instance for removal ("cache volume purge"): it
-// is deleted when the lease is released.
+// is deleted when the lease is released. After Release it does nothing.
 func (l *Lease) Purge(reason string) error {
 	m := l.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if l.released {
+		return nil
+	}
 	return m.mark(l.inst, reason)
 }
 

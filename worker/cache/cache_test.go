@@ -602,3 +602,20 @@ func TestRemove(t *testing.T) {
 		t.Errorf("got %s, want %s", l.ID, held.ID)
 	}
 }
+
+// Purge after Release leaves the instance, which another run may hold by
+// then, alone.
+func TestPurgeAfterRelease(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager(nil)
+	l := acquire(t, m, "c", "t1")
+	release(t, l)
+	next := acquire(t, m, "c", "t2")
+	if err := l.Purge("late"); err != nil {
+		t.Fatal(err)
+	}
+	release(t, next)
+	if !exists(next.Path) {
+		t.Error("instance removed by a released lease's Purge")
+	}
+}

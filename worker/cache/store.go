@@ -63,8 +63,9 @@ func (m *Manager) writeMeta(i *instance) error {
 // directory is dropped; a directory without a state file (docker-worker
 // kept no state) is taken as a free instance last used when it was last
 // modified. Instances a previous process held are then checked (see
-// [Manager.Settle]). Only an unreadable cache root is an error; a missing
-// one is empty.
+// [Manager.Settle]; removals that fail are logged and retried by the next
+// Settle). Only an unreadable cache root is an error; a missing one is
+// empty.
 func (m *Manager) Load(ctx context.Context) error {
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
@@ -93,7 +94,10 @@ func (m *Manager) Load(ctx context.Context) error {
 	m.mu.Unlock()
 	m.loaded = true
 	m.log.Info("cache volumes loaded", "dir", m.cfg.Dir, "instances", len(found))
-	return m.Settle(ctx)
+	if err := m.Settle(ctx); err != nil {
+		m.log.Warn("cache volume removal failed", "error", err)
+	}
+	return nil
 }
 
 // loadName reads the instances of one cache.
