@@ -67,6 +67,9 @@ type PurgeSource interface {
 const (
 	// DefaultPurgeInterval is how often purge requests are fetched at most.
 	DefaultPurgeInterval = time.Minute
+	// purgeTimeout bounds one fetch of purge requests (retries
+	// included); the claimed run waits for it.
+	purgeTimeout = 30 * time.Second
 	// purgeOverlap is how far back each fetch reaches before the previous
 	// one, for requests the service recorded late (docker-worker's 5
 	// minutes).
@@ -188,7 +191,10 @@ func (f *Feature) AfterClaim(ctx context.Context) {
 	f.inProgress = true
 	f.mu.Unlock()
 
-	reqs, err := f.cfg.Purges.PurgeRequests(ctx, f.cfg.WorkerPool, since)
+	// The claimed run waits for this call: bound it.
+	pctx, cancel := context.WithTimeout(ctx, purgeTimeout)
+	reqs, err := f.cfg.Purges.PurgeRequests(pctx, f.cfg.WorkerPool, since)
+	cancel()
 
 	f.mu.Lock()
 	f.inProgress = false
