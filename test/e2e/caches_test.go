@@ -257,3 +257,38 @@ func TestCacheHeldByCrashedWorker(t *testing.T) {
 	wantState(t, q.waitRun(t, second, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
 	mustContain(t, q.logOf(t, second, 0, ""), "left by the crashed task\r\n")
 }
+
+// garbage_collection_test "clear volume cache when diskspace threshold
+// reached": a free instance is removed when the Docker volume lacks
+// space, and the next task gets a new one.
+func TestCacheRemovedWhenDiskIsShort(t *testing.T) {
+	q := startQueue(t, nil)
+	cfg := q.workerConfig("cache-disk")
+	cfg.DockerVolume = smallVolume(t)
+	cfg.Cache.VolumeCachePath = filepath.Join(cfg.DockerVolume, "caches")
+	cfg.CapacityManagement.DiskspaceThreshold = 32 << 20
+	we := startWorker(t, q, cfg)
+	const name = "big"
+	p := shell(`dd if=/dev/zero of=/c/big bs=1048576 count=40 2>/dev/null; ls -l /c`, 60)
+	p["cache"] = map[string]string{name: "/c"}
+	first := q.create(t, withScopes(newTask(cfg, p), "docker-worker:cache:"+name))
+	wantState(t, q.waitRun(t, first, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	// The instance may already be gone: the next claim's disk check
+	// follows at once.
+	misses := we.logs.records("cache volume miss")
+	if len(misses) != 1 {
+		t.Fatalf("%d cache misses logged", len(misses))
+	}
+	filled, _ := misses[0]["path"].(string)
+
+	p2 := shell(`test ! -e /c/big`, 60)
+	p2["cache"] = map[string]string{name: "/c"}
+	second := q.create(t, withScopes(newTask(cfg, p2), "docker-worker:cache:"+name))
+	wantState(t, q.waitRun(t, second, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	if _, err := os.Stat(filled); filled == "" || !os.IsNotExist(err) {
+		t.Errorf("the filled instance is still there: %v", err)
+	}
+	if we.logs.count("cache volume removed") != 1 {
+		t.Errorf("no cache removal logged:\n%s", we.logs.String())
+	}
+}
