@@ -24,9 +24,10 @@ type Client struct {
 	api *client.Client
 
 	mu    sync.Mutex
-	pulls map[string]*pull // in-flight pulls by normalised reference
+	pulls map[pullKey]*pull // in-flight pulls by normalised reference and credentials
 
 	pullsStarted atomic.Int64 // pulls begun, for tests
+	pullAttempts atomic.Int64 // pull attempts made (a pull makes one or more), for tests
 }
 
 // New connects to the daemon named by the standard Docker environment
@@ -41,7 +42,7 @@ func New(ctx context.Context) (*Client, error) {
 	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), err), api.Close())
 	}
-	return &Client{api: api, pulls: make(map[string]*pull)}, nil
+	return &Client{api: api, pulls: make(map[pullKey]*pull)}, nil
 }
 
 // Close releases the client's connections. Streams returned by
