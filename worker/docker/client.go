@@ -1,7 +1,9 @@
 // Package docker is the worker's narrow, concrete wrapper over the Docker
-// Engine API: it makes sure task images are present (pulling them with
-// retries, one shared pull per reference) and runs task containers through
-// create, attach, start, wait, kill and remove.
+// Engine API: it makes sure task images are present (pulling them, with
+// registry credentials when given, retries, stall detection and one shared
+// pull per reference and credentials), loads `docker save` archives under a
+// tag of the caller's choosing, tags and lists local images, and runs task
+// containers through create, attach, start, wait, kill and remove.
 //
 // It is used by the worker core and its features; nothing here knows about
 // Taskcluster. A [Client] is safe for concurrent use.
