@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -52,10 +53,17 @@ type RegistryAuth struct {
 }
 
 // String names the account without its password, so that printing an
-// auth, or a policy holding one, never reveals the secret.
+// auth never reveals the secret; GoString and LogValue do the same for %#v
+// and log/slog.
 func (a RegistryAuth) String() string {
 	return fmt.Sprintf("%s@%s", a.Username, a.ServerAddress)
 }
+
+// GoString is [RegistryAuth.String].
+func (a RegistryAuth) GoString() string { return a.String() }
+
+// LogValue is [RegistryAuth.String].
+func (a RegistryAuth) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 // encode returns the X-Registry-Auth header value for a.
 func (a *RegistryAuth) encode() (string, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -213,7 +214,9 @@ func TestRefused(t *testing.T) {
 
 func TestRegistryAuthHidesPassword(t *testing.T) {
 	a := RegistryAuth{Username: "u", Password: "s3cret", ServerAddress: "r.example"}
-	for _, s := range []string{a.String(), fmt.Sprintf("%v", a), fmt.Sprintf("%+v", a), fmt.Sprintf("%v", &a)} {
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("pull", "auth", a)
+	for _, s := range []string{a.String(), fmt.Sprintf("%v", a), fmt.Sprintf("%+v", a), fmt.Sprintf("%#v", a), fmt.Sprintf("%v", &a), logged.String()} {
 		if strings.Contains(s, "s3cret") {
 			t.Errorf("%q shows the password", s)
 		}
