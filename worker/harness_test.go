@@ -308,7 +308,7 @@ func start(t *testing.T, s setup) *env {
 		feats = append(feats, s.hooks)
 	}
 	feats = append(feats, s.first...)
-	feats = append(feats, backinglog.New(t.TempDir()), image.New(fake, docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}))
+	feats = append(feats, backinglog.New(t.TempDir()), image.New(image.Config{Docker: fake, Policy: docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}}))
 	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
 	w := worker.New(worker.Options{

@@ -22,6 +22,8 @@ type PullPolicy struct {
 	Attempts      int           // total attempts; values below 1 mean 1
 	BaseDelay     time.Duration // wait after the first failed attempt, before jitter
 	Randomization float64       // jitter fraction, clamped to [0, 1]
+	Auth          *RegistryAuth
+	StallTimeout  time.Duration
 }
 
 // DefaultPullPolicy returns docker-worker's defaults: 5 attempts, 15 s base
