@@ -93,7 +93,7 @@ type Fake struct {
 	containers map[string]*container
 	order      []string
 	pulls      []string
-	images     map[string]string // ref by image ID, for the images pulled
+	images     map[string]string             // ref by image ID, for the images pulled
 	loaded     map[string]docker.ImageConfig // configuration by image ID, for the images loaded
 	tags       map[string]string             // image ID by reference, for loaded and tagged images
 	loads      []string
