@@ -110,15 +110,13 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 		return features.Image{}, fmt.Errorf("image artifact %q: %w", img.Path, err)
 	}
 	src := source{taskID: taskID, path: img.Path, format: f, repo: artifactRepo(taskID, img.Path)}
-	res, joined, err := k.f.loads.do(ctx, src.ref(), log, func(ctx context.Context, c *call) (loaded, error) {
+	wait := fmt.Sprintf("Waiting for the download of %q from task %s already in progress", img.Path, taskID)
+	res, err := k.f.loads.do(ctx, src.ref(), log, wait, func(ctx context.Context, c *call) (loaded, error) {
 		return k.ensure(ctx, src, c)
 	})
 	if err != nil {
 		k.failed(ctx, err)
 		return features.Image{}, fmt.Errorf("image artifact %q of task %s: %w", img.Path, taskID, err)
-	}
-	if joined && !res.cached {
-		info(log, "Shared the download of %q from task %s with another task", img.Path, taskID)
 	}
 	info(log, "Image '%s' from task '%s' loaded.  Using image ID %s.", img.Path, taskID, res.id)
 	return k.image(ctx, res.id, name, res.sha256)
@@ -203,7 +201,7 @@ func (k *task) cached(ctx context.Context, src source) (loaded, bool) {
 	for _, sum := range sums {
 		tagged, err := d.InspectImage(ctx, src.repo+":"+hashTagPrefix+sum)
 		if err == nil && tagged.ID == img.ID {
-			return loaded{id: img.ID, sha256: sum, cached: true}, true
+			return loaded{id: img.ID, sha256: sum}, true
 		}
 	}
 	return loaded{}, false

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -227,4 +226,3 @@ func logHas(t *testing.T, ft *featuretest.Task, wants ...string) {
 	}
 }
 
-var _ = bytes.MinRead

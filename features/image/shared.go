@@ -52,9 +52,9 @@ func (c *call) printf(format string, args ...any) {
 
 // do runs fn for key unless a call for key is in progress, and waits for
 // the result. fn runs with a context that is cancelled once every caller
-// has left; out receives the call's progress lines while the caller waits.
-// joined reports that the caller waited for a call another started.
-func (g *group) do(ctx context.Context, key string, out io.Writer, fn func(ctx context.Context, c *call) (loaded, error)) (res loaded, joined bool, err error) {
+// has left; out receives the call's progress lines while the caller waits,
+// after joinLine when the caller joins a call another started.
+func (g *group) do(ctx context.Context, key string, out io.Writer, joinLine string, fn func(ctx context.Context, c *call) (loaded, error)) (loaded, error) {
 	w := &waiter{}
 	g.mu.Lock()
 	if g.calls == nil {
@@ -67,6 +67,9 @@ func (g *group) do(ctx context.Context, key string, out io.Writer, fn func(ctx c
 	}
 	c.waiters++
 	c.outMu.Lock()
+	if joined {
+		io.WriteString(out, tasklog.InfoLine(time.Now(), joinLine))
+	}
 	c.outs[w] = out
 	c.outMu.Unlock()
 	if !joined {
@@ -89,10 +92,10 @@ func (g *group) do(ctx context.Context, key string, out io.Writer, fn func(ctx c
 	select {
 	case <-c.done:
 		g.leave(key, c, w)
-		return c.res, joined, c.err
+		return c.res, c.err
 	case <-ctx.Done():
 		g.leave(key, c, w)
-		return loaded{}, joined, context.Cause(ctx)
+		return loaded{}, context.Cause(ctx)
 	}
 }
 
