@@ -143,7 +143,7 @@ func (k *task) ensure(ctx context.Context, src source, c *call) (loaded, error) 
 		switch {
 		case ctx.Err() != nil:
 			return loaded{}, err
-		case errors.Is(err, ErrNoRetry), errors.Is(err, docker.ErrMultipleImages), errors.Is(err, docker.ErrUnknownArchive):
+		case errors.Is(err, ErrNoRetry), errors.Is(err, docker.ErrNotOneImage), errors.Is(err, docker.ErrUnknownArchiveFormat):
 			return loaded{}, err
 		case n >= attempts:
 			return loaded{}, fmt.Errorf("failed after %d attempts: %w", attempts, err)

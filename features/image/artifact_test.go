@@ -220,7 +220,7 @@ func TestArtifactFormats(t *testing.T) {
 				t.Errorf("loads %v, want %v", got, want)
 			}
 			tags, _ := d.ListTags(t.Context(), repo)
-			if want := []string{"latest", "sha256-" + sum(tc.hashOf)}; !cmp.Equal(tags, want) {
+			if want := []string{repo + ":latest", repo + ":sha256-" + sum(tc.hashOf)}; !cmp.Equal(tags, want) {
 				t.Errorf("tags %v, want %v", tags, want)
 			}
 			logHas(t, ft, `Downloading artifact "`+tc.path+`" from task ID: `+imageTask+".",
@@ -253,8 +253,8 @@ func TestBadArtifacts(t *testing.T) {
 	}{
 		{"unknown extension", "public/image.zip", &stored{body: archive}, ErrUnsupportedFormat,
 			"Unsupported image file format. Expected tarball with extension: .tar.zst, .tar.lz4, .tar.gz, .tgz or .tar", 0},
-		{"two images", "public/image.tar", &stored{body: two}, docker.ErrMultipleImages, "Image tarballs must only contain one image", 1},
-		{"not an archive", "public/image.tar", &stored{body: []byte("hello")}, docker.ErrUnknownArchive, "Unknown docker archive format", 1},
+		{"two images", "public/image.tar", &stored{body: two}, docker.ErrNotOneImage, "Image tarballs must only contain one image", 1},
+		{"not an archive", "public/image.tar", &stored{body: []byte("hello")}, docker.ErrUnknownArchiveFormat, "Unknown docker archive format", 1},
 		{"not zstd", "public/image.tar.zst", &stored{body: archive}, ErrNoRetry, "zstd:", 1},
 		{"not lz4", "public/image.tar.lz4", &stored{body: archive}, ErrNoRetry, "lz4:", 1},
 		{"not gzip", "public/image.tar.gz", &stored{body: archive}, ErrNoRetry, "gzip:", 1},

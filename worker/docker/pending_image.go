@@ -11,8 +11,8 @@ type RegistryAuth struct{ Username, Password, ServerAddress string }
 
 // Errors of LoadImage.
 var (
-	ErrMultipleImages = errors.New("Image tarballs must only contain one image")
-	ErrUnknownArchive = errors.New("Unknown docker archive format")
+	ErrNotOneImage = errors.New("Image tarballs must only contain one image")
+	ErrUnknownArchiveFormat = errors.New("Unknown docker archive format")
 )
 
 var errPending = errors.New("not implemented yet")

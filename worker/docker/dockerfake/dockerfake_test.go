@@ -442,7 +442,7 @@ func TestLoadImage(t *testing.T) {
 		t.Errorf("tagging a missing image: %v", err)
 	}
 	tags, _ := f.ListTags(ctx, "docker-worker/task-image/abc")
-	if want := []string{"latest", "sha256-00"}; !cmp.Equal(tags, want) {
+	if want := []string{"docker-worker/task-image/abc:latest", "docker-worker/task-image/abc:sha256-00"}; !cmp.Equal(tags, want) {
 		t.Errorf("tags %v, want %v", tags, want)
 	}
 	if tags, _ := f.ListTags(ctx, "docker-worker/task-image"); len(tags) != 0 {
@@ -460,10 +460,10 @@ func TestLoadImage(t *testing.T) {
 	}
 
 	two := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"a"}}, docker.ImageConfig{Cmd: []string{"b"}})
-	if _, err := f.LoadImage(ctx, strings.NewReader(string(two)), "two:latest"); !errors.Is(err, docker.ErrMultipleImages) {
+	if _, err := f.LoadImage(ctx, strings.NewReader(string(two)), "two:latest"); !errors.Is(err, docker.ErrNotOneImage) {
 		t.Errorf("two images: %v", err)
 	}
-	if _, err := f.LoadImage(ctx, strings.NewReader("not a tar archive at all"), "bad:latest"); !errors.Is(err, docker.ErrUnknownArchive) {
+	if _, err := f.LoadImage(ctx, strings.NewReader("not a tar archive at all"), "bad:latest"); !errors.Is(err, docker.ErrUnknownArchiveFormat) {
 		t.Errorf("not an archive: %v", err)
 	}
 	f.LoadErr = func(string) error { return errors.New("disk full") }

@@ -20,8 +20,8 @@ import (
 // does, and tags its single image ref. The image ID is the sha256 of the
 // image's configuration, as the daemon computes it, and InspectImage then
 // reports that configuration. An archive holding several images fails
-// with [docker.ErrMultipleImages], one without manifest.json with
-// [docker.ErrUnknownArchive]; LoadErr can fail chosen loads.
+// with [docker.ErrNotOneImage], one without manifest.json with
+// [docker.ErrUnknownArchiveFormat]; LoadErr can fail chosen loads.
 func (f *Fake) LoadImage(ctx context.Context, r io.Reader, ref string) (string, error) {
 	f.mu.Lock()
 	f.loads = append(f.loads, ref)
@@ -37,14 +37,14 @@ func (f *Fake) LoadImage(ctx context.Context, r io.Reader, ref string) (string, 
 	}
 	raw, ok := files["manifest.json"]
 	if !ok {
-		return "", fmt.Errorf("load image %s: %w", ref, docker.ErrUnknownArchive)
+		return "", fmt.Errorf("load image %s: %w", ref, docker.ErrUnknownArchiveFormat)
 	}
 	var manifest []struct{ Config string }
 	if err := json.Unmarshal(raw, &manifest); err != nil {
 		return "", fmt.Errorf("load image %s: manifest.json: %w", ref, err)
 	}
 	if len(manifest) != 1 {
-		return "", fmt.Errorf("load image %s: %w", ref, docker.ErrMultipleImages)
+		return "", fmt.Errorf("load image %s: %w", ref, docker.ErrNotOneImage)
 	}
 	cfgRaw, ok := files[manifest[0].Config]
 	if !ok {
@@ -89,7 +89,7 @@ func readArchive(ctx context.Context, r io.Reader) (map[string][]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", docker.ErrUnknownArchive, err)
+			return nil, fmt.Errorf("%w: %w", docker.ErrUnknownArchiveFormat, err)
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue
@@ -118,15 +118,15 @@ func (f *Fake) TagImage(_ context.Context, id, ref string) error {
 	return nil
 }
 
-// ListTags returns the tags (the part after the last ':') of the loaded
-// images' references in repository, sorted.
+// ListTags returns the references ("repository:tag") of the loaded and
+// tagged images in repository, sorted.
 func (f *Fake) ListTags(_ context.Context, repository string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
 	for ref := range f.tags {
-		if repo, tag, ok := cutTag(ref); ok && repo == repository {
-			out = append(out, tag)
+		if repo, _, ok := cutTag(ref); ok && repo == repository {
+			out = append(out, ref)
 		}
 	}
 	slices.Sort(out)
