@@ -108,6 +108,10 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
+// devDiskspaceThreshold is the free space per task `dev` asks for unless
+// its config says otherwise: 1 GB, not a fleet worker's 30 GB.
+const devDiskspaceThreshold = 1_000_000_000
+
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("dev", "dev [flags]", stderr)
 	qf := addQueueFlags(fs, "queue-config", "queue config file, as 'docker-worker queue --config' reads (optional)")
@@ -130,6 +134,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Capacity = 2
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
 	cfg.Task.StatusPollInterval = 1000
+	cfg.CapacityManagement.DiskspaceThreshold = devDiskspaceThreshold
 	if *cfgPath != "" {
 		if err := config.ReadFile(*cfgPath, cfg); err != nil {
 			fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)

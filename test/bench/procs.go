@@ -126,7 +126,8 @@ func (e *env) startWorkerWith(ctx context.Context, capacity int, extra string) (
 	}, strings.ToLower(slugid.Nice()[:10]))
 	cfg := fmt.Sprintf("rootUrl: %s\ntaskcluster: {clientId: %s, accessToken: %s}\n"+
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: bench-1\n"+
-		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\nlogging: {liveLogBindAddress: 127.0.0.1}\n%s",
+		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\nlogging: {liveLogBindAddress: 127.0.0.1}\n"+
+		"capacityManagement: {diskspaceThreshold: 1000000000}\n%s",
 		e.rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, extra)
 	path := filepath.Join(e.dir, wt+".yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

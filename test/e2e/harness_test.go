@@ -85,6 +85,7 @@ func (q *queueEnv) workerConfig(workerType string) *config.Config {
 	c.TaskQueue.MaxBackoff = 1000
 	c.DockerConfig.MaxAttempts = 2
 	c.DockerConfig.DelayFactor = 50
+	c.CapacityManagement.DiskspaceThreshold = 1_000_000_000
 	return c
 }
 

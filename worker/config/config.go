@@ -62,7 +62,7 @@ type Config struct {
 	Cache              CacheConfig                    `yaml:"cache"`
 	CapacityManagement CapacityManagementConfig       `yaml:"capacityManagement"`
 	// DockerVolume is the filesystem whose free space is checked before
-	// claiming.
+	// claiming ("": Docker's data directory).
 	DockerVolume      string                  `yaml:"dockerVolume"`
 	GarbageCollection GarbageCollectionConfig `yaml:"garbageCollection"`
 

@@ -303,7 +303,7 @@ garbageCollection: {imageExpiration: 1000, containerExpiration: 2000}
 	}
 	d := Default()
 	if d.DockerConfig.DefaultRegistry != "registry.hub.docker.com" || d.Cache.VolumeCachePath != "/var/cache/docker-worker" ||
-		d.CapacityManagement.DiskspaceThreshold != 30_000_000_000 || d.DockerVolume != "/mnt" {
+		d.CapacityManagement.DiskspaceThreshold != 30_000_000_000 || d.DockerVolume != "" {
 		t.Errorf("defaults %+v", d)
 	}
 

@@ -37,14 +37,14 @@ type GarbageCollectionConfig struct {
 	ContainerExpiration int `yaml:"containerExpiration"`
 }
 
-// Defaults of the image, cache and disk keys (docker-worker's, except the
-// cache path, which docker-worker put under /mnt).
+// Defaults of the image, cache and disk keys: docker-worker's, except the
+// cache path, which docker-worker put under /mnt, and dockerVolume, whose
+// default ("") is Docker's own data directory rather than /mnt.
 const (
 	DefaultRegistry            = "registry.hub.docker.com"
 	DefaultPullStallTimeout    = 5 * 60 * 1000
 	DefaultVolumeCachePath     = "/var/cache/docker-worker"
 	DefaultDiskspaceThreshold  = 30_000_000_000
-	DefaultDockerVolume        = "/mnt"
 	DefaultImageExpiration     = 2 * 60 * 60 * 1000
 	DefaultContainerExpiration = 30 * 60 * 1000
 )
@@ -54,7 +54,6 @@ func (c *Config) defaultDisk() {
 	c.DockerConfig.PullStallTimeout = DefaultPullStallTimeout
 	c.Cache = CacheConfig{VolumeCachePath: DefaultVolumeCachePath}
 	c.CapacityManagement = CapacityManagementConfig{DiskspaceThreshold: DefaultDiskspaceThreshold}
-	c.DockerVolume = DefaultDockerVolume
 	c.GarbageCollection = GarbageCollectionConfig{
 		ImageExpiration:     DefaultImageExpiration,
 		ContainerExpiration: DefaultContainerExpiration,
@@ -70,8 +69,8 @@ func (c *Config) validateDisk(bad func(key, format string, args ...any)) {
 	if p := c.Cache.VolumeCachePath; !filepath.IsAbs(p) {
 		bad("cache.volumeCachePath", "must be an absolute path, got %q", p)
 	}
-	if p := c.DockerVolume; !filepath.IsAbs(p) {
-		bad("dockerVolume", "must be an absolute path, got %q", p)
+	if p := c.DockerVolume; p != "" && !filepath.IsAbs(p) {
+		bad("dockerVolume", "must be an absolute path (or empty for Docker's data directory), got %q", p)
 	}
 	if c.CapacityManagement.DiskspaceThreshold < 0 {
 		bad("capacityManagement.diskspaceThreshold", "must not be negative, got %d", c.CapacityManagement.DiskspaceThreshold)

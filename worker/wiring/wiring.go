@@ -26,6 +26,7 @@ import (
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/diskgc"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
@@ -102,6 +103,10 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err := CheckFeatureKeys(cfg, feats); err != nil {
 		return fail(err)
 	}
+	disk, err := newDiskExtension(ctx, cfg, dc, opts, &diskgc.Images{})
+	if err != nil {
+		return fail(err)
+	}
 	queue := tc.New(tc.Config{
 		RootURL: cfg.RootURL,
 		Credentials: &tc.Credentials{
@@ -118,7 +123,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		Docker:      dc,
 		Validator:   validator,
 		Features:    feats,
-		Extensions:  opts.Extensions,
+		Extensions:  append([]features.Extension{disk}, opts.Extensions...),
 		Logger:      opts.Logger,
 		Version:     opts.Version,
 		Hostname:    opts.Hostname,

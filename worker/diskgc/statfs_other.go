@@ -1,0 +1,5 @@
+//go:build !linux
+
+package diskgc
+
+func freeSpace(string) (int64, error) { return 0, errUnsupported }
