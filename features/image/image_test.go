@@ -225,4 +225,3 @@ func logHas(t *testing.T, ft *featuretest.Task, wants ...string) {
 		}
 	}
 }
-

@@ -11,7 +11,7 @@ type RegistryAuth struct{ Username, Password, ServerAddress string }
 
 // Errors of LoadImage.
 var (
-	ErrNotOneImage = errors.New("Image tarballs must only contain one image")
+	ErrNotOneImage          = errors.New("Image tarballs must only contain one image")
 	ErrUnknownArchiveFormat = errors.New("Unknown docker archive format")
 )
 
