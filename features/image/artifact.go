@@ -64,9 +64,10 @@ func (e finalError) Is(target error) bool { return target == ErrNoRetry }
 // are loaded; each (taskId, path) has one below it.
 const ArtifactRepository = "docker-worker/task-image"
 
-// artifactRepo is the repository of the image loaded from artifact path of
-// taskID: the same pair always gives the same name.
-func artifactRepo(taskID, path string) string {
+// ArtifactRepo is the Docker repository of the image loaded from the
+// artifact path of taskID: the same pair always gives the same name. The
+// image is tagged "latest" and "sha256-<hex of the artifact>" there.
+func ArtifactRepo(taskID, path string) string {
 	sum := sha256.Sum256([]byte(taskID + "\x00" + path))
 	return ArtifactRepository + "/" + hex.EncodeToString(sum[:16])
 }
@@ -109,7 +110,7 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 		io.WriteString(log, tasklog.ErrorLine(err.Error()))
 		return features.Image{}, fmt.Errorf("image artifact %q: %w", img.Path, err)
 	}
-	src := source{taskID: taskID, path: img.Path, format: f, repo: artifactRepo(taskID, img.Path)}
+	src := source{taskID: taskID, path: img.Path, format: f, repo: ArtifactRepo(taskID, img.Path)}
 	wait := fmt.Sprintf("Waiting for the download of %q from task %s already in progress", img.Path, taskID)
 	res, err := k.f.loads.do(ctx, src.ref(), log, wait, func(ctx context.Context, c *call) (loaded, error) {
 		return k.ensure(ctx, src, c)

@@ -215,7 +215,7 @@ func TestArtifactFormats(t *testing.T) {
 			if diff := cmp.Diff(want, img); diff != "" {
 				t.Errorf("image (-want +got):\n%s", diff)
 			}
-			repo := artifactRepo(imageTask, tc.path)
+			repo := ArtifactRepo(imageTask, tc.path)
 			if got, want := d.Loads(), []string{repo + ":latest"}; !cmp.Equal(got, want) {
 				t.Errorf("loads %v, want %v", got, want)
 			}
@@ -230,9 +230,9 @@ func TestArtifactFormats(t *testing.T) {
 }
 
 func TestArtifactRef(t *testing.T) {
-	a, b := artifactRepo("T1", "public/image.tar"), artifactRepo("T1", "public/image.tar")
-	if a != b || a == artifactRepo("T2", "public/image.tar") || a == artifactRepo("T1", "public/other.tar") ||
-		artifactRepo("T1a", "b") == artifactRepo("T1", "ab") {
+	a, b := ArtifactRepo("T1", "public/image.tar"), ArtifactRepo("T1", "public/image.tar")
+	if a != b || a == ArtifactRepo("T2", "public/image.tar") || a == ArtifactRepo("T1", "public/other.tar") ||
+		ArtifactRepo("T1a", "b") == ArtifactRepo("T1", "ab") {
 		t.Errorf("references are not one per (taskId, path): %s", a)
 	}
 	if !strings.HasPrefix(a, "docker-worker/task-image/") || len(a) != len("docker-worker/task-image/")+32 {
@@ -369,7 +369,7 @@ func TestLoadedOnce(t *testing.T) {
 		t.Errorf("%d downloads and %d loads, want 1 and 1", n, loads)
 	}
 
-	d.RemoveTag(artifactRepo(imageTask, path) + ":sha256-" + first.ArtifactSHA256)
+	d.RemoveTag(ArtifactRepo(imageTask, path) + ":sha256-" + first.ArtifactSHA256)
 	if _, err := provide(t, f, taskImage(imageTask, path)); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestConcurrentTasksShareOneDownload(t *testing.T) {
 		}()
 	}
 	// Release the download once every task waits for it.
-	key := artifactRepo(imageTask, "public/image.tar") + ":latest"
+	key := ArtifactRepo(imageTask, "public/image.tar") + ":latest"
 	for {
 		f.loads.mu.Lock()
 		c := f.loads.calls[key]
@@ -445,7 +445,7 @@ func TestSharedDownloadOutlivesOneTask(t *testing.T) {
 		_, err := tf.(features.ImageProvider).ProvideImage(ctx, &features.ImageRequest{})
 		firstDone <- err
 	}()
-	key := artifactRepo(imageTask, "public/image.tar") + ":latest"
+	key := ArtifactRepo(imageTask, "public/image.tar") + ":latest"
 	waiters := func() int {
 		f.loads.mu.Lock()
 		defer f.loads.mu.Unlock()
