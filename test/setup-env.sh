@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepares this machine for docker-worker's Docker-tier and e2e tests:
-# installs the Debian Docker engine, busybox-static, docker-registry and
-# rabbitmq-server when missing, starts dockerd, a loopback-only registry and
+# installs the Debian Docker engine, busybox-static, docker-registry,
+# apache2-utils (htpasswd) and rabbitmq-server when missing, starts dockerd,
+# two loopback-only registries (one open, one with basic authentication) and
 # RabbitMQ when they do not answer, builds the busybox test image and pushes
-# it to the local registry, and builds (once per version, cached in the state
+# it to both registries, and builds (once per version, cached in the state
 # directory) and starts versitygw, an S3-compatible server, on loopback.
 #
 # Idempotent; when everything is already up it only checks and returns.
@@ -11,8 +12,12 @@
 # versitygw binary and its buckets) lives in DW_TEST_STATE (default
 # /var/tmp/docker-worker-test).
 #
-# Addresses the tests expect: RabbitMQ on 127.0.0.1:5672 (guest/guest),
+# Addresses the tests expect: the registries named in
+# fixtures/busybox/image.env (127.0.0.1:5000 open, 127.0.0.1:5001 with the
+# user and password given there), RabbitMQ on 127.0.0.1:5672 (guest/guest),
 # versitygw on 127.0.0.1:7070 (access key dwtest, secret dwtest-secret).
+# Docker treats every registry on 127.0.0.0/8 as insecure (plain HTTP) by
+# default, so dockerd needs no --insecure-registry flag for either.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,10 +25,12 @@ fixture="$here/fixtures/busybox"
 state=${DW_TEST_STATE:-/var/tmp/docker-worker-test}
 wait_seconds=${DW_TEST_WAIT:-30}
 
-# TEST_IMAGE, TEST_REGISTRY and the TEST_REGISTRY_IMAGE* names are defined only there.
+# TEST_IMAGE, TEST_REGISTRY, the TEST_REGISTRY_IMAGE* names and the
+# TEST_PRIVATE_* values are defined only there.
 # shellcheck source=SCRIPTDIR/fixtures/busybox/image.env
 . "$fixture/image.env"
-export TEST_IMAGE TEST_REGISTRY TEST_REGISTRY_IMAGE TEST_REGISTRY_IMAGE_E2E
+export TEST_IMAGE TEST_REGISTRY TEST_REGISTRY_IMAGE TEST_REGISTRY_IMAGE_E2E \
+	TEST_PRIVATE_REGISTRY TEST_PRIVATE_IMAGE TEST_PRIVATE_USER TEST_PRIVATE_PASSWORD
 
 content_label=dev.dockerworker.test.content
 
@@ -59,7 +66,7 @@ start_bg() {
 mkdir -p "$state"
 
 # 1. Packages.
-packages=(docker.io busybox-static docker-registry curl rabbitmq-server)
+packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
@@ -151,6 +158,66 @@ for ref in "$TEST_REGISTRY_IMAGE" "$TEST_REGISTRY_IMAGE_E2E"; do
 		say push "$ref pushed"
 	fi
 done
+
+# 4b. A second registry on loopback that requires basic authentication
+# (htpasswd, bcrypt), with the test image pushed to it. The push logs in
+# through a throwaway Docker client configuration, leaving root's alone.
+private_url="http://$TEST_PRIVATE_REGISTRY"
+private_auth="$TEST_PRIVATE_USER:$TEST_PRIVATE_PASSWORD"
+# private_up: the registry answers, refuses anonymous clients and accepts
+# the test credentials.
+private_up() {
+	local anon
+	anon=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$private_url/v2/" 2>/dev/null) || return 1
+	[[ $anon == 401 ]] && curl -fsS -o /dev/null --max-time 2 -u "$private_auth" "$private_url/v2/"
+}
+if private_up; then
+	say registry "already up on $TEST_PRIVATE_REGISTRY (basic auth)"
+else
+	mkdir -p "$state/registry-private"
+	htpasswd -Bbc "$state/registry-private.htpasswd" "$TEST_PRIVATE_USER" "$TEST_PRIVATE_PASSWORD" 2>/dev/null
+	cat >"$state/registry-private.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $state/registry-private
+  delete:
+    enabled: true
+auth:
+  htpasswd:
+    realm: docker-worker-test
+    path: $state/registry-private.htpasswd
+http:
+  addr: $TEST_PRIVATE_REGISTRY
+EOF
+	start_bg "$state/registry-private.log" docker-registry serve "$state/registry-private.yml"
+	wait_for "registry $TEST_PRIVATE_REGISTRY" "$state/registry-private.log" private_up
+	say registry "started on $TEST_PRIVATE_REGISTRY with basic auth (log $state/registry-private.log)"
+fi
+repo_tag=${TEST_PRIVATE_IMAGE#"$TEST_PRIVATE_REGISTRY"/}
+remote_manifest=$(curl -fsS --max-time 5 -u "$private_auth" \
+	-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+	"$private_url/v2/${repo_tag%:*}/manifests/${repo_tag##*:}" 2>/dev/null || true)
+if [[ $remote_manifest == *"\"$local_id\""* ]]; then
+	say push "$TEST_PRIVATE_IMAGE already present"
+else
+	docker_config=$(mktemp -d)
+	trap 'rm -rf "$docker_config"' EXIT
+	# The login's warning about unencrypted credentials concerns only the
+	# throwaway configuration; it is shown only if the login fails.
+	if ! out=$(printf '%s\n' "$TEST_PRIVATE_PASSWORD" | DOCKER_CONFIG=$docker_config \
+		docker login -u "$TEST_PRIVATE_USER" --password-stdin "$TEST_PRIVATE_REGISTRY" 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "docker login to $TEST_PRIVATE_REGISTRY failed"
+	fi
+	docker tag "$TEST_IMAGE" "$TEST_PRIVATE_IMAGE"
+	DOCKER_CONFIG=$docker_config docker push -q "$TEST_PRIVATE_IMAGE" >/dev/null
+	rm -rf "$docker_config"
+	trap - EXIT
+	say push "$TEST_PRIVATE_IMAGE pushed"
+fi
 
 # 5. RabbitMQ on loopback (Pulse tests). The config pins the AMQP listener,
 # the Erlang distribution port and the Erlang port mapper to 127.0.0.1.

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
-	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/image"
@@ -62,7 +61,7 @@ func (e *env) publish(name string, body []byte, contentEncoding string) string {
 		e.t.Fatalf("claim the image holder: %v, %d claims", err, len(resp.Tasks))
 	}
 	run := e.admin.WithCredentials(resp.Tasks[0].Credentials)
-	art, err := run.CreateArtifact(ctx, id, 0, name, tc.S3Artifact(time.Now().Add(24*time.Hour), "application/x-tar"))
+	art, err := run.CreateArtifact(ctx, id, 0, name, tc.S3Artifact(resp.Tasks[0].Task.Expires, "application/x-tar"))
 	if err != nil {
 		e.t.Fatalf("create artifact: %v", err)
 	}

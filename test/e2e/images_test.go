@@ -196,7 +196,7 @@ func (q *queueEnv) publish(t *testing.T, routes []string, arts ...published) str
 	}
 	run := q.admin.WithCredentials(resp.Tasks[0].Credentials)
 	for _, a := range arts {
-		ar, err := run.CreateArtifact(ctx, id, 0, a.name, tc.S3Artifact(time.Now().Add(24*time.Hour), "application/x-tar"))
+		ar, err := run.CreateArtifact(ctx, id, 0, a.name, tc.S3Artifact(resp.Tasks[0].Task.Expires, "application/x-tar"))
 		if err != nil {
 			t.Fatalf("create artifact %s: %v", a.name, err)
 		}

@@ -1,7 +1,9 @@
 // Package docker is the worker's narrow, concrete wrapper over the Docker
-// Engine API: it makes sure task images are present (pulling them with
-// retries, one shared pull per reference) and runs task containers through
-// create, attach, start, wait, kill and remove.
+// Engine API: it makes sure task images are present (pulling them, with
+// registry credentials when given, retries, stall detection and one shared
+// pull per reference and credentials), loads `docker save` archives under a
+// tag of the caller's choosing, tags and lists local images, and runs task
+// containers through create, attach, start, wait, kill and remove.
 //
 // It is used by the worker core and its features; nothing here knows about
 // Taskcluster. A [Client] is safe for concurrent use.
@@ -24,9 +26,10 @@ type Client struct {
 	api *client.Client
 
 	mu    sync.Mutex
-	pulls map[string]*pull // in-flight pulls by normalised reference
+	pulls map[pullKey]*pull // in-flight pulls by normalised reference and credentials
 
 	pullsStarted atomic.Int64 // pulls begun, for tests
+	pullAttempts atomic.Int64 // pull attempts made (a pull makes one or more), for tests
 }
 
 // New connects to the daemon named by the standard Docker environment
@@ -41,7 +44,7 @@ func New(ctx context.Context) (*Client, error) {
 	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), err), api.Close())
 	}
-	return &Client{api: api, pulls: make(map[string]*pull)}, nil
+	return &Client{api: api, pulls: make(map[pullKey]*pull)}, nil
 }
 
 // Close releases the client's connections. Streams returned by

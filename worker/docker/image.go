@@ -5,37 +5,117 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 )
 
-// PullPolicy says how often and how patiently [Client.EnsureImage] retries
-// a failed pull. Before attempt n+1 it waits 2^(n-1) * BaseDelay, scaled by
-// a random factor in [1-Randomization, 1+Randomization].
+// PullPolicy says how [Client.EnsureImage] pulls: with which credentials,
+// how often and how patiently it retries a failed pull, and when it gives up
+// on a pull that makes no progress.
+//
+// Before attempt n+1 it waits 2^(n-1) * BaseDelay, scaled by a random factor
+// in [1-Randomization, 1+Randomization]. A refusal from the registry (the
+// image does not exist, or the credentials do not allow pulling it; see
+// [ErrPullRefused]) is never retried.
 type PullPolicy struct {
 	Attempts      int           // total attempts; values below 1 mean 1
 	BaseDelay     time.Duration // wait after the first failed attempt, before jitter
 	Randomization float64       // jitter fraction, clamped to [0, 1]
-	Auth          *RegistryAuth
-	StallTimeout  time.Duration
+
+	// Auth, when set, is sent to the daemon with the pull (the
+	// X-Registry-Auth header), which presents it to the registry.
+	Auth *RegistryAuth
+
+	// StallTimeout, when positive, cancels an attempt whose progress stream
+	// has produced no message for that long; the attempt counts as failed
+	// (see [ErrPullStalled]) and is retried like any other failure. Zero
+	// turns stall detection off.
+	StallTimeout time.Duration
+}
+
+// RegistryAuth is a registry account used to pull an image.
+type RegistryAuth struct {
+	Username, Password string
+	// ServerAddress is the registry's address (e.g. "registry.example.com"
+	// or "127.0.0.1:5001").
+	ServerAddress string
+}
+
+// String names the account without its password, so that printing an
+// auth never reveals the secret; GoString and LogValue do the same for %#v
+// and log/slog.
+func (a RegistryAuth) String() string {
+	return fmt.Sprintf("%s@%s", a.Username, a.ServerAddress)
+}
+
+// GoString is [RegistryAuth.String].
+func (a RegistryAuth) GoString() string { return a.String() }
+
+// LogValue is [RegistryAuth.String].
+func (a RegistryAuth) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+// encode returns the X-Registry-Auth header value for a.
+func (a *RegistryAuth) encode() (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	s, err := authconfig.Encode(registry.AuthConfig{
+		Username:      a.Username,
+		Password:      a.Password,
+		ServerAddress: a.ServerAddress,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode registry credentials for %s: %w", a, err)
+	}
+	return s, nil
 }
 
 // DefaultPullPolicy returns docker-worker's defaults: 5 attempts, 15 s base
-// delay, 25 % jitter.
+// delay, 25 % jitter, no credentials and no stall detection.
 func DefaultPullPolicy() PullPolicy {
 	return PullPolicy{Attempts: 5, BaseDelay: 15 * time.Second, Randomization: 0.25}
 }
+
+// ErrPullRefused marks a pull the registry refused because the image does
+// not exist (404, "manifest unknown", "name unknown") or the credentials do
+// not allow it (401, "unauthorized", "denied", "no basic auth
+// credentials"). Such pulls are not retried.
+var ErrPullRefused = errors.New("the registry refused the pull")
+
+// ErrPullStalled marks a pull attempt cancelled because its progress stream
+// was silent for [PullPolicy.StallTimeout].
+var ErrPullStalled = errors.New("pull stalled")
 
 // backoff is the policy's retry delay: uncapped doubling from BaseDelay
 // with Randomization as the jitter factor.
 func (p PullPolicy) backoff() backoff.Policy {
 	return backoff.Policy{Base: p.BaseDelay, Jitter: p.Randomization}
+}
+
+// pullKey identifies a pull that callers may share: the same image with
+// the same credentials (or none).
+type pullKey struct {
+	image string
+	auth  RegistryAuth
+}
+
+func keyFor(image string, p PullPolicy) pullKey {
+	k := pullKey{image: image}
+	if p.Auth != nil {
+		k.auth = *p.Auth
+	}
+	return k
 }
 
 // pull is one in-flight pull shared by every EnsureImage call waiting on
@@ -64,17 +144,28 @@ func (p *pull) printf(format string, args ...any) {
 	}
 }
 
-// EnsureImage makes sure ref (tag "latest" if none is given) is present
-// locally and returns its image ID (sha256:...).
+// EnsureImage makes sure ref (tag "latest" if it has neither tag nor
+// digest) is present locally and returns its image ID (sha256:...). A
+// digest-pinned reference (name@sha256:...) is looked up and pulled by its
+// digest; a tag next to a digest is ignored, as Docker ignores it.
 //
 // If the image is already present it writes "<image> exists in the cache."
 // to progress and pulls nothing. Otherwise it pulls the image, retrying per
 // p, and writes concise progress lines (per layer: started, downloaded with
-// its duration, or already present) to progress. Concurrent calls for the
-// same reference share one pull, which follows the policy of the call that
-// started it, and every caller receives its progress; the pull is abandoned
-// only when all callers' contexts are done. Writes to progress stop before
-// EnsureImage returns. The error names the image.
+// its duration, or already present; a line for each stalled or failed
+// attempt) to progress. It sends p.Auth, if set, with the pull.
+//
+// Concurrent calls for the same reference with the same credentials (or
+// none) share one pull, which follows the policy of the call that started
+// it, and every caller receives its progress; the pull is abandoned only
+// when all its callers' contexts are done. Calls with different
+// credentials never share a pull, so that no caller waits on, or receives
+// the refusal of, a pull made with another caller's credentials; the daemon
+// still shares their layer downloads. Writes to progress stop before
+// EnsureImage returns.
+//
+// The error names the image. It wraps [ErrPullRefused] when the registry
+// refused the pull, and [ErrPullStalled] when the last attempt stalled.
 func (c *Client) EnsureImage(ctx context.Context, ref string, progress io.Writer, p PullPolicy) (string, error) {
 	image, err := normalizeRef(ref)
 	if err != nil {
@@ -93,29 +184,30 @@ func (c *Client) EnsureImage(ctx context.Context, ref string, progress io.Writer
 		return "", fmt.Errorf("inspect image %q: %w", image, err)
 	}
 
-	pl, w := c.joinPull(ctx, image, progress, p)
+	key := keyFor(image, p)
+	pl, w := c.joinPull(ctx, key, progress, p)
 	select {
 	case <-pl.done:
-		c.leavePull(image, pl, w)
+		c.leavePull(key, pl, w)
 		return pl.id, pl.err
 	case <-ctx.Done():
-		c.leavePull(image, pl, w)
+		c.leavePull(key, pl, w)
 		return "", fmt.Errorf("pull image %q: %w", image, context.Cause(ctx))
 	}
 }
 
-// joinPull registers progress with the in-flight pull of image, starting
+// joinPull registers progress with the in-flight pull for key, starting
 // one if there is none.
-func (c *Client) joinPull(ctx context.Context, image string, progress io.Writer, p PullPolicy) (*pull, *waiter) {
+func (c *Client) joinPull(ctx context.Context, key pullKey, progress io.Writer, p PullPolicy) (*pull, *waiter) {
 	w := &waiter{}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pl, ok := c.pulls[image]
+	pl, ok := c.pulls[key]
 	if ok {
-		_, _ = fmt.Fprintf(progress, "Waiting for the pull of %s already in progress\n", image)
+		_, _ = fmt.Fprintf(progress, "Waiting for the pull of %s already in progress\n", key.image)
 	} else {
 		pl = &pull{done: make(chan struct{}), outs: make(map[*waiter]io.Writer)}
-		c.pulls[image] = pl
+		c.pulls[key] = pl
 	}
 	pl.waiters++
 	pl.outMu.Lock()
@@ -127,14 +219,14 @@ func (c *Client) joinPull(ctx context.Context, image string, progress io.Writer,
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		pl.cancel = cancel
 		c.pullsStarted.Add(1)
-		go c.runPull(pctx, image, pl, p)
+		go c.runPull(pctx, key, pl, p)
 	}
 	return pl, w
 }
 
 // leavePull unregisters a waiter; the last one to leave an unfinished pull
 // cancels it and forgets it, so later callers start afresh.
-func (c *Client) leavePull(image string, pl *pull, w *waiter) {
+func (c *Client) leavePull(key pullKey, pl *pull, w *waiter) {
 	pl.outMu.Lock()
 	delete(pl.outs, w)
 	pl.outMu.Unlock()
@@ -146,16 +238,16 @@ func (c *Client) leavePull(image string, pl *pull, w *waiter) {
 		return
 	}
 	pl.cancel()
-	if c.pulls[image] == pl {
-		delete(c.pulls, image)
+	if c.pulls[key] == pl {
+		delete(c.pulls, key)
 	}
 }
 
-func (c *Client) runPull(ctx context.Context, image string, pl *pull, p PullPolicy) {
-	id, err := c.pullWithRetries(ctx, image, pl, p)
+func (c *Client) runPull(ctx context.Context, key pullKey, pl *pull, p PullPolicy) {
+	id, err := c.pullWithRetries(ctx, key.image, pl, p)
 	c.mu.Lock()
-	if c.pulls[image] == pl {
-		delete(c.pulls, image)
+	if c.pulls[key] == pl {
+		delete(c.pulls, key)
 	}
 	c.mu.Unlock()
 	pl.id, pl.err = id, err
@@ -164,20 +256,31 @@ func (c *Client) runPull(ctx context.Context, image string, pl *pull, p PullPoli
 }
 
 func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p PullPolicy) (string, error) {
+	auth, err := p.Auth.encode()
+	if err != nil {
+		return "", fmt.Errorf("pull image %q: %w", image, err)
+	}
+	opts := client.ImagePullOptions{RegistryAuth: auth}
 	attempts := max(p.Attempts, 1)
-	var err error
 	for n := 1; ; n++ {
 		if n > 1 {
 			pl.printf("Pulling %s (attempt %d of %d)", image, n, attempts)
 		} else {
 			pl.printf("Pulling %s", image)
 		}
-		err = c.pullOnce(ctx, image, pl)
+		c.pullAttempts.Add(1)
+		err = c.pullOnce(ctx, image, pl, opts, p.StallTimeout)
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("pull image %q: %w", image, err)
+		}
+		if errors.Is(err, ErrPullStalled) {
+			pl.printf("Pull of %s stalled: no progress for %s; attempt %d of %d cancelled", image, p.StallTimeout, n, attempts)
+		}
+		if refused(err) {
+			return "", fmt.Errorf("pull image %q: %w: %w", image, ErrPullRefused, err)
 		}
 		if n >= attempts {
 			return "", fmt.Errorf("pull image %q failed after %d attempts: %w", image, attempts, err)
@@ -199,10 +302,27 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 	return id, nil
 }
 
-// pullOnce runs one pull and turns the daemon's progress messages into
-// short lines.
-func (c *Client) pullOnce(ctx context.Context, image string, pl *pull) error {
-	resp, err := c.api.ImagePull(ctx, image, client.ImagePullOptions{})
+// pullOnce runs one pull attempt and turns the daemon's progress messages
+// into short lines. With a positive stall timeout, it cancels the attempt
+// once the daemon has been silent that long, returning an error wrapping
+// [ErrPullStalled].
+func (c *Client) pullOnce(ctx context.Context, image string, pl *pull, opts client.ImagePullOptions, stall time.Duration) (err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var watchdog *time.Timer
+	if stall > 0 {
+		stalled := fmt.Errorf("%w: no progress for %s", ErrPullStalled, stall)
+		watchdog = time.AfterFunc(stall, func() { cancel(stalled) })
+		defer watchdog.Stop()
+		defer func() {
+			// A cancelled attempt reports why it was cancelled.
+			if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrPullStalled) {
+				err = cause
+			}
+		}()
+	}
+
+	resp, err := c.api.ImagePull(ctx, image, opts)
 	if err != nil {
 		return err
 	}
@@ -212,12 +332,46 @@ func (c *Client) pullOnce(ctx context.Context, image string, pl *pull) error {
 		if err != nil {
 			return err
 		}
+		if watchdog != nil {
+			watchdog.Reset(stall)
+		}
 		if m.Error != nil {
 			return m.Error
 		}
 		progressLine(pl, m, started)
 	}
 	return nil
+}
+
+// refusedMessages are the fragments of the daemon's and registries' error
+// messages that say the image does not exist or may not be pulled with the
+// given credentials. The daemon reports some of these (a missing or
+// rejected login) as internal errors, so the status alone is not enough.
+var refusedMessages = []string{
+	"manifest unknown",
+	"name unknown",
+	"unauthorized",
+	"denied",
+	"no basic auth credentials",
+	"authentication required",
+}
+
+// refused reports whether err is the registry refusing the pull, which no
+// retry can fix.
+func refused(err error) bool {
+	if errors.Is(err, ErrPullStalled) {
+		return false
+	}
+	if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, m := range refusedMessages {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }
 
 func progressLine(pl *pull, m jsonstream.Message, started map[string]time.Time) {
@@ -266,11 +420,30 @@ func (c *Client) RemoveImage(ctx context.Context, ref string) error {
 }
 
 // normalizeRef validates ref and adds the "latest" tag when it has neither
-// tag nor digest, keeping Docker's short form ("busybox:latest").
+// tag nor digest, keeping Docker's short form ("busybox:latest"). A
+// digest-pinned reference keeps its digest and loses any tag
+// ("busybox:1@sha256:..." becomes "busybox@sha256:..."): the daemon pulls
+// and finds such an image by digest alone.
 func normalizeRef(ref string) (string, error) {
-	named, err := reference.ParseNormalizedNamed(ref)
+	named, err := parseRef(ref)
 	if err != nil {
-		return "", fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return "", err
+	}
+	if d, ok := named.(reference.Digested); ok {
+		canonical, err := reference.WithDigest(reference.TrimNamed(named), d.Digest())
+		if err != nil {
+			return "", fmt.Errorf("invalid image reference %q: %w", ref, err)
+		}
+		return reference.FamiliarString(canonical), nil
 	}
 	return reference.FamiliarString(reference.TagNameOnly(named)), nil
+}
+
+// parseRef parses an image reference in Docker's familiar or full form.
+func parseRef(ref string) (reference.Named, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return named, nil
 }

@@ -2,6 +2,7 @@ package docker_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -96,13 +97,16 @@ func TestEnsureImagePullsWhenAbsent(t *testing.T) {
 	}
 }
 
-func TestEnsureImageMissing(t *testing.T) {
+func TestEnsureImageMissingIsNotRetried(t *testing.T) {
 	c := dockertest.Require(t)
 	ctx := timeout(t, time.Minute)
 	const image = "127.0.0.1:5000/nope/nothing:1"
+	before := docker.PullAttempts(c)
 
 	var out lockedBuffer
-	id, err := c.EnsureImage(ctx, image, &out, quick())
+	p := quick()
+	p.Attempts = 3
+	id, err := c.EnsureImage(ctx, image, &out, p)
 	if err == nil {
 		t.Fatalf("EnsureImage(%s) = %q, want an error", image, id)
 	}
@@ -110,8 +114,14 @@ func TestEnsureImageMissing(t *testing.T) {
 	if !strings.Contains(err.Error(), image) {
 		t.Errorf("error %q does not name %s", err, image)
 	}
-	if !strings.Contains(out.String(), "attempt 2 of 2") {
-		t.Errorf("progress shows no retry:\n%s", out.String())
+	if !errors.Is(err, docker.ErrPullRefused) {
+		t.Errorf("error %q does not wrap ErrPullRefused", err)
+	}
+	if n := docker.PullAttempts(c) - before; n != 1 {
+		t.Errorf("%d attempts, want 1 (a missing image is not retried)", n)
+	}
+	if strings.Contains(out.String(), "attempt 2") {
+		t.Errorf("progress shows a retry:\n%s", out.String())
 	}
 }
 

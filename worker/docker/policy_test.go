@@ -63,13 +63,17 @@ func TestDefaultPullPolicy(t *testing.T) {
 }
 
 func TestNormalizeRef(t *testing.T) {
+	const digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	tests := []struct{ in, want string }{
 		{"busybox", "busybox:latest"},
 		{"busybox:1.36", "busybox:1.36"},
 		{"docker.io/library/busybox", "busybox:latest"},
 		{"127.0.0.1:5000/nope/nothing:1", "127.0.0.1:5000/nope/nothing:1"},
 		{"127.0.0.1:5000/x/y", "127.0.0.1:5000/x/y:latest"},
-		{"x/y@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		{"x/y@sha256:" + digest, "x/y@sha256:" + digest},
+		{"busybox@sha256:" + digest, "busybox@sha256:" + digest},
+		{"docker.io/library/busybox@sha256:" + digest, "busybox@sha256:" + digest},
+		{"127.0.0.1:5000/x/y:1@sha256:" + digest, "127.0.0.1:5000/x/y@sha256:" + digest},
 	}
 	for _, tc := range tests {
 		got, err := normalizeRef(tc.in)

@@ -25,6 +25,17 @@ const (
 	// RegistryImageE2E is the same image under the name the end-to-end
 	// tests remove and pull, so they never race this package's tests.
 	RegistryImageE2E = Registry + "/docker-worker-test/busybox-e2e:latest"
+
+	// PrivateRegistry is the address of the loopback registry that
+	// test/setup-env.sh starts with basic authentication.
+	PrivateRegistry = "127.0.0.1:5001"
+	// PrivateImage is Image as pushed to PrivateRegistry; pulling it needs
+	// PrivateUser and PrivatePassword.
+	PrivateImage = PrivateRegistry + "/docker-worker-test/private-busybox:latest"
+	// PrivateUser and PrivatePassword are PrivateRegistry's only account
+	// (test-only values).
+	PrivateUser     = "dwtest"
+	PrivatePassword = "dwtest-registry-secret"
 )
 
 // Require returns a client connected to the Docker daemon, closed when the

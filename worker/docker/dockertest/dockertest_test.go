@@ -38,6 +38,10 @@ func TestNamesMatchSetupScript(t *testing.T) {
 		"TEST_REGISTRY":           Registry,
 		"TEST_REGISTRY_IMAGE":     RegistryImage,
 		"TEST_REGISTRY_IMAGE_E2E": RegistryImageE2E,
+		"TEST_PRIVATE_REGISTRY":   PrivateRegistry,
+		"TEST_PRIVATE_IMAGE":      PrivateImage,
+		"TEST_PRIVATE_USER":       PrivateUser,
+		"TEST_PRIVATE_PASSWORD":   PrivatePassword,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("image.env differs from the constants (-want +got):\n%s", diff)
