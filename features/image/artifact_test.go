@@ -24,6 +24,7 @@ import (
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockerfake"
+	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
 )
 
 // stored is an artifact as the fake queue stores it.
@@ -543,5 +544,47 @@ func TestNoQueue(t *testing.T) {
 	_, err := provide(t, New(Config{Docker: newDocker()}), taskImage(imageTask, "public/image.tar"))
 	if err == nil {
 		t.Error("a task image without a queue")
+	}
+}
+
+// The seam against the real daemon: an artifact image is loaded once, its
+// tags are found again by a new feature (a restarted worker), and its
+// configuration is the daemon's.
+func TestRealDockerArtifactImage(t *testing.T) {
+	dc := dockertest.Require(t)
+	cfg, err := dc.InspectImage(t.Context(), dockertest.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An archive made here: one empty layer and a configuration of its own.
+	archive := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"true"}, Env: []string{"FROM=artifact"}})
+	taskID := "realDocker" + strings.ReplaceAll(t.Name(), "/", "-")
+	path := "public/image.tar.zst"
+	repo := ArtifactRepo(taskID, path)
+	t.Cleanup(func() {
+		tags, _ := dc.ListTags(context.Background(), repo)
+		for _, ref := range tags {
+			dc.RemoveImage(context.Background(), ref)
+		}
+	})
+	q := &fakeQueue{}
+	q.put(taskID, path, stored{body: zstded(archive)})
+	for i := range 2 {
+		ft := taskImage(taskID, path)
+		img, err := provide(t, newArtifactFeature(dc, q, 1), ft)
+		if err != nil {
+			t.Fatalf("task %d: %v\n%s", i, err, ft.LogText())
+		}
+		if !strings.HasPrefix(img.ID, "sha256:") || img.ID == cfg.ID || img.ArtifactSHA256 != sum(zstded(archive)) ||
+			!cmp.Equal(img.Config.Env, []string{"FROM=artifact"}) {
+			t.Errorf("task %d: image %+v", i, img)
+		}
+	}
+	if n := q.openCount(); n != 1 {
+		t.Errorf("%d downloads, want 1", n)
+	}
+	tags, err := dc.ListTags(t.Context(), repo)
+	if want := []string{repo + ":latest", repo + ":sha256-" + sum(zstded(archive))}; err != nil || !cmp.Equal(tags, want) {
+		t.Errorf("tags %v (%v), want %v", tags, err, want)
 	}
 }
