@@ -19,36 +19,33 @@ func imageFeature(cfg *config.Config, dc *docker.Client) *image.Feature {
 	}
 	return image.New(image.Config{
 		Docker:          dc,
-		Queue:           NewImageQueue(cfg.RootURL),
+		Queue:           newImageQueue(cfg.RootURL),
 		Policy:          PullPolicy(cfg),
 		Registries:      regs,
 		DefaultRegistry: cfg.DockerConfig.DefaultRegistry,
 	})
 }
 
-// ImageQueue is the image feature's way to the queue and the index of a
-// deployment, over worker/tc.
-type ImageQueue struct {
+// imageQueue is the image feature's way to the queue and the index of a
+// deployment, over worker/tc. Its client has no credentials of its own:
+// each call signs with the run's, or not at all.
+type imageQueue struct {
 	anon *tc.Client
 }
 
-var _ image.Queue = ImageQueue{}
+var _ image.Queue = imageQueue{}
 
-// NewImageQueue returns the image feature's queue for rootURL.
-func NewImageQueue(rootURL string) ImageQueue {
-	return ImageQueue{anon: tc.New(tc.Config{RootURL: rootURL})}
+// newImageQueue returns the image feature's queue for rootURL.
+func newImageQueue(rootURL string) imageQueue {
+	return imageQueue{anon: tc.New(tc.Config{RootURL: rootURL})}
 }
-
-// NewImageQueueClient is NewImageQueue over an existing client (whose own
-// credentials are never used), for tests that dial in memory.
-func NewImageQueueClient(c *tc.Client) ImageQueue { return ImageQueue{anon: c} }
 
 func tcCredentials(c features.Credentials, scopes []string) tc.Credentials {
 	return tc.Credentials{ClientID: c.ClientID, AccessToken: c.AccessToken, Certificate: c.Certificate, AuthorizedScopes: scopes}
 }
 
 // FindTask implements image.Queue with the index's findTask.
-func (q ImageQueue) FindTask(ctx context.Context, creds features.Credentials, scopes []string, namespace string) (string, error) {
+func (q imageQueue) FindTask(ctx context.Context, creds features.Credentials, scopes []string, namespace string) (string, error) {
 	c := q.anon.WithCredentials(tcCredentials(creds, scopes))
 	var out struct {
 		TaskID string `json:"taskId"`
@@ -61,7 +58,7 @@ func (q ImageQueue) FindTask(ctx context.Context, creds features.Credentials, sc
 
 // OpenArtifact implements image.Queue with getLatestArtifact; 4xx answers
 // other than 408 and 429 are final.
-func (q ImageQueue) OpenArtifact(ctx context.Context, creds *features.Credentials, taskID, name string) (*image.Download, error) {
+func (q imageQueue) OpenArtifact(ctx context.Context, creds *features.Credentials, taskID, name string) (*image.Download, error) {
 	c := q.anon
 	if creds != nil {
 		c = c.WithCredentials(tcCredentials(*creds, nil))
