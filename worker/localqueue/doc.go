@@ -1,9 +1,12 @@
 // Package localqueue is an embedded, Taskcluster-compatible queue service.
 //
-// It serves the queue's REST API under `<rootUrl>/api/queue/v1/` and the
+// It serves the queue's REST API under `<rootUrl>/api/queue/v1/`, the
 // part of the object service that object artifacts need under
-// `<rootUrl>/api/object/v1/` (the routes of the published api.json,
-// answering with bodies that follow the published schemas). Requests are
+// `<rootUrl>/api/object/v1/` and the index service under
+// `<rootUrl>/api/index/v1/` (the routes of the published api.json,
+// answering with bodies that follow the published schemas). Tasks that
+// complete are indexed under their `index.<namespace>` routes, as the real
+// index service does. Requests are
 // authenticated with Hawk (permanent clients from [Config], temporary
 // credentials the queue issues with each claim and for object uploads,
 // `authorizedScopes`) and authorized with each route's scope expression;

@@ -88,6 +88,9 @@ func DefaultAnonymousScopes() []string {
 		"queue:list-artifacts:*",
 		"queue:list-task-group:*",
 		"queue:list-dependent-tasks:*",
+		"index:find-task:*",
+		"index:list-namespaces:*",
+		"index:list-tasks:*",
 	}
 }
 
@@ -381,6 +384,13 @@ type tx struct {
 	msgs    []Message
 	// pending lists the tasks whose last run became pending.
 	pending []string
+	// The index service's changes, by path, in the order first changed.
+	indexed    map[string]*IndexedTaskRecord
+	namespaces map[string]*NamespaceRecord
+	idxOrder   []string
+	nsOrder    []string
+	purges     []*PurgeRecord
+	deleted    []string
 }
 
 func (q *Queue) begin(ctx context.Context) *tx {
@@ -412,9 +422,15 @@ func (t *tx) msg(m Message) {
 
 // commit stores the change and updates the indexes.
 func (t *tx) commit() error {
-	c := Change{Objects: t.objects, Messages: t.msgs}
+	c := Change{Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
 	for _, id := range t.order {
 		c.Tasks = append(c.Tasks, t.recs[id])
+	}
+	for _, path := range t.idxOrder {
+		c.IndexedTasks = append(c.IndexedTasks, t.indexed[path])
+	}
+	for _, path := range t.nsOrder {
+		c.Namespaces = append(c.Namespaces, t.namespaces[path])
 	}
 	if err := t.q.store.Commit(t.ctx, c); err != nil {
 		return fmt.Errorf("commit: %w", err)
