@@ -182,11 +182,14 @@ type confEnv struct {
 
 var nobodyCreds = tc.Credentials{ClientID: "nobody", AccessToken: "nobody-secret"}
 
-func newConfEnv(t *testing.T) *confEnv {
+func newConfEnv(t *testing.T, mods ...func(*Config)) *confEnv {
 	t.Helper()
 	api := loadAPI(t)
 	e := newEnv(t, func(c *Config) {
 		c.Clients = append(c.Clients, Client{ClientID: nobodyCreds.ClientID, AccessToken: nobodyCreds.AccessToken, Scopes: []string{}})
+		for _, mod := range mods {
+			mod(c)
+		}
 	})
 	rec := &recorder{t: t, api: api, schemas: apischema.Open(t), root: e.root, base: &http.Transport{}, seen: map[string]int{}}
 	hc := &http.Client{Transport: rec}

@@ -2,8 +2,9 @@
 //
 // It serves the queue's REST API under `<rootUrl>/api/queue/v1/`, the
 // part of the object service that object artifacts need under
-// `<rootUrl>/api/object/v1/` and the index service under
-// `<rootUrl>/api/index/v1/` (the routes of the published api.json,
+// `<rootUrl>/api/object/v1/`, the index service under
+// `<rootUrl>/api/index/v1/` and the purge-cache service under
+// `<rootUrl>/api/purge-cache/v1/` (the routes of the published api.json,
 // answering with bodies that follow the published schemas). Tasks that
 // complete are indexed under their `index.<namespace>` routes, as the real
 // index service does. Requests are

@@ -91,6 +91,8 @@ func DefaultAnonymousScopes() []string {
 		"index:find-task:*",
 		"index:list-namespaces:*",
 		"index:list-tasks:*",
+		"purge-cache:all-purge-requests",
+		"purge-cache:purge-requests:*",
 	}
 }
 

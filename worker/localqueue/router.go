@@ -133,6 +133,7 @@ func routeTable() []route {
 		artifactGet    = `{"AllOf":[{"for":"name","in":"names","each":"queue:get-artifact:<name>"}]}`
 		q, o           = serviceQueue, serviceObject
 		ix             = serviceIndex
+		pc             = servicePurgeCache
 	)
 	return []route{
 		byURL(q, "GET", "ping", "ping", "", (*Queue).ping),
@@ -179,6 +180,11 @@ func routeTable() []route {
 		byHandler(ix, "PUT", "insertTask", "task/:namespace", "index:insert-task:<namespace>", (*Queue).insertTask),
 		byURL(ix, "DELETE", "deleteTask", "task/:namespace", "index:delete-task:<namespace>", (*Queue).deleteIndexedTask),
 		byURL(ix, "GET", "findArtifactFromTask", "task/:indexPath/artifacts/*name", "queue:get-artifact:<name>", (*Queue).findArtifactFromTask),
+
+		byURL(pc, "GET", "ping", "ping", "", (*Queue).ping),
+		byHandler(pc, "POST", "purgeCache", "purge-cache/*workerPoolId", "purge-cache:<workerPoolId>:<cacheName>", (*Queue).purgeCache),
+		byURL(pc, "GET", "allPurgeRequests", "purge-cache/list", "purge-cache:all-purge-requests", (*Queue).allPurgeRequests),
+		byURL(pc, "GET", "purgeRequests", "purge-cache/*workerPoolId", "purge-cache:purge-requests::<workerPoolId>", (*Queue).purgeRequests),
 	}
 }
 
