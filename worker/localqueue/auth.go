@@ -23,7 +23,8 @@ const maxClockSkew = 15 * time.Minute
 // authInfo is who a request was authenticated as, and the scopes it
 // carries: the client's scopes, or a certificate's scopes (which its issuer
 // must hold), replaced by authorizedScopes when given (which the former
-// must satisfy), as Taskcluster's auth service does.
+// must satisfy), then expanded by the roles, as Taskcluster's auth service
+// does.
 type authInfo struct {
 	ClientID string
 	Scopes   []string
@@ -93,7 +94,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		return nil, errors.New("hawk payload hash does not match the body")
 	}
 	if ext.HasAuthorized {
-		if !scopes.AllSatisfied(granted, ext.AuthorizedScopes) {
+		if !scopes.AllSatisfied(q.expand(granted), ext.AuthorizedScopes) {
 			return nil, errors.New("ext.authorizedScopes oversteps your scopes")
 		}
 		granted = ext.AuthorizedScopes
@@ -101,11 +102,20 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
 	}
-	return &authInfo{ClientID: a.ID, Scopes: granted}, nil
+	return &authInfo{ClientID: a.ID, Scopes: q.expand(granted)}, nil
 }
 
-// lookupClient returns the accessToken and scopes of a permanent client
-// (the queue's own issuer included).
+// expand is [expandScopes] with the queue's roles; without roles, scopes
+// are left as they are.
+func (q *Queue) expand(scopes []string) []string {
+	if len(q.roles) == 0 {
+		return scopes
+	}
+	return expandScopes(q.roles, scopes)
+}
+
+// lookupClient returns the accessToken and (expanded) scopes of a
+// permanent client (the queue's own issuer included).
 func (q *Queue) lookupClient(clientID string) (string, []string, bool) {
 	if clientID == issuerClientID {
 		return q.issuerToken, []string{"*"}, true

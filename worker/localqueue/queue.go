@@ -33,6 +33,11 @@ type Config struct {
 	// AnonymousScopes are the scopes of requests without credentials. nil
 	// means [DefaultAnonymousScopes]; an empty, non-nil slice grants none.
 	AnonymousScopes []string
+	// Roles expand scopes as the auth service's roles do: a client (or
+	// temporary credentials, or the anonymous scopes) holding
+	// `assume:<roleId>` has the role's scopes too. They must pass
+	// [CheckRoles].
+	Roles []Role
 	// IssuerAccessToken is the secret of the "static/taskcluster/queue"
 	// client, which signs the temporary credentials handed out with each
 	// claim. When empty it is read from the Store (created on first use), so
@@ -93,6 +98,8 @@ func DefaultAnonymousScopes() []string {
 		"index:list-tasks:*",
 		"purge-cache:all-purge-requests",
 		"purge-cache:purge-requests:*",
+		"auth:expand-scopes",
+		"auth:current-scopes",
 	}
 }
 
@@ -108,9 +115,10 @@ type Queue struct {
 	publisher    Publisher
 	issuerToken  string
 	rootURL      string
-	rootPath     string // the path part of rootURL
-	clients      map[string]Client
-	anonymous    []string
+	rootPath     string            // the path part of rootURL
+	clients      map[string]Client // scopes expanded
+	anonymous    []string          // expanded
+	roles        []Role
 	claimWait    time.Duration
 	claimTimeout time.Duration
 	expiryEvery  time.Duration
@@ -186,6 +194,13 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.AnonymousScopes == nil {
 		q.anonymous = DefaultAnonymousScopes()
 	}
+	if err := CheckRoles(cfg.Roles); err != nil {
+		return nil, fmt.Errorf("localqueue: %w", err)
+	}
+	for _, r := range cfg.Roles {
+		q.roles = append(q.roles, Role{RoleID: r.RoleID, Scopes: slices.Clone(r.Scopes)})
+	}
+	q.anonymous = q.expand(q.anonymous)
 	if q.store == nil {
 		q.store = NewMemStore()
 	}
@@ -199,7 +214,7 @@ func New(cfg Config) (*Queue, error) {
 		if _, dup := q.clients[c.ClientID]; dup {
 			return nil, fmt.Errorf("localqueue: client %q configured twice", c.ClientID)
 		}
-		c.Scopes = slices.Clone(c.Scopes)
+		c.Scopes = q.expand(slices.Clone(c.Scopes))
 		q.clients[c.ClientID] = c
 	}
 	ctx := context.Background()

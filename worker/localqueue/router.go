@@ -134,6 +134,7 @@ func routeTable() []route {
 		q, o           = serviceQueue, serviceObject
 		ix             = serviceIndex
 		pc             = servicePurgeCache
+		au             = serviceAuth
 	)
 	return []route{
 		byURL(q, "GET", "ping", "ping", "", (*Queue).ping),
@@ -185,6 +186,10 @@ func routeTable() []route {
 		byHandler(pc, "POST", "purgeCache", "purge-cache/*workerPoolId", "purge-cache:<workerPoolId>:<cacheName>", (*Queue).purgeCache),
 		byURL(pc, "GET", "allPurgeRequests", "purge-cache/list", "purge-cache:all-purge-requests", (*Queue).allPurgeRequests),
 		byURL(pc, "GET", "purgeRequests", "purge-cache/*workerPoolId", "purge-cache:purge-requests::<workerPoolId>", (*Queue).purgeRequests),
+
+		byURL(au, "GET", "ping", "ping", "", (*Queue).ping),
+		byHandler(au, "POST", "expandScopes", "scopes/expand", "auth:expand-scopes", (*Queue).expandScopesRoute),
+		byURL(au, "GET", "currentScopes", "scopes/current", "auth:current-scopes", (*Queue).currentScopes),
 	}
 }
 
