@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"go.dockerworker.dev/docker-worker/worker/localqueue/internal/hawkserver"
+	"go.dockerworker.dev/docker-worker/worker/scopes"
 )
 
 // The index service (`<rootUrl>/api/index/v1`) finds tasks by dot-separated
@@ -222,14 +225,26 @@ func (q *Queue) findTask(w http.ResponseWriter, rq *apiRequest) error {
 	return nil
 }
 
+// indexRedirectLifetime is how long the signed redirects of
+// findArtifactFromTask stay good, as on a real deployment.
+const indexRedirectLifetime = 15 * time.Minute
+
 // findArtifactFromTask redirects to the queue's getLatestArtifact URL of
-// the indexed task (whose own scope check then applies).
+// the indexed task, as the real index does: plain for an artifact
+// anonymous requests may get, else signed by the index's own client (a
+// bewit good for 15 minutes), since the caller's scopes were checked here.
 func (q *Queue) findArtifactFromTask(w http.ResponseWriter, rq *apiRequest) error {
 	r, err := q.liveIndexed(rq, indexPathOf(rq, "indexPath"))
 	if err != nil {
 		return err
 	}
-	u := q.rootURL + "/api/queue/v1/task/" + url.PathEscape(r.TaskID) + "/artifacts/" + url.PathEscape(rq.params["name"])
+	name := rq.params["name"]
+	u := q.rootURL + "/api/queue/v1/task/" + url.PathEscape(r.TaskID) + "/artifacts/" + url.PathEscape(name)
+	if !scopes.Satisfied(q.anonymous, "queue:get-artifact:"+name) {
+		if u, err = hawkserver.SignURL(u, indexClientID, q.indexToken, rq.now.Add(indexRedirectLifetime)); err != nil {
+			return fmt.Errorf("sign artifact URL: %w", err)
+		}
+	}
 	http.Redirect(w, rq.r, u, http.StatusSeeOther)
 	return nil
 }

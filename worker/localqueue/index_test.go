@@ -19,8 +19,8 @@ import (
 )
 
 // runToCompletion creates a task (def modified by mod) on a queue of its
-// own, claims it, uploads the public artifact public/out.txt holding body
-// and reports it completed; it returns the taskId.
+// own, claims it, uploads the artifacts public/out.txt and private/out.txt
+// holding body and reports it completed; it returns the taskId.
 func (c *confEnv) runToCompletion(mod func(map[string]any), body string) string {
 	c.t.Helper()
 	ctx := c.t.Context()
@@ -39,12 +39,14 @@ func (c *confEnv) runToCompletion(mod func(map[string]any), body string) string 
 		c.t.Fatalf("claimWork = %+v, %v", claims, err)
 	}
 	run := c.admin.WithCredentials(claims.Tasks[0].Credentials)
-	art, err := run.CreateArtifact(ctx, taskID, 0, "public/out.txt", tc.S3Artifact(c.now().Add(time.Hour), "text/plain"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
-		c.t.Fatal(err)
+	for _, name := range []string{"public/out.txt", "private/out.txt"} {
+		art, err := run.CreateArtifact(ctx, taskID, 0, name, tc.S3Artifact(c.now().Add(time.Hour), "text/plain"))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := run.PutArtifact(ctx, art.PutURL, func(context.Context) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }, int64(len(body)), "text/plain", ""); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	if _, err := run.ReportCompleted(ctx, taskID, 0); err != nil {
 		c.t.Fatal(err)
@@ -225,6 +227,34 @@ func TestIndexConformance(t *testing.T) {
 	}
 	_, err = anon.Download(ctx, anon.IndexedArtifactURL("project.x.build", "private/x"), io.Discard)
 	wantCode(t, "anonymous findArtifactFromTask of a private artifact", err, codeInsufficientScopes)
+	// A private artifact: the redirect carries the index's signature (a
+	// bewit), so that whoever the index let through gets the artifact
+	// without credentials of their own, for 15 minutes.
+	resp, body = c.requestURL("GET", c.admin.IndexedArtifactURL("project.x.build", "private/out.txt"), &adminCreds, nil, nil)
+	signed := resp.Header.Get("Location")
+	wantPrefix := c.root + "/api/queue/v1/task/" + a + "/artifacts/private%2Fout.txt?bewit="
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(signed, wantPrefix) {
+		t.Fatalf("findArtifactFromTask of a private artifact = %d %s, Location %q; want 303 to %s...", resp.StatusCode, body, signed, wantPrefix)
+	}
+	content.Reset()
+	if _, err := anon.Download(ctx, signed, &content); err != nil || content.String() != "from a" {
+		t.Fatalf("anonymous download of the signed redirect = %q, %v", content.String(), err)
+	}
+	content.Reset()
+	if _, err := c.admin.Download(ctx, c.admin.IndexedArtifactURL("project.x.build", "private/out.txt"), &content); err != nil || content.String() != "from a" {
+		t.Fatalf("download of a private artifact through the index = %q, %v", content.String(), err)
+	}
+	for what, u := range map[string]string{
+		"another artifact": strings.Replace(signed, "private%2Fout.txt", "private%2Fother.txt", 1),
+		"a forged bewit":   signed[:len(signed)-4] + "AAAA",
+	} {
+		_, err = anon.Download(ctx, u, io.Discard)
+		wantCode(t, "signed redirect used for "+what, err, codeAuthenticationFailed)
+	}
+	c.advance(indexRedirectLifetime + time.Second)
+	_, err = anon.Download(ctx, signed, io.Discard)
+	wantCode(t, "expired signed redirect", err, codeAuthenticationFailed)
+	c.advance(-indexRedirectLifetime - time.Second)
 	_, err = anon.Download(ctx, anon.IndexedArtifactURL("nothing.here", "public/out.txt"), io.Discard)
 	wantCode(t, "findArtifactFromTask of an unknown path", err, codeResourceNotFound)
 

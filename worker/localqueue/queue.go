@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,6 +115,7 @@ type Queue struct {
 	local        *localBlobs // == blobs when the queue serves the bytes itself
 	publisher    Publisher
 	issuerToken  string
+	indexToken   string // of indexClientID, derived from issuerToken
 	rootURL      string
 	rootPath     string            // the path part of rootURL
 	clients      map[string]Client // scopes expanded
@@ -208,7 +210,7 @@ func New(cfg Config) (*Queue, error) {
 		switch {
 		case c.ClientID == "" || c.AccessToken == "":
 			return nil, fmt.Errorf("localqueue: client %q needs a clientId and an accessToken", c.ClientID)
-		case c.ClientID == issuerClientID:
+		case c.ClientID == issuerClientID || c.ClientID == indexClientID:
 			return nil, fmt.Errorf("localqueue: client %q is reserved for the queue itself", c.ClientID)
 		}
 		if _, dup := q.clients[c.ClientID]; dup {
@@ -223,6 +225,9 @@ func New(cfg Config) (*Queue, error) {
 			return nil, fmt.Errorf("localqueue: issuer secret: %w", err)
 		}
 	}
+	idx := hmac.New(sha256.New, []byte(q.issuerToken))
+	idx.Write([]byte("localqueue index client"))
+	q.indexToken = base64.RawURLEncoding.EncodeToString(idx.Sum(nil))
 	if q.blobs == nil {
 		if cfg.DataDir == "" {
 			return nil, errors.New("localqueue: DataDir is required when Blobs is not set")
