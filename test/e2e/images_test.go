@@ -465,3 +465,54 @@ func TestChainOfTrustTaskImage(t *testing.T) {
 		t.Errorf("environment %+v, want imageHash %s and imageArtifactHash sha256:%s", d.Environment, id, sha256Hex(body))
 	}
 }
+
+// pull_image_test: public and private indexed images (the namespace is
+// resolved with the task's scopes, which must allow findTask there; a
+// private artifact needs its scope), and a namespace that indexes nothing.
+func TestIndexedImage(t *testing.T) {
+	archive, id := testImageArchive(t)
+	dc := dockertest.Require(t)
+	q := startQueue(t, nil)
+	cfg := q.workerConfig("indexed-image")
+	startWorker(t, q, cfg)
+	ns := "garbage.docker-worker-tests.docker-images-" + strings.ToLower(cfg.WorkerID)
+	const private = "private/docker-worker-tests/image.tar"
+	holder := q.publish(t, []string{"index." + ns},
+		published{name: "public/image.tar.zst", body: zstdOf(archive)},
+		published{name: private, body: archive})
+	forgetArtifactImage(t, dc, holder, "public/image.tar.zst")
+	forgetArtifactImage(t, dc, holder, private)
+
+	find := "index:find-task:" + ns
+	for _, tt := range []struct {
+		name, ns, path string
+		scopes         []string
+		wantState      string
+		wantLog        []string
+	}{
+		{"public", ns, "public/image.tar.zst", []string{find}, tc.StateCompleted,
+			[]string{"Image 'public/image.tar.zst' from task '" + holder + "' loaded.  Using image ID " + id + ".", "indexed ran"}},
+		{"private", ns, private, []string{find, "queue:get-artifact:" + private}, tc.StateCompleted,
+			[]string{"Image '" + private + "' from task '" + holder + "' loaded.  Using image ID " + id + ".", "indexed ran"}},
+		{"private without the scope", ns, private, []string{find}, tc.StateFailed,
+			[]string{`Not authorized to use {"type":"indexed-image","namespace":"` + ns + `","path":"` + private + `"}.  Ensure that the task scopes are correctly defined in the task definition`}},
+		{"the task may not look the namespace up", ns, "public/image.tar.zst", []string{"index:find-task:other.*"}, tc.StateFailed,
+			[]string{`[taskcluster:error] Could not find a task associated with "` + ns + `" namespace.`, `"` + find + `"`}},
+		{"nothing indexed", ns + ".absent", "public/image.tar.zst", []string{"index:find-task:*"}, tc.StateFailed,
+			[]string{`[taskcluster:error] Could not find a task associated with "` + ns + `.absent" namespace.`, "404"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			def := newTask(cfg, indexedImagePayload(tt.ns, tt.path, "echo indexed ran"))
+			if tt.scopes != nil {
+				def["scopes"] = tt.scopes
+			}
+			task := q.create(t, def)
+			st := q.waitRun(t, task, 0, 2*time.Minute)
+			log := q.logOf(t, task, 0, "")
+			mustContain(t, log, tt.wantLog...)
+			if st.Runs[0].State != tt.wantState {
+				t.Errorf("run 0 %s, want %s; log:\n%s", st.Runs[0].State, tt.wantState, log)
+			}
+		})
+	}
+}

@@ -46,14 +46,11 @@ func tcCredentials(c features.Credentials, scopes []string) tc.Credentials {
 
 // FindTask implements image.Queue with the index's findTask.
 func (q imageQueue) FindTask(ctx context.Context, creds features.Credentials, scopes []string, namespace string) (string, error) {
-	c := q.anon.WithCredentials(tcCredentials(creds, scopes))
-	var out struct {
-		TaskID string `json:"taskId"`
-	}
-	if err := c.Request(ctx, "index", http.MethodGet, "/task/"+tc.PathEscape(namespace), nil, nil, &out); err != nil {
+	t, err := q.anon.WithCredentials(tcCredentials(creds, scopes)).FindTask(ctx, namespace)
+	if err != nil {
 		return "", err
 	}
-	return out.TaskID, nil
+	return t.TaskID, nil
 }
 
 // OpenArtifact implements image.Queue with getLatestArtifact; 4xx answers
