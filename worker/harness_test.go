@@ -390,9 +390,9 @@ func (e *env) createTask(payload map[string]any) string {
 	return e.createTaskFor(e.cfg.WorkerType, payload, nil)
 }
 
-// createTaskFor creates a task with payload and scopes for workerType and
-// returns its ID.
-func (e *env) createTaskFor(workerType string, payload map[string]any, scopes []string) string {
+// createTaskFor creates a task with payload, scopes and routes for
+// workerType and returns its ID.
+func (e *env) createTaskFor(workerType string, payload map[string]any, scopes []string, routes ...string) string {
 	e.t.Helper()
 	now := time.Now().UTC()
 	ts := func(t time.Time) string { return t.Format("2006-01-02T15:04:05.000Z") }
@@ -403,6 +403,7 @@ func (e *env) createTaskFor(workerType string, payload map[string]any, scopes []
 		"provisionerId": e.cfg.ProvisionerID,
 		"workerType":    workerType,
 		"scopes":        scopes,
+		"routes":        append([]string{}, routes...),
 		"schedulerId":   "tests",
 		"retries":       1,
 		"created":       ts(now),

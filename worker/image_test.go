@@ -14,6 +14,8 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/pierrec/lz4/v4"
+
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/worker/config"
@@ -27,12 +29,12 @@ import (
 type imageQueue struct{ c *tc.Client }
 
 func (q imageQueue) FindTask(ctx context.Context, creds features.Credentials, scopes []string, ns string) (string, error) {
-	var out struct {
-		TaskID string `json:"taskId"`
-	}
 	c := q.c.WithCredentials(tc.Credentials{ClientID: creds.ClientID, AccessToken: creds.AccessToken, Certificate: creds.Certificate, AuthorizedScopes: scopes})
-	err := c.Request(ctx, "index", http.MethodGet, "/task/"+tc.PathEscape(ns), nil, nil, &out)
-	return out.TaskID, err
+	t, err := c.FindTask(ctx, ns)
+	if err != nil {
+		return "", err
+	}
+	return t.TaskID, nil
 }
 
 func (q imageQueue) OpenArtifact(ctx context.Context, creds *features.Credentials, taskID, name string) (*image.Download, error) {
@@ -54,8 +56,15 @@ func (q imageQueue) OpenArtifact(ctx context.Context, creds *features.Credential
 // test) holding artifact name with body, stored with contentEncoding.
 func (e *env) publish(name string, body []byte, contentEncoding string) string {
 	e.t.Helper()
+	return e.publishRouted(nil, name, body, contentEncoding)
+}
+
+// publishRouted is publish for a task with routes.
+func (e *env) publishRouted(routes []string, name string, body []byte, contentEncoding string) string {
+	e.t.Helper()
 	ctx := e.t.Context()
-	id := e.createTaskFor("image-holder", payload(60, "true"), nil)
+	p := payload(60, "true")
+	id := e.createTaskFor("image-holder", p, nil, routes...)
 	resp, err := e.admin.ClaimWork(ctx, e.cfg.ProvisionerID+"/image-holder", tc.ClaimWorkRequest{Tasks: 1, WorkerGroup: "g", WorkerID: "holder"})
 	if err != nil || len(resp.Tasks) != 1 {
 		e.t.Fatalf("claim the image holder: %v, %d claims", err, len(resp.Tasks))
@@ -203,6 +212,50 @@ func TestTaskImageReusedAndRegistryScope(t *testing.T) {
 func gzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// An indexed image: the namespace is resolved with the task's scopes, on
+// every task; the image is the indexed task's task image.
+func TestIndexedImage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := start(t, setup{})
+		archive := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"default"}})
+		const ns = "garbage.docker-worker-tests.docker-images"
+		holder := e.publishRouted([]string{"index." + ns}, "public/image.tar.lz4", lz4Bytes(archive), "")
+		p := payload(60, "run")
+		p["image"] = map[string]any{"type": "indexed-image", "namespace": ns, "path": "public/image.tar.lz4"}
+		for _, scopes := range [][]string{{"index:find-task:garbage.*"}, {"index:find-task:" + ns}} {
+			id := e.createTaskFor(e.cfg.WorkerType, p, scopes)
+			if st := e.waitRun(id, 0); st.Runs[0].State != tc.StateCompleted {
+				log, _ := e.taskLog(id, 0)
+				t.Fatalf("run %+v; log:\n%s", st.Runs[0], log)
+			}
+			log, _ := e.taskLog(id, 0)
+			if want := "Image 'public/image.tar.lz4' from task '" + holder + "' loaded."; !strings.Contains(log, want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+		if n, loads := e.downloads("public/image.tar.lz4"), len(e.docker.Loads()); n != 1 || loads != 1 {
+			t.Errorf("%d downloads and %d loads, want 1 and 1", n, loads)
+		}
+
+		id := e.createTaskFor(e.cfg.WorkerType, p, []string{"index:find-task:other"})
+		if st := e.waitRun(id, 0); st.Runs[0].State != tc.StateFailed {
+			t.Errorf("without index:find-task: run %+v", st.Runs[0])
+		}
+		log, _ := e.taskLog(id, 0)
+		if want := `Could not find a task associated with "` + ns + `" namespace.`; !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	})
+}
+
+func lz4Bytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := lz4.NewWriter(&buf)
 	zw.Write(b)
 	zw.Close()
 	return buf.Bytes()

@@ -40,7 +40,7 @@ func TestImageQueue(t *testing.T) {
 	ts := func(t time.Time) string { return t.Format("2006-01-02T15:04:05.000Z") }
 	def := []byte(`{"provisionerId":"p","workerType":"holder","schedulerId":"s","created":"` + ts(now) +
 		`","deadline":"` + ts(now.Add(time.Hour)) + `","expires":"` + ts(now.Add(24*time.Hour)) +
-		`","scopes":["queue:get-artifact:private/*"],"payload":{},"metadata":{"name":"n","description":"d","owner":"o@localhost","source":"https://localhost/"}}`)
+		`","scopes":["queue:get-artifact:private/*","index:find-task:images.*"],"routes":["index.images.latest"],"payload":{},"metadata":{"name":"n","description":"d","owner":"o@localhost","source":"https://localhost/"}}`)
 	const taskID = "fXq9Yh4sRfOQS1w3i2o5Aw"
 	if _, err := admin.CreateTask(t.Context(), taskID, def); err != nil {
 		t.Fatal(err)
@@ -70,6 +70,12 @@ func TestImageQueue(t *testing.T) {
 	creds := &features.Credentials{ClientID: c.ClientID, AccessToken: c.AccessToken, Certificate: c.Certificate}
 
 	iq := newImageQueue(rootURL)
+	if got, err := iq.FindTask(t.Context(), *creds, []string{"index:find-task:images.*"}, "images.latest"); err != nil || got != taskID {
+		t.Errorf("FindTask: %q, %v; want %s", got, err, taskID)
+	}
+	if _, err := iq.FindTask(t.Context(), *creds, []string{"queue:get-artifact:private/*"}, "images.latest"); tc.StatusCode(err) != 403 {
+		t.Errorf("FindTask outside the task's scopes: %v, want 403", err)
+	}
 	for _, tt := range []struct {
 		name    string
 		creds   *features.Credentials
