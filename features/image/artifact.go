@@ -72,7 +72,8 @@ func ArtifactRepo(taskID, path string) string {
 	return ArtifactRepository + "/" + hex.EncodeToString(sum[:16])
 }
 
-// hashTag is the tag recording the artifact's sha256 beside "latest".
+// hashTagPrefix starts the tag recording the artifact's sha256 beside
+// "latest".
 const hashTagPrefix = "sha256-"
 
 // source is one artifact image to provide.
@@ -91,6 +92,11 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 	if k.f.cfg.Queue == nil {
 		return features.Image{}, errors.New("this worker has no queue to download image artifacts from")
 	}
+	f, err := formatOf(img.Path)
+	if err != nil {
+		io.WriteString(log, tasklog.ErrorLine(err.Error()))
+		return features.Image{}, fmt.Errorf("image artifact %q: %w", img.Path, err)
+	}
 	taskID := img.TaskID
 	name := "task-image " + img.TaskID + " " + img.Path
 	if img.Type == schemas.ImageTypeIndexedImage {
@@ -104,11 +110,6 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 		}
 		info(log, "Index namespace %q is task %s", img.Namespace, id)
 		taskID = id
-	}
-	f, err := formatOf(img.Path)
-	if err != nil {
-		io.WriteString(log, tasklog.ErrorLine(err.Error()))
-		return features.Image{}, fmt.Errorf("image artifact %q: %w", img.Path, err)
 	}
 	src := source{taskID: taskID, path: img.Path, format: f, repo: ArtifactRepo(taskID, img.Path)}
 	wait := fmt.Sprintf("Waiting for the download of %q from task %s already in progress", img.Path, taskID)
