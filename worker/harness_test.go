@@ -195,6 +195,8 @@ type setup struct {
 	script func(docker.ContainerSpec) dockerfake.Script
 	// pullErr fails image pulls (see dockerfake.Fake.PullErr).
 	pullErr func(ref string) error
+	// image adjusts the image feature's configuration.
+	image func(*image.Config)
 	// faults are injected in front of the queue.
 	faults []fault
 	// hooks, when set, is the first feature; the backing log comes after
@@ -308,7 +310,15 @@ func start(t *testing.T, s setup) *env {
 		feats = append(feats, s.hooks)
 	}
 	feats = append(feats, s.first...)
-	feats = append(feats, backinglog.New(t.TempDir()), image.New(fake, docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts}))
+	icfg := image.Config{
+		Docker: fake,
+		Queue:  imageQueue{tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient})},
+		Policy: docker.PullPolicy{Attempts: cfg.DockerConfig.MaxAttempts},
+	}
+	if s.image != nil {
+		s.image(&icfg)
+	}
+	feats = append(feats, backinglog.New(t.TempDir()), image.New(icfg))
 	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
 	w := worker.New(worker.Options{
@@ -377,11 +387,23 @@ func payload(maxRunTime int, cmd ...string) map[string]any {
 // createTask creates a task with payload for the worker and returns its ID.
 func (e *env) createTask(payload map[string]any) string {
 	e.t.Helper()
+	return e.createTaskFor(e.cfg.WorkerType, payload, nil)
+}
+
+// createTaskFor creates a task with payload, scopes and routes for
+// workerType and returns its ID.
+func (e *env) createTaskFor(workerType string, payload map[string]any, scopes []string, routes ...string) string {
+	e.t.Helper()
 	now := time.Now().UTC()
 	ts := func(t time.Time) string { return t.Format("2006-01-02T15:04:05.000Z") }
+	if scopes == nil {
+		scopes = []string{}
+	}
 	def, err := json.Marshal(map[string]any{
 		"provisionerId": e.cfg.ProvisionerID,
-		"workerType":    e.cfg.WorkerType,
+		"workerType":    workerType,
+		"scopes":        scopes,
+		"routes":        append([]string{}, routes...),
 		"schedulerId":   "tests",
 		"retries":       1,
 		"created":       ts(now),

@@ -258,12 +258,21 @@ func (k *task) document() *Document {
 			PublicIPAddress:   w.PublicIP,
 			PrivateIPAddress:  w.PrivateIP,
 			ImageHash:         res.Image().ID,
-			ImageArtifactHash: res.Image().ArtifactSHA256,
+			ImageArtifactHash: artifactHash(res.Image().ArtifactSHA256),
 			InstanceID:        w.InstanceID,
 			InstanceType:      w.InstanceType,
 			Region:            w.Region,
 		},
 	}
+}
+
+// artifactHash is docker-worker's form of the image artifact's hash,
+// "sha256:<hex>" ("" for registry images).
+func artifactHash(hexSum string) string {
+	if hexSum == "" {
+		return ""
+	}
+	return "sha256:" + hexSum
 }
 
 // ErrBadSignature is returned by Verify when the signature does not match.

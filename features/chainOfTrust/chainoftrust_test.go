@@ -183,3 +183,36 @@ func TestMissingKeyIsInternalError(t *testing.T) {
 		t.Errorf("resolution %v, want internal-error", k)
 	}
 }
+
+// A task or indexed image's artifact hash is recorded as docker-worker
+// recorded it, "sha256:<hex>", beside the image ID; a registry image has
+// none.
+func TestImageArtifactHash(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		img  features.Image
+		want Environment
+	}{
+		{"registry image", features.Image{ID: "sha256:img"}, Environment{ImageHash: "sha256:img"}},
+		{"artifact image", features.Image{ID: "sha256:img", ArtifactSHA256: "0123ab"},
+			Environment{ImageHash: "sha256:img", ImageArtifactHash: "sha256:0123ab"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+			ft := &featuretest.Task{ID: "dSlITZ4yQgmvxxAi4A8fHQ", Def: json.RawMessage(`{}`), Expiry: time.Now().Add(time.Hour)}
+			ft.Res.SetImage(tc.img)
+			if err := run(t, ft, writeKey(t, priv), "log\r\n", false); err != nil {
+				t.Fatal(err)
+			}
+			docArt, _ := ft.Pub.Get(DocumentName)
+			sigArt, _ := ft.Pub.Get(SignatureName)
+			d, err := Verify(docArt.Body, sigArt.Body, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, d.Environment); diff != "" {
+				t.Errorf("environment (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

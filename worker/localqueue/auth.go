@@ -17,24 +17,37 @@ import (
 // credentials, as on a real deployment.
 const issuerClientID = "static/taskcluster/queue"
 
+// indexClientID is the index service's own client, which signs the
+// redirects of findArtifactFromTask to artifacts anonymous requests may
+// not get; it may get every artifact, as on a real deployment.
+const indexClientID = "static/taskcluster/index"
+
+var indexClientScopes = []string{"queue:get-artifact:*"}
+
 // maxClockSkew is how far a Hawk timestamp may be from the queue's clock.
 const maxClockSkew = 15 * time.Minute
 
 // authInfo is who a request was authenticated as, and the scopes it
 // carries: the client's scopes, or a certificate's scopes (which its issuer
 // must hold), replaced by authorizedScopes when given (which the former
-// must satisfy), as Taskcluster's auth service does.
+// must satisfy), then expanded by the roles, as Taskcluster's auth service
+// does.
 type authInfo struct {
 	ClientID string
 	Scopes   []string
 }
 
-// authenticate verifies the request's Hawk Authorization header. It
-// returns nil, nil when the request has none.
+// authenticate verifies the request's Hawk Authorization header, or its
+// bewit (a signed URL) when it has no header. It returns nil, nil when the
+// request has neither.
 func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*authInfo, error) {
+	requestURI := r.RequestURI
+	if requestURI == "" {
+		requestURI = r.URL.RequestURI()
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, nil
+		return q.authenticateBewit(r, requestURI, now)
 	}
 	a, mac, err := hawkserver.ParseHeader(h)
 	if err != nil {
@@ -44,10 +57,7 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 		return nil, fmt.Errorf("hawk timestamp %d is %s away from the server's clock (at most %s allowed)", a.TS, skew.Round(time.Second), maxClockSkew)
 	}
 	a.Method = r.Method
-	a.Resource = r.RequestURI
-	if a.Resource == "" {
-		a.Resource = r.URL.RequestURI()
-	}
+	a.Resource = requestURI
 	a.Host, a.Port, err = hawkserver.SplitHostPort(r.Host, r.TLS != nil)
 	if err != nil {
 		return nil, fmt.Errorf("host header: %w", err)
@@ -56,35 +66,9 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if err != nil {
 		return nil, err
 	}
-
-	var key string
-	var granted []string
-	if ext.Certificate != nil {
-		issuer, err := hawkserver.CertificateIssuer(ext.Certificate)
-		if err != nil {
-			return nil, err
-		}
-		if issuer == "" { // unnamed temporary credentials: the issuer signs in its own name
-			issuer = a.ID
-		}
-		issuerKey, issuerScopes, ok := q.lookupClient(issuer)
-		if !ok {
-			return nil, fmt.Errorf("ext.certificate issuer %q is not a known client", issuer)
-		}
-		cert, derived, err := hawkserver.VerifyCertificate(ext.Certificate, a.ID, issuerKey, now)
-		if err != nil {
-			return nil, fmt.Errorf("client %q: %w", a.ID, err)
-		}
-		if !scopes.AllSatisfied(issuerScopes, cert.Scopes) {
-			return nil, fmt.Errorf("ext.certificate issuer %q does not have sufficient scopes for the certificate's scopes", issuer)
-		}
-		key, granted = derived, cert.Scopes
-	} else {
-		clientKey, clientScopes, ok := q.lookupClient(a.ID)
-		if !ok || a.ID == issuerClientID {
-			return nil, fmt.Errorf("unknown clientId %q", a.ID)
-		}
-		key, granted = clientKey, clientScopes
+	key, granted, err := q.credentials(a.ID, ext, now)
+	if err != nil {
+		return nil, err
 	}
 	if !hmac.Equal([]byte(a.MAC(key)), []byte(mac)) {
 		return nil, fmt.Errorf("bad Hawk MAC for client %q", a.ID)
@@ -92,23 +76,111 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if a.Hash != "" && !hmac.Equal([]byte(hawkserver.PayloadHash(r.Header.Get("Content-Type"), body)), []byte(a.Hash)) {
 		return nil, errors.New("hawk payload hash does not match the body")
 	}
-	if ext.HasAuthorized {
-		if !scopes.AllSatisfied(granted, ext.AuthorizedScopes) {
-			return nil, errors.New("ext.authorizedScopes oversteps your scopes")
-		}
-		granted = ext.AuthorizedScopes
+	if granted, err = q.restrict(granted, ext); err != nil {
+		return nil, err
 	}
 	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
 	}
-	return &authInfo{ClientID: a.ID, Scopes: granted}, nil
+	return &authInfo{ClientID: a.ID, Scopes: q.expand(granted)}, nil
 }
 
-// lookupClient returns the accessToken and scopes of a permanent client
-// (the queue's own issuer included).
+// authenticateBewit verifies the bewit of a GET or HEAD request; nil, nil
+// when it has none.
+func (q *Queue) authenticateBewit(r *http.Request, requestURI string, now time.Time) (*authInfo, error) {
+	b, ok, err := hawkserver.ParseBewit(requestURI)
+	if !ok || err != nil {
+		return nil, err
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return nil, fmt.Errorf("a bewit is only good for GET and HEAD, not %s", r.Method)
+	}
+	if !now.Before(b.Expiry) {
+		return nil, fmt.Errorf("bewit of client %q expired at %s", b.ID, formatTime(b.Expiry))
+	}
+	host, port, err := hawkserver.SplitHostPort(r.Host, r.TLS != nil)
+	if err != nil {
+		return nil, fmt.Errorf("host header: %w", err)
+	}
+	ext, err := hawkserver.ParseExt(b.Ext)
+	if err != nil {
+		return nil, err
+	}
+	key, granted, err := q.credentials(b.ID, ext, now)
+	if err != nil {
+		return nil, err
+	}
+	if !b.Valid(key, http.MethodGet, host, port) {
+		return nil, fmt.Errorf("bad bewit MAC for client %q", b.ID)
+	}
+	if granted, err = q.restrict(granted, ext); err != nil {
+		return nil, err
+	}
+	return &authInfo{ClientID: b.ID, Scopes: q.expand(granted)}, nil
+}
+
+// credentials returns the key a request of clientID is signed with and the
+// scopes it is granted before authorizedScopes: a permanent client's, or
+// those of the certificate of temporary credentials (which the issuer's
+// scopes must satisfy).
+func (q *Queue) credentials(clientID string, ext hawkserver.Ext, now time.Time) (string, []string, error) {
+	if ext.Certificate == nil {
+		clientKey, clientScopes, ok := q.lookupClient(clientID)
+		if !ok || clientID == issuerClientID {
+			return "", nil, fmt.Errorf("unknown clientId %q", clientID)
+		}
+		return clientKey, clientScopes, nil
+	}
+	issuer, err := hawkserver.CertificateIssuer(ext.Certificate)
+	if err != nil {
+		return "", nil, err
+	}
+	if issuer == "" { // unnamed temporary credentials: the issuer signs in its own name
+		issuer = clientID
+	}
+	issuerKey, issuerScopes, ok := q.lookupClient(issuer)
+	if !ok {
+		return "", nil, fmt.Errorf("ext.certificate issuer %q is not a known client", issuer)
+	}
+	cert, derived, err := hawkserver.VerifyCertificate(ext.Certificate, clientID, issuerKey, now)
+	if err != nil {
+		return "", nil, fmt.Errorf("client %q: %w", clientID, err)
+	}
+	if !scopes.AllSatisfied(issuerScopes, cert.Scopes) {
+		return "", nil, fmt.Errorf("ext.certificate issuer %q does not have sufficient scopes for the certificate's scopes", issuer)
+	}
+	return derived, cert.Scopes, nil
+}
+
+// restrict applies ext's authorizedScopes, which the (expanded) granted
+// scopes must satisfy.
+func (q *Queue) restrict(granted []string, ext hawkserver.Ext) ([]string, error) {
+	if !ext.HasAuthorized {
+		return granted, nil
+	}
+	if !scopes.AllSatisfied(q.expand(granted), ext.AuthorizedScopes) {
+		return nil, errors.New("ext.authorizedScopes oversteps your scopes")
+	}
+	return ext.AuthorizedScopes, nil
+}
+
+// expand is [expandScopes] with the queue's roles; without roles, scopes
+// are left as they are.
+func (q *Queue) expand(scopes []string) []string {
+	if len(q.roles) == 0 {
+		return scopes
+	}
+	return expandScopes(q.roles, scopes)
+}
+
+// lookupClient returns the accessToken and (expanded) scopes of a
+// permanent client (the queue's own issuer and index client included).
 func (q *Queue) lookupClient(clientID string) (string, []string, bool) {
-	if clientID == issuerClientID {
+	switch clientID {
+	case issuerClientID:
 		return q.issuerToken, []string{"*"}, true
+	case indexClientID:
+		return q.indexToken, indexClientScopes, true
 	}
 	c, ok := q.clients[clientID]
 	if !ok {

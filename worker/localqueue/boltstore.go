@@ -1,12 +1,14 @@
 package localqueue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +26,12 @@ var (
 	bucketObjects = []byte("objects")
 	bucketOutbox  = []byte("outbox")
 	bucketSecrets = []byte("secrets")
+	// The index service: entries and namespaces keyed by childKey, so that
+	// the children of a namespace are one cursor range.
+	bucketIndexed    = []byte("index-tasks")
+	bucketNamespaces = []byte("index-namespaces")
+	// The purge-cache service's requests, keyed by PurgeRecord.Key.
+	bucketPurges = []byte("purge-requests")
 )
 
 // boltStore is a [Store] in a bbolt file.
@@ -43,7 +51,7 @@ func OpenBoltStore(path string) (Store, error) {
 		return nil, fmt.Errorf("localqueue: open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets} {
+		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets, bucketIndexed, bucketNamespaces, bucketPurges} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -149,6 +157,20 @@ func (s *boltStore) Commit(_ context.Context, c Change) error {
 				return fmt.Errorf("store object %q: %w", o.Name, err)
 			}
 		}
+		if err := putAll(tx.Bucket(bucketIndexed), c.IndexedTasks, func(r *IndexedTaskRecord) string { return childKey(r.Path) }); err != nil {
+			return err
+		}
+		if err := putAll(tx.Bucket(bucketNamespaces), c.Namespaces, func(n *NamespaceRecord) string { return childKey(n.Path) }); err != nil {
+			return err
+		}
+		if err := putAll(tx.Bucket(bucketPurges), c.PurgeRequests, (*PurgeRecord).Key); err != nil {
+			return err
+		}
+		for _, path := range c.DeleteIndexedTasks {
+			if err := tx.Bucket(bucketIndexed).Delete([]byte(childKey(path))); err != nil {
+				return fmt.Errorf("delete indexed task %q: %w", path, err)
+			}
+		}
 		outbox := tx.Bucket(bucketOutbox)
 		for _, m := range c.Messages {
 			seq, err := outbox.NextSequence()
@@ -165,6 +187,92 @@ func (s *boltStore) Commit(_ context.Context, c Change) error {
 		}
 		return nil
 	})
+}
+
+// putAll stores each record of recs under key(record).
+func putAll[R any](b *bolt.Bucket, recs []R, key func(R) string) error {
+	for _, r := range recs {
+		v, err := marshalRecord(r)
+		if err != nil {
+			return fmt.Errorf("encode %q: %w", key(r), err)
+		}
+		if err := b.Put([]byte(key(r)), v); err != nil {
+			return fmt.Errorf("store %q: %w", key(r), err)
+		}
+	}
+	return nil
+}
+
+// getOne decodes the record stored under key in bucket into v.
+func (s *boltStore) getOne(bucket []byte, key, what string, v any) error {
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket).Get([]byte(key))
+		if b == nil {
+			return fmt.Errorf("%s: %w", what, ErrNotFound)
+		}
+		return unmarshalRecord(b, v)
+	})
+}
+
+// boltRange decodes the records of bucket whose keys start with prefix and
+// sort after prefix+after, in key order, at most limit of them (all when
+// limit is below 1).
+func boltRange[R any](s *boltStore, bucket []byte, prefix, after string, limit int) ([]*R, error) {
+	var out []*R
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		p := []byte(prefix)
+		k, v := c.Seek(p)
+		if after != "" {
+			start := []byte(prefix + after)
+			k, v = c.Seek(start)
+			if k != nil && string(k) == string(start) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, p) && (limit < 1 || len(out) < limit); k, v = c.Next() {
+			r := new(R)
+			if err := unmarshalRecord(v, r); err != nil {
+				return fmt.Errorf("%q: %w", k, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) IndexedTask(_ context.Context, path string) (*IndexedTaskRecord, error) {
+	var r IndexedTaskRecord
+	if err := s.getOne(bucketIndexed, childKey(path), fmt.Sprintf("indexed task %q", path), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (s *boltStore) Namespace(_ context.Context, path string) (*NamespaceRecord, error) {
+	var n NamespaceRecord
+	if err := s.getOne(bucketNamespaces, childKey(path), fmt.Sprintf("namespace %q", path), &n); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+func (s *boltStore) IndexedTasks(_ context.Context, namespace, after string, limit int) ([]*IndexedTaskRecord, error) {
+	return boltRange[IndexedTaskRecord](s, bucketIndexed, namespace+"\x00", after, limit)
+}
+
+func (s *boltStore) Namespaces(_ context.Context, parent, after string, limit int) ([]*NamespaceRecord, error) {
+	return boltRange[NamespaceRecord](s, bucketNamespaces, parent+"\x00", after, limit)
+}
+
+func (s *boltStore) PurgeRequests(_ context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error) {
+	prefix := ""
+	if workerPoolID != "" {
+		prefix = workerPoolID + "\x00"
+		after = strings.TrimPrefix(after, prefix)
+	}
+	return boltRange[PurgeRecord](s, bucketPurges, prefix, after, limit)
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func loadAPI(t *testing.T) *apischema.API {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := apischema.LoadAPI(dir, serviceQueue, serviceObject)
+	api, err := apischema.LoadAPI(dir, services...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRouteTableMatchesAPIReference(t *testing.T) {
 			}
 			parts := make([]string, len(rt.pattern))
 			for i, p := range rt.pattern {
-				if p[0] == ':' || p[0] == '*' {
+				if p[0] == ':' || p[0] == '*' || p[0] == '?' {
 					p = "<" + p[1:] + ">"
 				}
 				parts[i] = p
@@ -127,6 +128,11 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	e := r.api.Match(svc, req.Method, path)
+	if e == nil && strings.HasSuffix(path, "/") {
+		// An empty last parameter (the index's listings of the top-level
+		// namespace), which the reference's route patterns do not allow for.
+		e = r.api.Match(svc, req.Method, path+"_")
+	}
 	if e == nil {
 		r.t.Errorf("%s %s matches no method of api.json", req.Method, req.URL.Path)
 		return resp, nil
@@ -176,11 +182,14 @@ type confEnv struct {
 
 var nobodyCreds = tc.Credentials{ClientID: "nobody", AccessToken: "nobody-secret"}
 
-func newConfEnv(t *testing.T) *confEnv {
+func newConfEnv(t *testing.T, mods ...func(*Config)) *confEnv {
 	t.Helper()
 	api := loadAPI(t)
 	e := newEnv(t, func(c *Config) {
 		c.Clients = append(c.Clients, Client{ClientID: nobodyCreds.ClientID, AccessToken: nobodyCreds.AccessToken, Scopes: []string{}})
+		for _, mod := range mods {
+			mod(c)
+		}
 	})
 	rec := &recorder{t: t, api: api, schemas: apischema.Open(t), root: e.root, base: &http.Transport{}, seen: map[string]int{}}
 	hc := &http.Client{Transport: rec}
@@ -478,10 +487,16 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("rerunTask = %+v, %v", st, err)
 	}
 
-	// Every route was driven.
+	c.checkExercised(serviceQueue, serviceObject)
+}
+
+// checkExercised fails the test for each route of the services that no
+// request reached.
+func (c *confEnv) checkExercised(svcs ...string) {
+	c.t.Helper()
 	for _, rt := range routeTable() {
-		if c.rec.count(rt.service, rt.name) == 0 {
-			t.Errorf("%s.%s was not exercised", rt.service, rt.name)
+		if slices.Contains(svcs, rt.service) && c.rec.count(rt.service, rt.name) == 0 {
+			c.t.Errorf("%s.%s was not exercised", rt.service, rt.name)
 		}
 	}
 }

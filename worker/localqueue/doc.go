@@ -1,13 +1,19 @@
 // Package localqueue is an embedded, Taskcluster-compatible queue service.
 //
-// It serves the queue's REST API under `<rootUrl>/api/queue/v1/` and the
+// It serves the queue's REST API under `<rootUrl>/api/queue/v1/`, the
 // part of the object service that object artifacts need under
-// `<rootUrl>/api/object/v1/` (the routes of the published api.json,
-// answering with bodies that follow the published schemas). Requests are
+// `<rootUrl>/api/object/v1/`, the index service under
+// `<rootUrl>/api/index/v1/`, the purge-cache service under
+// `<rootUrl>/api/purge-cache/v1/` and the auth service's expandScopes and
+// currentScopes under `<rootUrl>/api/auth/v1/` (the routes of the
+// published api.json, answering with bodies that follow the published
+// schemas). Tasks that complete are indexed under their
+// `index.<namespace>` routes, as the real index service does. Requests are
 // authenticated with Hawk (permanent clients from [Config], temporary
 // credentials the queue issues with each claim and for object uploads,
 // `authorizedScopes`) and authorized with each route's scope expression;
-// requests without credentials get [Config].AnonymousScopes.
+// requests without credentials get [Config].AnonymousScopes. Scopes are
+// expanded by [Config].Roles as the auth service's roles expand them.
 //
 // State lives in a [Store]: [NewMemStore] for tests and throw-away queues,
 // [OpenBoltStore] for a queue that survives restarts and crashes (every

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,11 @@ type Config struct {
 	// AnonymousScopes are the scopes of requests without credentials. nil
 	// means [DefaultAnonymousScopes]; an empty, non-nil slice grants none.
 	AnonymousScopes []string
+	// Roles expand scopes as the auth service's roles do: a client (or
+	// temporary credentials, or the anonymous scopes) holding
+	// `assume:<roleId>` has the role's scopes too. They must pass
+	// [CheckRoles].
+	Roles []Role
 	// IssuerAccessToken is the secret of the "static/taskcluster/queue"
 	// client, which signs the temporary credentials handed out with each
 	// claim. When empty it is read from the Store (created on first use), so
@@ -88,6 +94,13 @@ func DefaultAnonymousScopes() []string {
 		"queue:list-artifacts:*",
 		"queue:list-task-group:*",
 		"queue:list-dependent-tasks:*",
+		"index:find-task:*",
+		"index:list-namespaces:*",
+		"index:list-tasks:*",
+		"purge-cache:all-purge-requests",
+		"purge-cache:purge-requests:*",
+		"auth:expand-scopes",
+		"auth:current-scopes",
 	}
 }
 
@@ -102,10 +115,12 @@ type Queue struct {
 	local        *localBlobs // == blobs when the queue serves the bytes itself
 	publisher    Publisher
 	issuerToken  string
+	indexToken   string // of indexClientID, derived from issuerToken
 	rootURL      string
-	rootPath     string // the path part of rootURL
-	clients      map[string]Client
-	anonymous    []string
+	rootPath     string            // the path part of rootURL
+	clients      map[string]Client // scopes expanded
+	anonymous    []string          // expanded
+	roles        []Role
 	claimWait    time.Duration
 	claimTimeout time.Duration
 	expiryEvery  time.Duration
@@ -181,6 +196,13 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.AnonymousScopes == nil {
 		q.anonymous = DefaultAnonymousScopes()
 	}
+	if err := CheckRoles(cfg.Roles); err != nil {
+		return nil, fmt.Errorf("localqueue: %w", err)
+	}
+	for _, r := range cfg.Roles {
+		q.roles = append(q.roles, Role{RoleID: r.RoleID, Scopes: slices.Clone(r.Scopes)})
+	}
+	q.anonymous = q.expand(q.anonymous)
 	if q.store == nil {
 		q.store = NewMemStore()
 	}
@@ -188,13 +210,13 @@ func New(cfg Config) (*Queue, error) {
 		switch {
 		case c.ClientID == "" || c.AccessToken == "":
 			return nil, fmt.Errorf("localqueue: client %q needs a clientId and an accessToken", c.ClientID)
-		case c.ClientID == issuerClientID:
+		case c.ClientID == issuerClientID || c.ClientID == indexClientID:
 			return nil, fmt.Errorf("localqueue: client %q is reserved for the queue itself", c.ClientID)
 		}
 		if _, dup := q.clients[c.ClientID]; dup {
 			return nil, fmt.Errorf("localqueue: client %q configured twice", c.ClientID)
 		}
-		c.Scopes = slices.Clone(c.Scopes)
+		c.Scopes = q.expand(slices.Clone(c.Scopes))
 		q.clients[c.ClientID] = c
 	}
 	ctx := context.Background()
@@ -203,6 +225,9 @@ func New(cfg Config) (*Queue, error) {
 			return nil, fmt.Errorf("localqueue: issuer secret: %w", err)
 		}
 	}
+	idx := hmac.New(sha256.New, []byte(q.issuerToken))
+	idx.Write([]byte("localqueue index client"))
+	q.indexToken = base64.RawURLEncoding.EncodeToString(idx.Sum(nil))
 	if q.blobs == nil {
 		if cfg.DataDir == "" {
 			return nil, errors.New("localqueue: DataDir is required when Blobs is not set")
@@ -381,6 +406,13 @@ type tx struct {
 	msgs    []Message
 	// pending lists the tasks whose last run became pending.
 	pending []string
+	// The index service's changes, by path, in the order first changed.
+	indexed    map[string]*IndexedTaskRecord
+	namespaces map[string]*NamespaceRecord
+	idxOrder   []string
+	nsOrder    []string
+	purges     []*PurgeRecord
+	deleted    []string
 }
 
 func (q *Queue) begin(ctx context.Context) *tx {
@@ -412,9 +444,15 @@ func (t *tx) msg(m Message) {
 
 // commit stores the change and updates the indexes.
 func (t *tx) commit() error {
-	c := Change{Objects: t.objects, Messages: t.msgs}
+	c := Change{Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
 	for _, id := range t.order {
 		c.Tasks = append(c.Tasks, t.recs[id])
+	}
+	for _, path := range t.idxOrder {
+		c.IndexedTasks = append(c.IndexedTasks, t.indexed[path])
+	}
+	for _, path := range t.nsOrder {
+		c.Namespaces = append(c.Namespaces, t.namespaces[path])
 	}
 	if err := t.q.store.Commit(t.ctx, c); err != nil {
 		return fmt.Errorf("commit: %w", err)

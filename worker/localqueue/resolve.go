@@ -86,6 +86,11 @@ func (q *Queue) resolveRun(w http.ResponseWriter, rq *apiRequest, state, reason 
 	if err := q.afterResolveLocked(t, rec, runID, retried, rq.now); err != nil {
 		return err
 	}
+	if state == stateCompleted {
+		if err := q.indexCompletedLocked(t, rec); err != nil {
+			return err
+		}
+	}
 	if err := t.commit(); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -87,14 +88,22 @@ type apiRequest struct {
 
 // Services the handler serves under <rootUrl>/api/<service>/v1.
 const (
-	serviceQueue  = "queue"
-	serviceObject = "object"
+	serviceQueue      = "queue"
+	serviceObject     = "object"
+	serviceIndex      = "index"
+	servicePurgeCache = "purge-cache"
+	serviceAuth       = "auth"
 )
 
+// services lists them all.
+var services = []string{serviceQueue, serviceObject, serviceIndex, servicePurgeCache, serviceAuth}
+
 // route is one API method. pattern holds literal segments, ":param"
-// segments (one path segment, unescaped) and at most one trailing "*param"
-// (the rest of the path, one or more segments, unescaped: artifact names and
-// taskQueueIds may arrive with their slashes escaped or not).
+// segments (one path segment, unescaped), at most one "*param" (one or
+// more segments, unescaped: artifact names and taskQueueIds may arrive
+// with their slashes escaped or not) and at most one trailing "?param" (one
+// segment that may be empty or absent: the index's listings take the root
+// namespace that way).
 type route struct {
 	service string
 	method  string
@@ -123,6 +132,9 @@ func routeTable() []route {
 		createScopes   = `{"AllOf":[{"for":"scope","in":"scopes","each":"<scope>"},{"for":"route","in":"routes","each":"queue:route:<route>"},"queue:create-task:project:<projectId>","queue:scheduler-id:<schedulerId>",{"AnyOf":[{"for":"priority","in":"priorities","each":"queue:create-task:<priority>:<provisionerId>/<workerType>"}]}]}`
 		artifactGet    = `{"AllOf":[{"for":"name","in":"names","each":"queue:get-artifact:<name>"}]}`
 		q, o           = serviceQueue, serviceObject
+		ix             = serviceIndex
+		pc             = servicePurgeCache
+		au             = serviceAuth
 	)
 	return []route{
 		byURL(q, "GET", "ping", "ping", "", (*Queue).ping),
@@ -160,6 +172,24 @@ func routeTable() []route {
 		byURL(o, "PUT", "startDownload", "start-download/*name", "object:download:<name>", (*Queue).startDownload),
 		byURL(o, "GET", "object", "metadata/*name", "object:download:<name>", (*Queue).objectMetadata),
 		byURL(o, "GET", "download", "download/*name", "object:download:<name>", (*Queue).download),
+
+		byURL(ix, "GET", "ping", "ping", "", (*Queue).ping),
+		byURL(ix, "GET", "findTask", "task/:indexPath", "index:find-task:<indexPath>", (*Queue).findTask),
+		byHandler(ix, "POST", "findTasksAtIndex", "tasks/indexes", `{"AllOf":[{"for":"indexPath","in":"indexPaths","each":"index:find-task:<indexPath>"}]}`, (*Queue).findTasksAtIndex),
+		byURL(ix, "GET", "listNamespaces", "namespaces/?namespace", "index:list-namespaces:<namespace>", (*Queue).listNamespaces),
+		byURL(ix, "GET", "listTasks", "tasks/?namespace", "index:list-tasks:<namespace>", (*Queue).listIndexedTasks),
+		byHandler(ix, "PUT", "insertTask", "task/:namespace", "index:insert-task:<namespace>", (*Queue).insertTask),
+		byURL(ix, "DELETE", "deleteTask", "task/:namespace", "index:delete-task:<namespace>", (*Queue).deleteIndexedTask),
+		byURL(ix, "GET", "findArtifactFromTask", "task/:indexPath/artifacts/*name", "queue:get-artifact:<name>", (*Queue).findArtifactFromTask),
+
+		byURL(pc, "GET", "ping", "ping", "", (*Queue).ping),
+		byHandler(pc, "POST", "purgeCache", "purge-cache/*workerPoolId", "purge-cache:<workerPoolId>:<cacheName>", (*Queue).purgeCache),
+		byURL(pc, "GET", "allPurgeRequests", "purge-cache/list", "purge-cache:all-purge-requests", (*Queue).allPurgeRequests),
+		byURL(pc, "GET", "purgeRequests", "purge-cache/*workerPoolId", "purge-cache:purge-requests::<workerPoolId>", (*Queue).purgeRequests),
+
+		byURL(au, "GET", "ping", "ping", "", (*Queue).ping),
+		byHandler(au, "POST", "expandScopes", "scopes/expand", "auth:expand-scopes", (*Queue).expandScopesRoute),
+		byURL(au, "GET", "currentScopes", "scopes/current", "auth:current-scopes", (*Queue).currentScopes),
 	}
 }
 
@@ -170,6 +200,21 @@ func routeTable() []route {
 func match(pattern, segs []string) (map[string]string, bool) {
 	params := map[string]string{}
 	for i, p := range pattern {
+		if opt, ok := strings.CutPrefix(p, "?"); ok && i == len(pattern)-1 {
+			switch {
+			case i == len(segs):
+				params[opt] = ""
+				return params, true
+			case i != len(segs)-1:
+				return nil, false
+			}
+			v, err := url.PathUnescape(segs[i])
+			if err != nil {
+				return nil, false
+			}
+			params[opt] = v
+			return params, true
+		}
 		if i >= len(segs) {
 			return nil, false
 		}
@@ -226,6 +271,13 @@ func checkParams(params map[string]string) error {
 			re = taskQueueIDPattern
 		case "name":
 			re = artifactPattern
+		case "namespace", "indexPath":
+			if v == "" { // an optional namespace: the root
+				continue
+			}
+			re = namespacePattern
+		case "workerPoolId":
+			re = taskQueueIDPattern
 		}
 		if re != nil && !re.MatchString(v) {
 			return apiErrorf(codeInvalidRequestArguments, "Invalid request arguments: %s %q does not match %s", k, v, re)
@@ -245,7 +297,7 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	segs := strings.Split(rest, "/")
-	if len(segs) < 3 || segs[1] != "v1" || (segs[0] != serviceQueue && segs[0] != serviceObject) {
+	if len(segs) < 3 || segs[1] != "v1" || !slices.Contains(services, segs[0]) {
 		notFound()
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,8 +22,9 @@ var (
 )
 
 // Store keeps the queue's state: task records (with their runs and artifact
-// metadata), object records of the object service, a few named secrets, and
-// the outbox of Pulse messages not yet confirmed by the broker.
+// metadata), object records of the object service, the index service's
+// entries and namespaces, the purge-cache service's requests, a few named
+// secrets, and the outbox of Pulse messages not yet confirmed by the broker.
 //
 // The [Queue] serialises every read-modify-write itself, so a Store only
 // needs to be safe for concurrent use, and to apply each [Change]
@@ -39,8 +42,27 @@ type Store interface {
 	// Object returns the object record of name, or an error wrapping
 	// [ErrNotFound].
 	Object(ctx context.Context, name string) (*ObjectRecord, error)
-	// Commit stores the records of c (replacing those with the same taskId
-	// or name) and appends its messages to the outbox, atomically.
+	// IndexedTask returns the index entry at the index path path, or an
+	// error wrapping [ErrNotFound].
+	IndexedTask(ctx context.Context, path string) (*IndexedTaskRecord, error)
+	// Namespace returns the index namespace path, or an error wrapping
+	// [ErrNotFound].
+	Namespace(ctx context.Context, path string) (*NamespaceRecord, error)
+	// IndexedTasks returns up to limit index entries directly in namespace
+	// ("" is the root), in the order of their last path element, starting
+	// after the element after ("" starts at the beginning).
+	IndexedTasks(ctx context.Context, namespace, after string, limit int) ([]*IndexedTaskRecord, error)
+	// Namespaces returns up to limit namespaces directly under parent, in
+	// the same order and with the same paging as IndexedTasks.
+	Namespaces(ctx context.Context, parent, after string, limit int) ([]*NamespaceRecord, error)
+	// PurgeRequests returns up to limit purge requests ordered by
+	// workerPoolId then cacheName, starting after the request whose
+	// [PurgeRecord.Key] is after; only those of workerPoolID unless it is
+	// "". A limit below 1 means no limit.
+	PurgeRequests(ctx context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error)
+	// Commit stores the records of c (replacing those with the same taskId,
+	// name, path or key), removes the index entries it deletes and appends
+	// its messages to the outbox, atomically.
 	Commit(ctx context.Context, c Change) error
 	// Outbox returns up to limit messages of the outbox, oldest first.
 	Outbox(ctx context.Context, limit int) ([]OutboxEntry, error)
@@ -55,9 +77,15 @@ type Store interface {
 
 // Change is one atomic update of a [Store].
 type Change struct {
-	Tasks    []*TaskRecord
-	Objects  []*ObjectRecord
-	Messages []Message
+	Tasks         []*TaskRecord
+	Objects       []*ObjectRecord
+	IndexedTasks  []*IndexedTaskRecord
+	Namespaces    []*NamespaceRecord
+	PurgeRequests []*PurgeRecord
+	// DeleteIndexedTasks are index paths whose entries are removed (after
+	// IndexedTasks are stored).
+	DeleteIndexedTasks []string
+	Messages           []Message
 }
 
 // OutboxEntry is a message waiting in the outbox, with its sequence number.
@@ -119,6 +147,59 @@ type ObjectRecord struct {
 	Hashes   map[string]string `json:"hashes,omitempty"`
 }
 
+// IndexedTaskRecord is one entry of the index service: the task found at
+// index path Path (namespace and name, dot-separated).
+type IndexedTaskRecord struct {
+	Path    string          `json:"path"`
+	TaskID  string          `json:"taskId"`
+	Rank    float64         `json:"rank"`
+	Data    json.RawMessage `json:"data"`
+	Expires time.Time       `json:"expires"`
+}
+
+// NamespaceRecord is one namespace of the index service; it lives as long as
+// the longest-lived entry ever inserted below it.
+type NamespaceRecord struct {
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}
+
+// PurgeRecord is one request of the purge-cache service: caches named
+// CacheName on the workers of WorkerPoolID created before Before are to be
+// purged. It is dropped at Expires.
+type PurgeRecord struct {
+	WorkerPoolID string    `json:"workerPoolId"`
+	CacheName    string    `json:"cacheName"`
+	Before       time.Time `json:"before"`
+	Expires      time.Time `json:"expires"`
+}
+
+// Key orders purge requests and names one in [Store.PurgeRequests] paging.
+func (p *PurgeRecord) Key() string { return p.WorkerPoolID + "\x00" + p.CacheName }
+
+// splitPath splits an index path into its parent namespace ("" at the root)
+// and its last element.
+func splitPath(path string) (parent, name string) {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[:i], path[i+1:]
+	}
+	return "", path
+}
+
+// childKey is the storage key of the index entry or namespace path: parent
+// and name joined by a NUL, so that the direct children of a namespace are
+// one contiguous, name-ordered key range.
+func childKey(path string) string {
+	parent, name := splitPath(path)
+	return parent + "\x00" + name
+}
+
+func (r *IndexedTaskRecord) clone() *IndexedTaskRecord {
+	c := *r
+	c.Data = slices.Clone(r.Data)
+	return &c
+}
+
 // clone copies rec deeply enough that mutating the copy's runs and
 // artifacts leaves rec alone (the definition is immutable and shared).
 func (rec *TaskRecord) clone() *TaskRecord {
@@ -149,17 +230,23 @@ func newSecret() (string, error) {
 // NewMemStore returns a [Store] that keeps everything in memory: nothing
 // survives the process.
 func NewMemStore() Store {
-	return &memStore{tasks: map[string]*TaskRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{}}
+	return &memStore{
+		tasks: map[string]*TaskRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{},
+		indexed: map[string]*IndexedTaskRecord{}, namespaces: map[string]*NamespaceRecord{}, purges: map[string]*PurgeRecord{},
+	}
 }
 
 type memStore struct {
-	mu      sync.RWMutex
-	closed  bool
-	tasks   map[string]*TaskRecord
-	objects map[string]*ObjectRecord
-	secrets map[string]string
-	outbox  []OutboxEntry
-	seq     uint64
+	mu         sync.RWMutex
+	closed     bool
+	tasks      map[string]*TaskRecord
+	objects    map[string]*ObjectRecord
+	indexed    map[string]*IndexedTaskRecord // by childKey
+	namespaces map[string]*NamespaceRecord   // by childKey
+	purges     map[string]*PurgeRecord       // by Key
+	secrets    map[string]string
+	outbox     []OutboxEntry
+	seq        uint64
 }
 
 func (s *memStore) Get(_ context.Context, taskID string) (*TaskRecord, error) {
@@ -207,6 +294,100 @@ func (s *memStore) Object(_ context.Context, name string) (*ObjectRecord, error)
 	return o.clone(), nil
 }
 
+func (s *memStore) IndexedTask(_ context.Context, path string) (*IndexedTaskRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	r, ok := s.indexed[childKey(path)]
+	if !ok {
+		return nil, fmt.Errorf("indexed task %q: %w", path, ErrNotFound)
+	}
+	return r.clone(), nil
+}
+
+func (s *memStore) Namespace(_ context.Context, path string) (*NamespaceRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	n, ok := s.namespaces[childKey(path)]
+	if !ok {
+		return nil, fmt.Errorf("namespace %q: %w", path, ErrNotFound)
+	}
+	cp := *n
+	return &cp, nil
+}
+
+// memRange returns the values of m whose keys start with prefix and sort
+// after prefix+after, in key order, at most limit of them (all when limit
+// is below 1).
+func memRange[V any](m map[string]V, prefix, after string, limit int) []V {
+	var keys []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) && (after == "" || k > prefix+after) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+	}
+	out := make([]V, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
+}
+
+func (s *memStore) IndexedTasks(_ context.Context, namespace, after string, limit int) ([]*IndexedTaskRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	recs := memRange(s.indexed, namespace+"\x00", after, limit)
+	for i, r := range recs {
+		recs[i] = r.clone()
+	}
+	return recs, nil
+}
+
+func (s *memStore) Namespaces(_ context.Context, parent, after string, limit int) ([]*NamespaceRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	recs := memRange(s.namespaces, parent+"\x00", after, limit)
+	for i, n := range recs {
+		cp := *n
+		recs[i] = &cp
+	}
+	return recs, nil
+}
+
+func (s *memStore) PurgeRequests(_ context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	prefix := ""
+	if workerPoolID != "" {
+		prefix = workerPoolID + "\x00"
+		after = strings.TrimPrefix(after, prefix)
+	}
+	recs := memRange(s.purges, prefix, after, limit)
+	for i, p := range recs {
+		cp := *p
+		recs[i] = &cp
+	}
+	return recs, nil
+}
+
 func (s *memStore) Commit(_ context.Context, c Change) error {
 	// Copy the messages' bodies before taking the lock (they are shared
 	// slices otherwise).
@@ -226,6 +407,20 @@ func (s *memStore) Commit(_ context.Context, c Change) error {
 	}
 	for _, o := range c.Objects {
 		s.objects[o.Name] = o.clone()
+	}
+	for _, r := range c.IndexedTasks {
+		s.indexed[childKey(r.Path)] = r.clone()
+	}
+	for _, n := range c.Namespaces {
+		cp := *n
+		s.namespaces[childKey(n.Path)] = &cp
+	}
+	for _, p := range c.PurgeRequests {
+		cp := *p
+		s.purges[p.Key()] = &cp
+	}
+	for _, path := range c.DeleteIndexedTasks {
+		delete(s.indexed, childKey(path))
 	}
 	for _, m := range msgs {
 		s.seq++

@@ -22,7 +22,6 @@ import (
 	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
 	"go.dockerworker.dev/docker-worker/features/capabilities"
 	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
-	"go.dockerworker.dev/docker-worker/features/image"
 	locallivelog "go.dockerworker.dev/docker-worker/features/localLiveLog"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
@@ -171,7 +170,7 @@ func featureList(cfg *config.Config, opts Options, dc *docker.Client, live *live
 	}
 	return []features.Feature{
 		backinglog.New(opts.TempDir),
-		image.New(dc, PullPolicy(cfg)),
+		imageFeature(cfg, dc),
 		capabilities.New(capabilities.Config{AllowPrivileged: cfg.DockerConfig.AllowPrivileged}),
 		cacheFeature(cfg, opts, dc),
 		lf,
@@ -226,5 +225,6 @@ func PullPolicy(cfg *config.Config) docker.PullPolicy {
 		Attempts:      cfg.DockerConfig.MaxAttempts,
 		BaseDelay:     time.Duration(cfg.DockerConfig.DelayFactor) * time.Millisecond,
 		Randomization: cfg.DockerConfig.RandomizationFactor,
+		StallTimeout:  cfg.PullStallTimeoutDuration(),
 	}
 }

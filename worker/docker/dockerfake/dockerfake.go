@@ -1,9 +1,12 @@
 // Package dockerfake is a scripted, in-memory Docker daemon for tests only.
 //
 // A [Fake] has the methods the task runner and the image feature call on
-// Docker (EnsureImage, InspectImage, Create, Attach, Start, Wait, Kill,
-// Remove, CopyFrom) with the daemon's semantics, but every container follows a [Script]: output written to the
-// attach stream in steps, then an exit code, or running until it is killed.
+// Docker (EnsureImage, LoadImage, TagImage, ListTags, InspectImage, Create,
+// Attach, Start, Wait, Kill, Remove, CopyFrom) with the daemon's semantics,
+// but every container follows a [Script]: output written to the attach
+// stream in steps, then an exit code, or running until it is killed. Loaded
+// images are read from real `docker save` archives (manifest.json and the
+// image configuration), so their IDs and configurations are the daemon's.
 // It records every container spec created and every Kill and Remove call,
 // and reports containers that were created but never removed.
 //
@@ -80,13 +83,20 @@ type Fake struct {
 	// ImageConfig, when non-nil, gives the configuration InspectImage
 	// reports for the image pulled as ref (nil: an empty configuration).
 	ImageConfig func(ref string) docker.ImageConfig
+	// LoadErr, when non-nil, is asked about every LoadImage call; a
+	// non-nil answer fails the load with that error after the archive has
+	// been read.
+	LoadErr func(ref string) error
 
 	mu         sync.Mutex
 	n          int
 	containers map[string]*container
 	order      []string
 	pulls      []string
-	images     map[string]string // ref by image ID, for the images pulled
+	images     map[string]string             // ref by image ID, for the images pulled
+	loaded     map[string]docker.ImageConfig // configuration by image ID, for the images loaded
+	tags       map[string]string             // image ID by reference, for loaded and tagged images
+	loads      []string
 	kills      []Call
 	removes    []Call
 }
@@ -155,10 +165,14 @@ func (f *Fake) EnsureImage(ctx context.Context, ref string, progress io.Writer, 
 	return id, nil
 }
 
-// InspectImage returns the configuration of an image EnsureImage
-// provided, by reference or ID; other images do not exist.
+// InspectImage returns the configuration of an image EnsureImage or
+// LoadImage provided, by reference or ID; other images do not exist.
 func (f *Fake) InspectImage(_ context.Context, ref string) (docker.ImageConfig, error) {
 	f.mu.Lock()
+	if cfg, ok := f.loadedLocked(ref); ok {
+		f.mu.Unlock()
+		return cfg, nil
+	}
 	name, ok := f.images[ref]
 	if !ok {
 		if _, pulled := f.images[ImageID(ref)]; pulled {

@@ -416,3 +416,58 @@ func TestCopyFrom(t *testing.T) {
 		t.Errorf("missing container: got %v, want fs.ErrNotExist", err)
 	}
 }
+
+func TestLoadImage(t *testing.T) {
+	f := &dockerfake.Fake{}
+	ctx := t.Context()
+	cfg := docker.ImageConfig{Cmd: []string{"sh"}, Env: []string{"A=1"}, WorkingDir: "/w"}
+	archive := dockerfake.ImageArchive("orig:tag", cfg)
+	id, err := f.LoadImage(ctx, strings.NewReader(string(archive)), "docker-worker/task-image/abc:latest")
+	if err != nil || !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("LoadImage: %q, %v", id, err)
+	}
+	again, _ := (&dockerfake.Fake{}).LoadImage(ctx, strings.NewReader(string(archive)), "x:latest")
+	if again != id {
+		t.Errorf("IDs differ for one archive: %s, %s", id, again)
+	}
+	got, err := f.InspectImage(ctx, "docker-worker/task-image/abc:latest")
+	cfg.ID = id
+	if err != nil || !cmp.Equal(got, cfg) {
+		t.Errorf("InspectImage: %+v, %v; want %+v", got, err, cfg)
+	}
+	if err := f.TagImage(ctx, id, "docker-worker/task-image/abc:sha256-00"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.TagImage(ctx, "sha256:none", "x:y"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("tagging a missing image: %v", err)
+	}
+	tags, _ := f.ListTags(ctx, "docker-worker/task-image/abc")
+	if want := []string{"docker-worker/task-image/abc:latest", "docker-worker/task-image/abc:sha256-00"}; !cmp.Equal(tags, want) {
+		t.Errorf("tags %v, want %v", tags, want)
+	}
+	if tags, _ := f.ListTags(ctx, "docker-worker/task-image"); len(tags) != 0 {
+		t.Errorf("tags of a parent repository: %v", tags)
+	}
+	f.RemoveTag("docker-worker/task-image/abc:latest")
+	if _, err := f.InspectImage(ctx, "docker-worker/task-image/abc:latest"); err == nil {
+		t.Error("an untagged reference still inspects")
+	}
+	if _, err := f.InspectImage(ctx, id); err != nil {
+		t.Errorf("by ID: %v", err)
+	}
+	if !cmp.Equal(f.Loads(), []string{"docker-worker/task-image/abc:latest"}) {
+		t.Errorf("loads %v", f.Loads())
+	}
+
+	two := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"a"}}, docker.ImageConfig{Cmd: []string{"b"}})
+	if _, err := f.LoadImage(ctx, strings.NewReader(string(two)), "two:latest"); !errors.Is(err, docker.ErrNotOneImage) {
+		t.Errorf("two images: %v", err)
+	}
+	if _, err := f.LoadImage(ctx, strings.NewReader("not a tar archive at all"), "bad:latest"); !errors.Is(err, docker.ErrUnknownArchiveFormat) {
+		t.Errorf("not an archive: %v", err)
+	}
+	f.LoadErr = func(string) error { return errors.New("disk full") }
+	if _, err := f.LoadImage(ctx, strings.NewReader(string(archive)), "full:latest"); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("LoadErr: %v", err)
+	}
+}

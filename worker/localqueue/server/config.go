@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"go.dockerworker.dev/docker-worker/worker/localqueue"
 )
 
 // Config is the queue's configuration file, `docker-worker queue --config`
@@ -29,6 +32,11 @@ type Config struct {
 	// AnonymousScopes replaces the default scopes of requests without
 	// credentials when set (an empty list grants none).
 	AnonymousScopes *[]string `yaml:"anonymousScopes"`
+	// Roles expand scopes as Taskcluster's roles do: whoever holds
+	// `assume:<roleId>` (a client, a task's scopes, the anonymous scopes)
+	// has the role's scopes too; a roleId ending in `*` matches by prefix
+	// and puts what its `*` matched in place of `<..>` in its scopes.
+	Roles []Role `yaml:"roles"`
 	// ClaimTimeout is how long a claim lasts; zero means the queue's default.
 	ClaimTimeout time.Duration `yaml:"claimTimeout"`
 	Storage      Storage       `yaml:"storage"`
@@ -40,6 +48,12 @@ type Client struct {
 	ClientID    string   `yaml:"clientId"`
 	AccessToken string   `yaml:"accessToken"`
 	Scopes      []string `yaml:"scopes"`
+}
+
+// Role is a role: its scopes go to whoever holds `assume:<RoleID>`.
+type Role struct {
+	RoleID string   `yaml:"roleId"`
+	Scopes []string `yaml:"scopes"`
 }
 
 // Storage says where artifact and object bytes live: in an S3 bucket when
@@ -105,6 +119,9 @@ func (c *Config) Validate() error {
 		}
 		seen[cl.ClientID] = true
 	}
+	if err := localqueue.CheckRoles(c.localRoles()); err != nil {
+		problems = append(problems, err)
+	}
 	if c.ClaimTimeout < 0 {
 		add("claimTimeout %s is negative", c.ClaimTimeout)
 	}
@@ -120,6 +137,15 @@ func (c *Config) Validate() error {
 		add("pulse.url %q is not an amqp:// or amqps:// URL", u)
 	}
 	return errors.Join(problems...)
+}
+
+// localRoles are the roles as the queue takes them.
+func (c *Config) localRoles() []localqueue.Role {
+	var roles []localqueue.Role
+	for _, r := range c.Roles {
+		roles = append(roles, localqueue.Role{RoleID: r.RoleID, Scopes: slices.Clone(r.Scopes)})
+	}
+	return roles
 }
 
 // DefaultDataDir is $XDG_STATE_HOME/docker-worker, else

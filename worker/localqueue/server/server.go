@@ -83,6 +83,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		DataDir:      dataDir,
 		ClaimWait:    opts.ClaimWait,
 		ClaimTimeout: cfg.ClaimTimeout,
+		Roles:        cfg.localRoles(),
 		Logger:       logger,
 	}
 	if cfg.AnonymousScopes != nil {

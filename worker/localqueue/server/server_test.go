@@ -45,6 +45,9 @@ clients:
     accessToken: t1
     scopes: ["queue:create-task:*"]
 anonymousScopes: []
+roles:
+  - roleId: "repo:*"
+    scopes: ["queue:route:index.<..>.*"]
 storage:
   s3: {endpoint: "http://127.0.0.1:7070", region: eu-west-1, bucket: b, prefix: p/, pathStyle: true, accessKeyId: k, secretAccessKey: s}
 pulse:
@@ -54,6 +57,7 @@ pulse:
 				Listen: "0.0.0.0:9000", RootURL: "http://queue.example:9000", DataDir: "/var/lib/q", ClaimTimeout: 5 * time.Minute,
 				Clients:         []Client{{ClientID: "c1", AccessToken: "t1", Scopes: []string{"queue:create-task:*"}}},
 				AnonymousScopes: &empty,
+				Roles:           []Role{{RoleID: "repo:*", Scopes: []string{"queue:route:index.<..>.*"}}},
 				Storage:         Storage{S3: &S3{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-1", Bucket: "b", Prefix: "p/", PathStyle: true, AccessKeyID: "k", SecretAccessKey: "s"}},
 				Pulse:           Pulse{URL: "amqp://guest:guest@127.0.0.1:5672/"},
 			},
@@ -62,6 +66,8 @@ pulse:
 		{name: "empty file", text: "", want: &Config{}},
 		{name: "unknown key", text: "listen: x\nbucket: y\n", wantErr: []string{"field bucket not found"}},
 		{name: "client without token", text: "clients: [{clientId: a}]", wantErr: []string{"clients[0]: clientId and accessToken are required"}},
+		{name: "roles in a cycle", text: "roles: [{roleId: a, scopes: [assume:b]}, {roleId: b, scopes: [assume:a]}]", wantErr: []string{"cycles", "'a' -> 'b' -> 'a'"}},
+		{name: "role without id", text: "roles: [{scopes: [x]}, {roleId: 'x*', scopes: ['a:<..>:<..>']}]", wantErr: []string{"roles[0]: roleId is required", "more than one <..>"}},
 		{
 			name: "every problem at once",
 			text: "clients: [{clientId: a, accessToken: x}, {clientId: a, accessToken: y}]\nclaimTimeout: -1s\nstorage: {s3: {accessKeyId: k}}\npulse: {url: http://x}\n",
@@ -114,7 +120,7 @@ func TestREADMEExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if len(c.Clients) == 0 || c.Storage.S3 == nil || c.Pulse.URL == "" || c.ClaimTimeout == 0 {
+	if len(c.Clients) == 0 || c.Storage.S3 == nil || c.Pulse.URL == "" || c.ClaimTimeout == 0 || len(c.Roles) == 0 {
 		t.Errorf("README example leaves out sections: %+v", c)
 	}
 }
@@ -215,4 +221,22 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a refused config left %d files in the data directory", len(entries))
 	}
+}
+
+// The config's roles reach the queue: its expandScopes and its scope checks.
+func TestStartWithRoles(t *testing.T) {
+	cfg := Config{
+		DataDir: t.TempDir(),
+		Clients: []Client{{ClientID: "ci", AccessToken: "ci-secret", Scopes: []string{"assume:scheduler:srv-prov/srv-type", "auth:expand-scopes"}}},
+		Roles: []Role{{RoleID: "scheduler:*", Scopes: []string{
+			"queue:create-task:lowest:<..>", "queue:scheduler-id:-", "queue:create-task:project:none",
+		}}},
+	}
+	q, _ := start(t, cfg, Options{})
+	c := tc.New(tc.Config{RootURL: q.RootURL, Credentials: &tc.Credentials{ClientID: "ci", AccessToken: "ci-secret"}})
+	got, err := c.ExpandScopes(t.Context(), []string{"assume:scheduler:p/w"})
+	if diff := cmp.Diff([]string{"assume:scheduler:p/w", "queue:create-task:lowest:p/w", "queue:create-task:project:none", "queue:scheduler-id:-"}, got); err != nil || diff != "" {
+		t.Fatalf("ExpandScopes = %v (-want +got):\n%s", err, diff)
+	}
+	createTask(t, c) // needs the scopes the role grants
 }
