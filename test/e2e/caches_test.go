@@ -15,6 +15,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
+	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -291,4 +292,68 @@ func TestCacheRemovedWhenDiskIsShort(t *testing.T) {
 	if we.logs.count("cache volume removed") != 1 {
 		t.Errorf("no cache removal logged:\n%s", we.logs.String())
 	}
+}
+
+// purge cache before run task: after purgeCache.purgeCache, the next
+// claim removes the instance and the task gets a new one.
+func TestCachePurgeRequestBeforeRun(t *testing.T) {
+	q := startQueue(t, nil)
+	cfg := cacheConfig(t, q, "cache-purgereq")
+	cfg.Cache.PurgeRequestInterval = 0
+	we := startWorker(t, q, cfg)
+	const name = "docker-worker-garbage-caches-purge"
+	p := shell(`echo "foo" > /c/foo.txt`, 60)
+	p["cache"] = map[string]string{name: "/c"}
+	first := q.create(t, withScopes(newTask(cfg, p), "docker-worker:cache:"+name))
+	wantState(t, q.waitRun(t, first, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	we.waitLogged(t, "cache volume release", 1, 30*time.Second)
+	old := cacheInstances(t, cfg, name)
+	if len(old) != 1 {
+		t.Fatalf("instances %v", old)
+	}
+
+	if err := q.admin.PurgeCache(t.Context(), cfg.ProvisionerID+"/"+cfg.WorkerType, name); err != nil {
+		t.Fatal(err)
+	}
+	p2 := shell(`test ! -e /c/foo.txt`, 60)
+	p2["cache"] = map[string]string{name: "/c"}
+	second := q.create(t, withScopes(newTask(cfg, p2), "docker-worker:cache:"+name))
+	wantState(t, q.waitRun(t, second, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	if we.logs.count("cache volume removed") != 1 {
+		t.Errorf("no removal logged")
+	}
+	if _, err := os.Stat(old[0]); !os.IsNotExist(err) {
+		t.Errorf("purged instance still there: %v", err)
+	}
+}
+
+// mount cached volume in docker worker using role: the task holds the
+// cache scope only through a role (with a trailing *). The worker's own
+// client may not expand scopes: the anonymous role's auth:expand-scopes
+// serves.
+func TestCacheScopeThroughRole(t *testing.T) {
+	const workerClient, workerToken = "cache-worker", "cache-worker-secret"
+	q := startQueue(t, func(c *localqueue.Config) {
+		c.Roles = append(c.Roles, localqueue.Role{RoleID: "project:cache-users", Scopes: []string{"docker-worker:cache:role-*"}})
+		c.Clients = append(c.Clients, localqueue.Client{ClientID: workerClient, AccessToken: workerToken,
+			Scopes: []string{"queue:claim-work:null-provisioner/cache-role", "queue:worker-id:*"}})
+	})
+	cfg := cacheConfig(t, q, "cache-role")
+	cfg.Taskcluster = config.Credentials{ClientID: workerClient, AccessToken: workerToken}
+	startWorker(t, q, cfg)
+	p := shell(`echo "foo" > /c/foo.txt`, 60)
+	p["cache"] = map[string]string{"role-cache": "/c"}
+	id := q.create(t, withScopes(newTask(cfg, p), "assume:project:cache-users"))
+	wantState(t, q.waitRun(t, id, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	if dirs := cacheInstances(t, cfg, "role-cache"); len(dirs) != 1 {
+		t.Fatalf("instances %v", dirs)
+	} else if _, err := os.Stat(filepath.Join(dirs[0], "foo.txt")); err != nil {
+		t.Error(err)
+	}
+
+	// A role that does not grant the cache does not help.
+	p["cache"] = map[string]string{"other-cache": "/c"}
+	denied := q.create(t, withScopes(newTask(cfg, p), "assume:project:cache-users"))
+	wantState(t, q.waitRun(t, denied, 0, 2*time.Minute), 0, tc.StateFailed, "failed")
+	mustContain(t, q.logOf(t, denied, 0, ""), "Insufficient scopes to attach cache volumes.")
 }

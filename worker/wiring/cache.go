@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -12,17 +13,27 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/diskgc"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // cacheFeature builds the volume-cache feature: instances under
 // cache.volumeCachePath; an instance a previous process left held is
-// handed out again once no container of its run runs. dc is nil for the
-// inert feature list.
+// handed out again once no container of its run runs; task scopes are
+// expanded and purge requests fetched with the worker's credentials. dc is
+// nil for the inert feature list.
 func cacheFeature(cfg *config.Config, opts Options, dc *docker.Client) *cachefeature.Feature {
 	logger := opts.Logger.With("feature", cachefeature.Name)
 	var alive cache.AliveFunc
 	if dc != nil {
 		alive = runContainerRuns(dc)
+	}
+	tcs := taskclusterCalls{
+		worker: tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
+			ClientID:    cfg.Taskcluster.ClientID,
+			AccessToken: cfg.Taskcluster.AccessToken,
+			Certificate: cfg.Taskcluster.Certificate,
+		}}),
+		anonymous: tc.New(tc.Config{RootURL: cfg.RootURL}),
 	}
 	return cachefeature.New(cachefeature.Config{
 		Manager: cache.New(cache.Config{
@@ -30,10 +41,49 @@ func cacheFeature(cfg *config.Config, opts Options, dc *docker.Client) *cachefea
 			Alive:  alive,
 			Logger: logger,
 		}),
+		Expander:      tcs,
+		Purges:        tcs,
 		WorkerPool:    cfg.ProvisionerID + "/" + cfg.WorkerType,
 		PurgeInterval: time.Duration(cfg.Cache.PurgeRequestInterval) * time.Millisecond,
 		Logger:        logger,
 	})
+}
+
+// taskclusterCalls are the auth and purge-cache calls of the cache
+// feature: made with the worker's credentials, and again without any when
+// those are refused (403), as the worker polls task status; public
+// deployments' anonymous roles grant both calls.
+type taskclusterCalls struct{ worker, anonymous *tc.Client }
+
+var (
+	_ cachefeature.ScopeExpander = taskclusterCalls{}
+	_ cachefeature.PurgeSource   = taskclusterCalls{}
+)
+
+// ExpandScopes implements cachefeature.ScopeExpander (auth.expandScopes).
+func (c taskclusterCalls) ExpandScopes(ctx context.Context, scopes []string) ([]string, error) {
+	out, err := c.worker.ExpandScopes(ctx, scopes)
+	if tc.StatusCode(err) == http.StatusForbidden {
+		out, err = c.anonymous.ExpandScopes(ctx, scopes)
+	}
+	return out, err
+}
+
+// PurgeRequests implements cachefeature.PurgeSource
+// (purgeCache.purgeRequests).
+func (c taskclusterCalls) PurgeRequests(ctx context.Context, workerPoolID string, since time.Time) ([]cachefeature.PurgeRequest, error) {
+	reqs, err := c.worker.PurgeRequests(ctx, workerPoolID, since)
+	if tc.StatusCode(err) == http.StatusForbidden {
+		reqs, err = c.anonymous.PurgeRequests(ctx, workerPoolID, since)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cachefeature.PurgeRequest, len(reqs))
+	for i, r := range reqs {
+		out[i] = cachefeature.PurgeRequest{CacheName: r.CacheName, Before: r.Before}
+	}
+	return out, nil
 }
 
 // runContainerRuns reports whether a container the runner labelled with
