@@ -66,7 +66,7 @@ start_bg() {
 mkdir -p "$state"
 
 # 1. Packages.
-packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server)
+packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server zstd)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then

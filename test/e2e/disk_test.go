@@ -4,9 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	imagefeature "go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/worker/diskgc"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
@@ -116,5 +118,46 @@ func TestStaleContainerRemoved(t *testing.T) {
 	}
 	if we.logs.count("container removed") == 0 || we.logs.count("[alert-operator] stale container") == 0 {
 		t.Errorf("no removal logged:\n%s", we.logs.String())
+	}
+}
+
+// Under disk pressure an idle worker removes the images it loaded (a
+// variant of the test image that no container uses), and only those: the
+// test image, which it did not load, stays.
+func TestDiskPressureRemovesWorkerImages(t *testing.T) {
+	archive, testID := testImageArchive(t)
+	archive = variantArchive(t, archive, "docker-worker-test/disk-variant:latest", strings.ToLower(t.Name()))
+	dc := dockertest.Require(t)
+	q := startQueue(t, nil)
+	cfg := q.workerConfig("disk-images")
+	cfg.DockerVolume = smallVolume(t)
+	cfg.CapacityManagement.DiskspaceThreshold = 32 << 20
+	startWorker(t, q, cfg)
+	holder := q.publish(t, nil, published{name: "public/image.tar", body: archive})
+	forgetArtifactImage(t, dc, holder, "public/image.tar")
+	task := q.create(t, newTask(cfg, taskImagePayload(holder, "public/image.tar", "echo ran")))
+	wantState(t, q.waitRun(t, task, 0, 2*time.Minute), 0, tc.StateCompleted, "completed")
+	repo := imagefeature.ArtifactRepo(holder, "public/image.tar")
+	if tags, err := dc.ListTags(t.Context(), repo); err != nil || len(tags) != 2 {
+		t.Fatalf("task image tags after the run: %v %v, want latest and the sha256 tag", tags, err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DockerVolume, "filler"), make([]byte, 40<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		tags, err := dc.ListTags(t.Context(), repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tags) == 0 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("task image still tagged %v under disk pressure", tags)
+		}
+	}
+	cfgImg, err := dc.InspectImage(t.Context(), image)
+	if err != nil || cfgImg.ID != testID {
+		t.Errorf("the test image (not the worker's) was touched: %+v %v", cfgImg, err)
 	}
 }

@@ -42,7 +42,9 @@ type Docker interface {
 	ListContainers(ctx context.Context, labels map[string]string) ([]docker.ContainerState, error)
 	Remove(ctx context.Context, id string) error
 	ImagesInUse(ctx context.Context) (map[string]bool, error)
-	RemoveImageByID(ctx context.Context, id string) error
+	// RemoveImage removes the reference ref (Docker deletes the image when
+	// no reference is left); a missing one is not an error.
+	RemoveImage(ctx context.Context, ref string) error
 }
 
 // Candidate is something the collector may remove to free space.
@@ -256,45 +258,66 @@ func (c *Collector) imageCandidates(ctx context.Context) []Candidate {
 		if inUse[img.id] {
 			continue
 		}
-		id := img.id
-		out = append(out, Candidate{What: "image " + id, LastUsed: img.lastUsed, Remove: func(ctx context.Context) error {
-			if err := c.docker.RemoveImageByID(ctx, id); err != nil {
-				return err
+		out = append(out, Candidate{What: "image " + img.id, LastUsed: img.lastUsed, Remove: func(ctx context.Context) error {
+			for _, ref := range img.refs {
+				if err := c.docker.RemoveImage(ctx, ref); err != nil {
+					return err
+				}
 			}
-			c.images.forget(id)
-			c.cfg.Logger.Info("image removed", "image", id)
+			c.images.forget(img.id)
+			c.cfg.Logger.Info("image removed", "image", img.id, "refs", img.refs)
 			return nil
 		}})
 	}
 	return out
 }
 
-// Images records the images the worker pulled or loaded and when a task
-// last used each; only those are ever removed. Safe for concurrent use;
-// the zero value is ready.
+// Images records the images the worker pulled or loaded, under which
+// references, and when a task last used each. Only those references are
+// ever removed: an image that also carries someone else's tag keeps it.
+// Safe for concurrent use; the zero value is ready.
 type Images struct {
 	mu   sync.Mutex
-	byID map[string]time.Time
+	byID map[string]*imageUse
 }
 
 type imageUse struct {
 	id       string
+	refs     []string
 	lastUsed time.Time
 }
 
-// Used records that a task used image id (which the worker pulled or
-// loaded) at t.
-func (m *Images) Used(id string, t time.Time) {
-	if id == "" {
+// Used records that the worker pulled or loaded image id as ref (or added
+// the tag ref to it) and that a task used it at t.
+func (m *Images) Used(id, ref string, t time.Time) {
+	if id == "" || ref == "" {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID == nil {
-		m.byID = map[string]time.Time{}
+		m.byID = map[string]*imageUse{}
 	}
-	if t.After(m.byID[id]) {
-		m.byID[id] = t
+	u := m.byID[id]
+	if u == nil {
+		u = &imageUse{id: id}
+		m.byID[id] = u
+	}
+	if !slices.Contains(u.refs, ref) {
+		u.refs = append(u.refs, ref)
+	}
+	if t.After(u.lastUsed) {
+		u.lastUsed = t
+	}
+}
+
+// Touch records a use of image id at t if the worker pulled or loaded it
+// (an image it found present is not recorded).
+func (m *Images) Touch(id string, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u, ok := m.byID[id]; ok && t.After(u.lastUsed) {
+		u.lastUsed = t
 	}
 }
 
@@ -308,8 +331,8 @@ func (m *Images) list() []imageUse {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]imageUse, 0, len(m.byID))
-	for id, t := range m.byID {
-		out = append(out, imageUse{id, t})
+	for _, u := range m.byID {
+		out = append(out, imageUse{id: u.id, refs: slices.Clone(u.refs), lastUsed: u.lastUsed})
 	}
 	slices.SortFunc(out, func(a, b imageUse) int { return cmp.Or(a.lastUsed.Compare(b.lastUsed), cmp.Compare(a.id, b.id)) })
 	return out

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,12 +17,13 @@ import (
 
 // world is a fake disk and Docker daemon: removing things frees their size.
 type world struct {
-	mu         sync.Mutex
-	free       int64
-	containers map[string]docker.ContainerState
-	sizes      map[string]int64 // by container ID, image ID or candidate name
-	inUse      map[string]bool
-	removed    []string
+	mu          sync.Mutex
+	free        int64
+	containers  map[string]docker.ContainerState
+	sizes       map[string]int64 // by container ID, image ID or candidate name
+	inUse       map[string]bool
+	removed     []string
+	refsRemoved []string
 }
 
 func (w *world) ListContainers(_ context.Context, labels map[string]string) ([]docker.ContainerState, error) {
@@ -55,9 +57,13 @@ func (w *world) ImagesInUse(context.Context) (map[string]bool, error) {
 	return w.inUse, nil
 }
 
-func (w *world) RemoveImageByID(_ context.Context, id string) error {
+// RemoveImage removes a reference; refs are "<image id>:<tag>" here, each
+// image has one, and its space is freed with it.
+func (w *world) RemoveImage(_ context.Context, ref string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.refsRemoved = append(w.refsRemoved, ref)
+	id, _, _ := strings.Cut(ref, ":")
 	w.gone(id)
 	return nil
 }
@@ -137,9 +143,9 @@ func TestFreesInOrderUntilEnough(t *testing.T) {
 		inUse: map[string]bool{"img-used": true},
 	}
 	images := &Images{}
-	images.Used("img-old", t0.Add(-3*time.Minute))
-	images.Used("img-new", t0.Add(-time.Minute))
-	images.Used("img-used", t0.Add(-time.Hour))
+	images.Used("img-old", "img-old:latest", t0.Add(-3*time.Minute))
+	images.Used("img-new", "img-new:latest", t0.Add(-time.Minute))
+	images.Used("img-used", "img-used:latest", t0.Add(-time.Hour))
 	var logs bytes.Buffer
 	c := newCollector(w, images, &logs, &now, &caches{w: w, items: map[string]time.Time{"cache-mid": t0.Add(-2 * time.Minute)}})
 	// Idle (want == capacity): images are candidates. Need 200.
@@ -162,7 +168,7 @@ func TestBusyWorkerKeepsImages(t *testing.T) {
 	now := t0
 	w := &world{free: 0, sizes: map[string]int64{"img": 1000, "cache": 50}}
 	images := &Images{}
-	images.Used("img", t0.Add(-10*time.Hour))
+	images.Used("img", "img:latest", t0.Add(-10*time.Hour))
 	var logs bytes.Buffer
 	c := newCollector(w, images, &logs, &now, &caches{w: w, items: map[string]time.Time{"cache": t0}})
 	n, reason := c.Allow(t.Context(), 1) // capacity 2, one running
@@ -215,9 +221,9 @@ func TestExpirySweep(t *testing.T) {
 		inUse: map[string]bool{"img-old-used": true},
 	}
 	images := &Images{}
-	images.Used("img-old", t0.Add(-3*time.Hour))
-	images.Used("img-old-used", t0.Add(-3*time.Hour))
-	images.Used("img-fresh", t0.Add(-time.Hour))
+	images.Used("img-old", "img-old:latest", t0.Add(-3*time.Hour))
+	images.Used("img-old-used", "img-old-used:latest", t0.Add(-3*time.Hour))
+	images.Used("img-fresh", "img-fresh:latest", t0.Add(-time.Hour))
 	var logs bytes.Buffer
 	c := newCollector(w, images, &logs, &now)
 	c.Allow(t.Context(), 2)
@@ -256,5 +262,20 @@ func TestActiveRunsContainerKept(t *testing.T) {
 	c.Allow(t.Context(), 1)
 	if got := w.removals(); len(got) != 0 {
 		t.Errorf("removed %v of a run in progress", got)
+	}
+}
+
+func TestImagesTouchOnlyRecorded(t *testing.T) {
+	var m Images
+	m.Touch("found-present", t0)
+	m.Used("pulled", "busybox:1", t0)
+	m.Used("pulled", "busybox:1", t0)
+	m.Used("pulled", "mirror/busybox:1", t0)
+	m.Touch("pulled", t0.Add(time.Hour))
+	m.Touch("pulled", t0) // older: ignored
+	got := m.list()
+	if len(got) != 1 || got[0].id != "pulled" || !got[0].lastUsed.Equal(t0.Add(time.Hour)) ||
+		!slices.Equal(got[0].refs, []string{"busybox:1", "mirror/busybox:1"}) {
+		t.Errorf("images %+v", got)
 	}
 }

@@ -78,17 +78,6 @@ func (c *Client) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 	return used, nil
 }
 
-// RemoveImageByID removes an image and every tag it has, unless a
-// container uses it (then Docker refuses and the error says so). A
-// missing image is not an error.
-func (c *Client) RemoveImageByID(ctx context.Context, id string) error {
-	_, err := c.api.ImageRemove(ctx, id, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("remove image %s: %w", id, err)
-	}
-	return nil
-}
-
 // DataRoot is the daemon's data directory (`docker info`'s Docker Root
 // Dir), where images, containers and volumes take their space.
 func (c *Client) DataRoot(ctx context.Context) (string, error) {
@@ -97,4 +86,25 @@ func (c *Client) DataRoot(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("docker info: %w", err)
 	}
 	return res.Info.DockerRootDir, nil
+}
+
+// LocalImage is a local image as listed.
+type LocalImage struct {
+	ID      string
+	Tags    []string
+	Created time.Time
+}
+
+// ImagesMatching lists the local images with a reference matching pattern
+// (Docker's `reference` filter, e.g. "docker-worker/task-image/*").
+func (c *Client) ImagesMatching(ctx context.Context, pattern string) ([]LocalImage, error) {
+	res, err := c.api.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("reference", pattern)})
+	if err != nil {
+		return nil, fmt.Errorf("list images %s: %w", pattern, err)
+	}
+	out := make([]LocalImage, 0, len(res.Items))
+	for _, s := range res.Items {
+		out = append(out, LocalImage{ID: s.ID, Tags: s.RepoTags, Created: time.Unix(s.Created, 0)})
+	}
+	return out, nil
 }

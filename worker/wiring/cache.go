@@ -9,6 +9,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	cachefeature "go.dockerworker.dev/docker-worker/features/cache"
+	"go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/worker/cache"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/diskgc"
@@ -21,11 +22,14 @@ import (
 // handed out again once no container of its run runs; task scopes are
 // expanded and purge requests fetched with the worker's credentials. dc is
 // nil for the inert feature list.
-func cacheFeature(cfg *config.Config, opts Options, dc *docker.Client) *cachefeature.Feature {
+//
+// d is the Docker client featureList gets (possibly wrapped to record
+// images); the crash check lists containers with it.
+func cacheFeature(cfg *config.Config, opts Options, d image.Docker) *cachefeature.Feature {
 	logger := opts.Logger.With("feature", cachefeature.Name)
 	var alive cache.AliveFunc
-	if dc != nil {
-		alive = runContainerRuns(dc)
+	if l := listerOf(d); l != nil {
+		alive = runContainerRuns(l)
 	}
 	tcs := taskclusterCalls{
 		worker: tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
@@ -86,9 +90,30 @@ func (c taskclusterCalls) PurgeRequests(ctx context.Context, workerPoolID string
 	return out, nil
 }
 
+// containerLister is the part of the Docker client the crash check uses.
+type containerLister interface {
+	ListContainers(ctx context.Context, labels map[string]string) ([]docker.ContainerState, error)
+}
+
+// listerOf finds the container listing of the Docker client behind d (nil
+// when there is none, as for the inert feature list).
+func listerOf(d image.Docker) containerLister {
+	if t, ok := d.(trackedImages); ok {
+		d = t.Docker
+	}
+	if d == nil {
+		return nil
+	}
+	if c, ok := d.(*docker.Client); ok && c == nil {
+		return nil
+	}
+	l, _ := d.(containerLister)
+	return l
+}
+
 // runContainerRuns reports whether a container the runner labelled with
 // the run h still runs (a stopped one no longer writes to its caches).
-func runContainerRuns(dc *docker.Client) cache.AliveFunc {
+func runContainerRuns(dc containerLister) cache.AliveFunc {
 	return func(ctx context.Context, h cache.Holder) (bool, error) {
 		cs, err := dc.ListContainers(ctx, map[string]string{
 			diskgc.TaskLabel:   h.TaskID,

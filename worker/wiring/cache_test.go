@@ -50,6 +50,19 @@ func TestRunContainerRuns(t *testing.T) {
 	check(h, false)
 }
 
+// The crash check finds the Docker client behind the image recorder
+// featureList gets, and there is none for the inert list.
+func TestListerOf(t *testing.T) {
+	var dc *docker.Client
+	if listerOf(nil) != nil || listerOf(dc) != nil || listerOf(trackedImages{}) != nil {
+		t.Error("a container lister without a Docker client")
+	}
+	dc = &docker.Client{}
+	if listerOf(trackedImages{Docker: dc}) != dc || listerOf(dc) != dc {
+		t.Error("the Docker client behind the image recorder was not found")
+	}
+}
+
 // The disk collector is offered the free instances of the wired cache
 // feature, and removes them.
 func TestCacheSources(t *testing.T) {

@@ -7,12 +7,11 @@ import (
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
 // imageFeature builds the image feature for cfg.
-func imageFeature(cfg *config.Config, dc *docker.Client) *image.Feature {
+func imageFeature(cfg *config.Config, dc image.Docker) *image.Feature {
 	regs := make(map[string]image.RegistryCredentials, len(cfg.Registries))
 	for k, c := range cfg.Registries {
 		regs[k] = image.RegistryCredentials{Username: c.Username, Password: c.Password}

@@ -22,6 +22,7 @@ import (
 	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
 	"go.dockerworker.dev/docker-worker/features/capabilities"
 	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
+	"go.dockerworker.dev/docker-worker/features/image"
 	locallivelog "go.dockerworker.dev/docker-worker/features/localLiveLog"
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker"
@@ -99,11 +100,12 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.LiveLog = live
 		out.closers = append(out.closers, live.Close)
 	}
-	feats := append(featureList(cfg, opts, dc, live, down), opts.ExtraFeatures...)
+	images := &diskgc.Images{}
+	feats := append(featureList(cfg, opts, trackedImages{Docker: dc, images: images}, live, down), opts.ExtraFeatures...)
 	if err := CheckFeatureKeys(cfg, feats); err != nil {
 		return fail(err)
 	}
-	disk, err := newDiskExtension(ctx, cfg, dc, opts, &diskgc.Images{}, cacheSources(feats)...)
+	disk, err := newDiskExtension(ctx, cfg, dc, opts, images, cacheSources(feats)...)
 	if err != nil {
 		return fail(err)
 	}
@@ -163,16 +165,16 @@ func startLiveLog(cfg *config.Config, logger *slog.Logger) (*livelog.Server, str
 // featureList is the worker's features in docker-worker's order: the
 // always-on built-ins (task log, image, capabilities), then the payload
 // features.
-func featureList(cfg *config.Config, opts Options, dc *docker.Client, live *livelog.Server, down string) []features.Feature {
+func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, live *livelog.Server, down string) []features.Feature {
 	lf := locallivelog.New(live, opts.TempDir)
 	if live == nil {
 		lf = locallivelog.Down(down)
 	}
 	return []features.Feature{
 		backinglog.New(opts.TempDir),
-		imageFeature(cfg, dc),
+		imageFeature(cfg, imageDocker),
 		capabilities.New(capabilities.Config{AllowPrivileged: cfg.DockerConfig.AllowPrivileged}),
-		cacheFeature(cfg, opts, dc),
+		cacheFeature(cfg, opts, imageDocker),
 		lf,
 		artifacts.New(artifacts.Config{
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
