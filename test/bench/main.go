@@ -27,6 +27,8 @@ func main() {
 	flag.IntVar(&o.artifactMiB, "artifact-mib", 1024, "size of the artifact-upload file in MiB (0 skips)")
 	flag.IntVar(&o.artifactRounds, "artifact-rounds", 2, "interleaved worker/raw-PUT rounds per artifact kind")
 	flag.IntVar(&o.cancelN, "cancel-n", 5, "cancellations to time (0 skips)")
+	flag.IntVar(&o.taskImageMiB, "task-image-mib", 256, "size of the task image's data layer in MiB (0 skips the task-image rows)")
+	flag.IntVar(&o.taskImageRounds, "task-image-rounds", 2, "interleaved rounds of the task-image rows")
 	flag.IntVar(&o.statusPollMs, "status-poll-ms", 1000, "the worker's task.statusPollInterval for the cancellation row")
 	flag.StringVar(&o.image, "image", "docker-worker-test/busybox:latest", "image for every task and docker run")
 	flag.StringVar(&o.out, "out", "bench-results.json", "where to write the JSON results")

@@ -22,6 +22,7 @@ import (
 type options struct {
 	overheadN, throughputN, capacity, livelogSeconds, artifactMiB int
 	cancelN, statusPollMs, artifactRounds                         int
+	taskImageMiB, taskImageRounds                                 int
 	image, out, bin                                               string
 }
 
@@ -117,6 +118,12 @@ func (e *env) startWorker(ctx context.Context, capacity int) (*workerProc, error
 
 // startWorkerWith starts a worker with extra YAML config lines.
 func (e *env) startWorkerWith(ctx context.Context, capacity int, extra string) (*workerProc, error) {
+	return e.startWorkerAt(ctx, e.rootURL, capacity, extra)
+}
+
+// startWorkerAt is startWorkerWith for a worker reaching the queue at
+// rootURL (a proxy in front of it).
+func (e *env) startWorkerAt(ctx context.Context, rootURL string, capacity int, extra string) (*workerProc, error) {
 	// workerType allows only a-z, 0-9 and '-'.
 	wt := "bench-" + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
@@ -128,7 +135,7 @@ func (e *env) startWorkerWith(ctx context.Context, capacity int, extra string) (
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: bench-1\n"+
 		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\nlogging: {liveLogBindAddress: 127.0.0.1}\n"+
 		"capacityManagement: {diskspaceThreshold: 1000000000}\n%s",
-		e.rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, extra)
+		rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, extra)
 	path := filepath.Join(e.dir, wt+".yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

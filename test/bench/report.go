@@ -25,6 +25,12 @@ type results struct {
 	RSSIdleMiB               *float64 `json:"rss_idle_mib"`
 	RSS4TasksMiB             *float64 `json:"rss_4tasks_mib"`
 	CancelLatencyMs          *float64 `json:"cancel_latency_ms"`
+	// Task image: first use claim→started over the shell pipeline, second
+	// use over a named local image, and downloads (in artifact sizes)
+	// when four tasks start at once on an uncached image.
+	TaskImageFirstRatio          *float64 `json:"task_image_first_ratio"`
+	TaskImageCachedOverNamedMs   *float64 `json:"task_image_cached_over_named_ms"`
+	TaskImageConcurrentDownloads *float64 `json:"task_image_concurrent_downloads"`
 
 	// NotMeasured says why a headline figure is null.
 	NotMeasured map[string]string `json:"not_measured"`
@@ -44,6 +50,7 @@ type samples struct {
 	ArtifactIncompressible  uploadSample         `json:"artifact_incompressible"`
 	ArtifactText            uploadSample         `json:"artifact_text"`
 	StatusPollMs            int                  `json:"status_poll_ms"`
+	TaskImage               taskImageSample      `json:"task_image"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -133,7 +140,18 @@ func run(ctx context.Context, o options) error {
 	} else {
 		r.NotMeasured["artifact_upload_ratio"] = "skipped (-artifact-mib 0)"
 	}
+	if err := optional("task_image_first_ratio", "task image", e.taskImage); err != nil {
+		return err
+	}
 	s := &r.Samples
+	if ti := s.TaskImage; len(ti.FirstWorkerMs) > 0 && ti.ArtifactBytes > 0 {
+		r.TaskImageFirstRatio = ptr(median(ti.FirstWorkerMs) / median(ti.FirstPipelineMs))
+		r.TaskImageCachedOverNamedMs = ptr(median(ti.CachedWorkerMs) - median(ti.NamedWorkerMs))
+		r.TaskImageConcurrentDownloads = ptr(float64(ti.ConcurrentBytes) / float64(ti.ArtifactBytes))
+	} else if why, ok := r.NotMeasured["task_image_first_ratio"]; ok {
+		r.NotMeasured["task_image_cached_over_named_ms"] = why
+		r.NotMeasured["task_image_concurrent_downloads"] = why
+	}
 	r.OverheadMsOverDocker = ptr(median(s.WorkerTaskMs) - median(s.DockerRunMs))
 	r.ThroughputRatio = ptr(s.ShellLoopSeconds / s.WorkerThroughputSeconds)
 	r.RSSIdleMiB = ptr(s.RSSIdleMiB)
@@ -202,7 +220,20 @@ func table(r *results, o options) string {
 		fmt.Fprintf(&b, "| %s | %d MiB file artifact (worker's artifacts phase: copy out of the container and PUT; a temp file only for gzip) vs raw PUT of a same-sized file to the same queue, %d interleaved rounds | median %.0f MB/s (%.1f–%.1f s), RSS growth ≤ %.1f MiB | median %.0f MB/s (%.1f–%.1f s) | ratio %.2f | ≥ 0.70, RSS growth < 64 MiB |\n",
 			u.what, u.a.Bytes>>20, len(u.a.WorkerSeconds), mb/ws, wlo, whi, u.a.growth(), mb/rs, rlo, rhi, rs/ws)
 	}
-	for _, k := range []string{"livelog_p99_ms", "artifact_upload_ratio", "artifact_peak_rss_growth_mib", "cancel_latency_ms"} {
+	if ti := s.TaskImage; len(ti.FirstWorkerMs) > 0 {
+		wlo, whi := minMax(ti.FirstWorkerMs)
+		plo, phi := minMax(ti.FirstPipelineMs)
+		mib := float64(ti.ArtifactBytes) / (1 << 20)
+		fmt.Fprintf(&b, "| task image, first use | %.0f MiB `.tar.zst` task image: claim → container started vs `curl | zstd -d | docker load` of the same artifact, %d interleaved rounds | median %.0f ms (%.0f–%.0f) | median %.0f ms (%.0f–%.0f) | ratio %.2f | ≤ 1.05 |\n",
+			mib, len(ti.FirstWorkerMs), median(ti.FirstWorkerMs), wlo, whi, median(ti.FirstPipelineMs), plo, phi, *r.TaskImageFirstRatio)
+		fmt.Fprintf(&b, "| task image, first use, image phase only | download, decompress and load (no container) vs the same pipeline | median %.0f ms | median %.0f ms | ratio %.2f | |\n",
+			median(ti.FirstImageMs), median(ti.FirstPipelineMs), median(ti.FirstImageMs)/median(ti.FirstPipelineMs))
+		fmt.Fprintf(&b, "| task image, second use | claim → container started, loaded image vs a named local image | median %.0f ms | median %.0f ms | %+.0f ms | ≤ +20 ms |\n",
+			median(ti.CachedWorkerMs), median(ti.NamedWorkerMs), *r.TaskImageCachedOverNamedMs)
+		fmt.Fprintf(&b, "| task image, 4 concurrent first uses | artifact bytes served by the queue | %.2f × the artifact (%d of %d bytes) | | | once |\n",
+			*r.TaskImageConcurrentDownloads, ti.ConcurrentBytes, ti.ArtifactBytes)
+	}
+	for _, k := range []string{"livelog_p99_ms", "artifact_upload_ratio", "artifact_peak_rss_growth_mib", "cancel_latency_ms", "task_image_first_ratio"} {
 		if why, ok := r.NotMeasured[k]; ok {
 			fmt.Fprintf(&b, "| %s | not measured: %s | | | | |\n", k, why)
 		}
