@@ -173,17 +173,17 @@ func TestValidateRunsTheWorkersCheck(t *testing.T) {
 		}
 		return p
 	}
-	cache := write("cache.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\ncache: {level-1: /cache}\n")
+	kvm := write("kvm.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\ncapabilities: {devices: {kvm: true}}\n")
 	bulk := write("bulk.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\nfeatures: {bulkLog: true}\n")
 	enable := write("worker.yml", "features: {bulkLog: {enabled: true}}\n")
 	unknown := write("unknown.yml", "features: {bulkLogs: {enabled: true}}\n")
 
-	code, out, _ := runCLI(t, "validate", cache)
-	if code != 1 || !strings.Contains(out, "The payload asks for what this worker does not provide:\n payload.cache: volume caches are not supported by this worker") {
-		t.Errorf("cache: exit %d\n%s", code, out)
+	code, out, _ := runCLI(t, "validate", kvm)
+	if code != 1 || !strings.Contains(out, "The payload asks for what this worker does not provide:\n payload.capabilities.devices.kvm: device \"kvm\" is not supported by this worker") {
+		t.Errorf("kvm: exit %d\n%s", code, out)
 	}
 	if strings.Contains(out, "json schema errors") {
-		t.Errorf("cache: a schema-valid payload reported under the schema heading:\n%s", out)
+		t.Errorf("kvm: a schema-valid payload reported under the schema heading:\n%s", out)
 	}
 	code, out, _ = runCLI(t, "validate", bulk)
 	if code != 1 || !strings.Contains(out, `payload.features.bulkLog: feature "bulkLog" is not enabled on this worker`) {
