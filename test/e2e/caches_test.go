@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,12 +130,12 @@ func TestCacheInvalidName(t *testing.T) {
 	}
 }
 
-// empty cache does not throw: cache {} and no cache run.
+// empty cache does not throw: cache {}, null and no cache run.
 func TestCacheEmpty(t *testing.T) {
 	q := startQueue(t, nil)
 	cfg := cacheConfig(t, q, "cache-empty")
 	startWorker(t, q, cfg)
-	for _, v := range []any{map[string]string{}, nil} {
+	for _, v := range []any{map[string]string{}, json.RawMessage("null"), nil} {
 		p := shell("true", 60)
 		if v != nil {
 			p["cache"] = v
