@@ -51,8 +51,8 @@ func TestDevChainOfTrust(t *testing.T) {
 }
 
 // startDev runs `docker-worker dev` on a free loopback port with dataDir
-// and returns a client of its queue and a function that stops it.
-func startDev(t *testing.T, bin, dataDir string) (*queueEnv, func()) {
+// (and args) and returns a client of its queue and a function that stops it.
+func startDev(t *testing.T, bin, dataDir string, args ...string) (*queueEnv, func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +60,7 @@ func startDev(t *testing.T, bin, dataDir string) (*queueEnv, func()) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "dev", "--listen", addr, "--data-dir", dataDir)
+	cmd := exec.Command(bin, append([]string{"dev", "--listen", addr, "--data-dir", dataDir}, args...)...)
 	logs := &logSink{}
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
