@@ -8,13 +8,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"go.dockerworker.dev/docker-worker/features/featuretest"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"testing/synctest"
-
-	"github.com/pierrec/lz4/v4"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/image"
@@ -171,7 +170,7 @@ func TestTaskImageReusedAndRegistryScope(t *testing.T) {
 			c.Registries = map[string]image.RegistryCredentials{"127.0.0.1:5001": {Username: "u", Password: "secret-password"}}
 		}})
 		archive := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"default"}})
-		holder := e.publish("public/image.tar.gz", gzipBytes(archive), "")
+		holder := e.publish("public/image.tar.gz", featuretest.Gzip(archive), "")
 		for range 2 {
 			id := e.createTask(taskImagePayload(holder, "public/image.tar.gz"))
 			if st := e.waitRun(id, 0); st.Runs[0].State != tc.StateCompleted {
@@ -209,14 +208,6 @@ func TestTaskImageReusedAndRegistryScope(t *testing.T) {
 	})
 }
 
-func gzipBytes(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
 // An indexed image: the namespace is resolved with the task's scopes, on
 // every task; the image is the indexed task's task image.
 func TestIndexedImage(t *testing.T) {
@@ -224,7 +215,7 @@ func TestIndexedImage(t *testing.T) {
 		e := start(t, setup{})
 		archive := dockerfake.ImageArchive("", docker.ImageConfig{Cmd: []string{"default"}})
 		const ns = "garbage.docker-worker-tests.docker-images"
-		holder := e.publishRouted([]string{"index." + ns}, "public/image.tar.lz4", lz4Bytes(archive), "")
+		holder := e.publishRouted([]string{"index." + ns}, "public/image.tar.lz4", featuretest.LZ4(archive), "")
 		p := payload(60, "run")
 		p["image"] = map[string]any{"type": "indexed-image", "namespace": ns, "path": "public/image.tar.lz4"}
 		for _, scopes := range [][]string{{"index:find-task:garbage.*"}, {"index:find-task:" + ns}} {
@@ -251,12 +242,4 @@ func TestIndexedImage(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	})
-}
-
-func lz4Bytes(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := lz4.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
 }

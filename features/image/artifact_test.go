@@ -2,7 +2,6 @@ package image
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/features/featuretest"
@@ -142,30 +139,6 @@ func testArchive(t *testing.T, cmd ...string) ([]byte, string) {
 	return raw, id
 }
 
-func gzipped(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
-func lz4ed(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := lz4.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
-func zstded(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := zstd.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
 func sum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -196,12 +169,12 @@ func TestArtifactFormats(t *testing.T) {
 		hashOf     []byte
 	}{
 		{"tar", "public/image.tar", stored{body: archive}, archive},
-		{"tar sent gzip-encoded", "public/image.tar", stored{body: gzipped(archive), encoding: "gzip"}, archive},
-		{"tar.gz", "public/image.tar.gz", stored{body: gzipped(archive)}, gzipped(archive)},
-		{"tgz", "public/image.tgz", stored{body: gzipped(archive)}, gzipped(archive)},
-		{"tar.lz4", "public/image.tar.lz4", stored{body: lz4ed(archive)}, lz4ed(archive)},
-		{"tar.zst", "public/image.tar.zst", stored{body: zstded(archive)}, zstded(archive)},
-		{"tar.zst sent gzip-encoded", "public/image.tar.zst", stored{body: gzipped(zstded(archive)), encoding: "gzip"}, zstded(archive)},
+		{"tar sent gzip-encoded", "public/image.tar", stored{body: featuretest.Gzip(archive), encoding: "gzip"}, archive},
+		{"tar.gz", "public/image.tar.gz", stored{body: featuretest.Gzip(archive)}, featuretest.Gzip(archive)},
+		{"tgz", "public/image.tgz", stored{body: featuretest.Gzip(archive)}, featuretest.Gzip(archive)},
+		{"tar.lz4", "public/image.tar.lz4", stored{body: featuretest.LZ4(archive)}, featuretest.LZ4(archive)},
+		{"tar.zst", "public/image.tar.zst", stored{body: featuretest.Zstd(archive)}, featuretest.Zstd(archive)},
+		{"tar.zst sent gzip-encoded", "public/image.tar.zst", stored{body: featuretest.Gzip(featuretest.Zstd(archive)), encoding: "gzip"}, featuretest.Zstd(archive)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, q := newDocker(), &fakeQueue{}
@@ -345,7 +318,7 @@ func TestArtifactCredentials(t *testing.T) {
 func TestLoadedOnce(t *testing.T) {
 	archive, id := testArchive(t, "true")
 	d, q := newDocker(), &fakeQueue{}
-	q.put(imageTask, "public/image.tar.zst", stored{body: zstded(archive)})
+	q.put(imageTask, "public/image.tar.zst", stored{body: featuretest.Zstd(archive)})
 	path := "public/image.tar.zst"
 	first, err := provide(t, newArtifactFeature(d, q, 1), taskImage(imageTask, path))
 	if err != nil {
@@ -568,14 +541,14 @@ func TestRealDockerArtifactImage(t *testing.T) {
 		}
 	})
 	q := &fakeQueue{}
-	q.put(taskID, path, stored{body: zstded(archive)})
+	q.put(taskID, path, stored{body: featuretest.Zstd(archive)})
 	for i := range 2 {
 		ft := taskImage(taskID, path)
 		img, err := provide(t, newArtifactFeature(dc, q, 1), ft)
 		if err != nil {
 			t.Fatalf("task %d: %v\n%s", i, err, ft.LogText())
 		}
-		if !strings.HasPrefix(img.ID, "sha256:") || img.ID == cfg.ID || img.ArtifactSHA256 != sum(zstded(archive)) ||
+		if !strings.HasPrefix(img.ID, "sha256:") || img.ID == cfg.ID || img.ArtifactSHA256 != sum(featuretest.Zstd(archive)) ||
 			!cmp.Equal(img.Config.Env, []string{"FROM=artifact"}) {
 			t.Errorf("task %d: image %+v", i, img)
 		}
@@ -584,7 +557,7 @@ func TestRealDockerArtifactImage(t *testing.T) {
 		t.Errorf("%d downloads, want 1", n)
 	}
 	tags, err := dc.ListTags(t.Context(), repo)
-	if want := []string{repo + ":latest", repo + ":sha256-" + sum(zstded(archive))}; err != nil || !cmp.Equal(tags, want) {
+	if want := []string{repo + ":latest", repo + ":sha256-" + sum(featuretest.Zstd(archive))}; err != nil || !cmp.Equal(tags, want) {
 		t.Errorf("tags %v (%v), want %v", tags, err, want)
 	}
 }

@@ -8,7 +8,6 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -17,6 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"go.dockerworker.dev/docker-worker/features/featuretest"
 	"io"
 	"net"
 	"net/http"
@@ -27,9 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/moby/moby/client"
-	"github.com/pierrec/lz4/v4"
 
 	chainoftrust "go.dockerworker.dev/docker-worker/features/chainOfTrust"
 	imagefeature "go.dockerworker.dev/docker-worker/features/image"
@@ -141,30 +139,6 @@ func variantArchive(t *testing.T, archive []byte, repoTag, variant string) []byt
 	return out.Bytes()
 }
 
-func gzipOf(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
-func lz4Of(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := lz4.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
-func zstdOf(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := zstd.NewWriter(&buf)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -252,10 +226,10 @@ func TestTaskImageFormats(t *testing.T) {
 	startWorker(t, q, cfg)
 	arts := []published{
 		{name: "public/image.tar", body: archive},
-		{name: "public/gzipped/image.tar", body: gzipOf(archive), encoding: "gzip"},
-		{name: "public/image.tar.gz", body: gzipOf(archive)},
-		{name: "public/image.tar.lz4", body: lz4Of(archive)},
-		{name: "public/image.tar.zst", body: zstdOf(archive)},
+		{name: "public/gzipped/image.tar", body: featuretest.Gzip(archive), encoding: "gzip"},
+		{name: "public/image.tar.gz", body: featuretest.Gzip(archive)},
+		{name: "public/image.tar.lz4", body: featuretest.LZ4(archive)},
+		{name: "public/image.tar.zst", body: featuretest.Zstd(archive)},
 	}
 	holder := q.publish(t, nil, arts...)
 	for _, a := range arts {
@@ -398,7 +372,7 @@ func TestTaskImageSurvivesRestart(t *testing.T) {
 	q := startCountingQueue(t)
 	cfg := q.workerConfig("task-image-restart")
 	const path = "public/image.tar.zst"
-	holder := q.publish(t, nil, published{name: path, body: zstdOf(archive)})
+	holder := q.publish(t, nil, published{name: path, body: featuretest.Zstd(archive)})
 	forgetArtifactImage(t, dc, holder, path)
 
 	w := startWorker(t, q.queueEnv, cfg)
@@ -437,7 +411,7 @@ func TestChainOfTrustTaskImage(t *testing.T) {
 	cfg.Ed25519SigningKeyLocation = filepath.Join(t.TempDir(), "cot.key")
 	os.WriteFile(cfg.Ed25519SigningKeyLocation, []byte(base64.StdEncoding.EncodeToString(priv)+"\n"), 0o600)
 	startWorker(t, q, cfg)
-	body := lz4Of(archive)
+	body := featuretest.LZ4(archive)
 	holder := q.publish(t, nil, published{name: "public/image.tar.lz4", body: body})
 	forgetArtifactImage(t, dc, holder, "public/image.tar.lz4")
 
@@ -473,7 +447,7 @@ func TestIndexedImage(t *testing.T) {
 	ns := "garbage.docker-worker-tests.docker-images-" + strings.ToLower(cfg.WorkerID)
 	const private = "private/docker-worker-tests/image.tar"
 	holder := q.publish(t, []string{"index." + ns},
-		published{name: "public/image.tar.zst", body: zstdOf(archive)},
+		published{name: "public/image.tar.zst", body: featuretest.Zstd(archive)},
 		published{name: private, body: archive})
 	forgetArtifactImage(t, dc, holder, "public/image.tar.zst")
 	forgetArtifactImage(t, dc, holder, private)
