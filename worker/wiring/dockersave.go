@@ -1,6 +1,7 @@
 package wiring
 
 import (
+	"go.dockerworker.dev/docker-worker/features/dind"
 	dockersave "go.dockerworker.dev/docker-worker/features/dockerSave"
 	"go.dockerworker.dev/docker-worker/features/image"
 	"go.dockerworker.dev/docker-worker/worker/config"
@@ -26,4 +27,15 @@ func clientOf(d image.Docker) *docker.Client {
 	}
 	c, _ := d.(*docker.Client)
 	return c
+}
+
+// dindFeature builds the dind feature: the configured dindImage, pulled
+// with the worker's policy; socket directories under the features'
+// temporary directory. d is nil for the inert feature list.
+func dindFeature(cfg *config.Config, opts Options, d image.Docker) *dind.Feature {
+	c := dind.Config{Image: cfg.DindImage, Policy: PullPolicy(cfg), TempDir: opts.TempDir}
+	if dc := clientOf(d); dc != nil {
+		c.Docker = dc
+	}
+	return dind.New(c)
 }
