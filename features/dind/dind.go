@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -43,6 +44,10 @@ const (
 	TaskSocket = "/var/run/docker.sock"
 	// DefaultWait is how long the service may take to create its socket.
 	DefaultWait = time.Minute
+	// TaskLabel and RunLabel label the side container with the run it
+	// serves.
+	TaskLabel = "dev.dockerworker.dind.task-id"
+	RunLabel  = "dev.dockerworker.dind.run-id"
 )
 
 // pollInterval is how often the socket is looked for.
@@ -119,14 +124,16 @@ var (
 	_ features.Cleaner  = (*task)(nil)
 )
 
-// SideContainerSpec is the dind-service container for a socket directory:
-// privileged, the TCP port switched off, the run directory bound to dir.
-func SideContainerSpec(image, dir string) docker.ContainerSpec {
+// SideContainerSpec is the dind-service container of a run for a socket
+// directory: privileged, the TCP port switched off, the run directory
+// bound to dir, labelled with the run.
+func SideContainerSpec(image, dir, taskID string, runID int) docker.ContainerSpec {
 	return docker.ContainerSpec{
 		Image:      image,
 		Env:        []string{"PORT="},
 		Privileged: true,
 		Binds:      []string{dir + ":" + ServiceRunDir},
+		Labels:     map[string]string{TaskLabel: taskID, RunLabel: strconv.Itoa(runID)},
 	}
 }
 
@@ -142,7 +149,7 @@ func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, resp *fe
 		return taskerr.InternalError(fmt.Errorf("dind: socket directory: %w", err))
 	}
 	k.dir = dir
-	id, err := k.cfg.Docker.Create(ctx, SideContainerSpec(k.cfg.Image, dir))
+	id, err := k.cfg.Docker.Create(ctx, SideContainerSpec(k.cfg.Image, dir, k.t.TaskID(), k.t.RunID()))
 	if err != nil {
 		return taskerr.InternalError(fmt.Errorf("dind: create the service container: %w", err))
 	}

@@ -79,7 +79,8 @@ func TestPrepareStartsServiceAndBindsSocket(t *testing.T) {
 	dir := k.dir
 	if diff := cmp.Diff([]docker.ContainerSpec{{
 		Image: "example/dind:1", Env: []string{"PORT="}, Privileged: true,
-		Binds: []string{dir + ":/opt/dind-service/run"},
+		Binds:  []string{dir + ":/opt/dind-service/run"},
+		Labels: map[string]string{"dev.dockerworker.dind.task-id": "t", "dev.dockerworker.dind.run-id": "0"},
 	}}, d.specs); diff != "" {
 		t.Errorf("side container (-want +got):\n%s", diff)
 	}

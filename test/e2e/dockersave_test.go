@@ -32,7 +32,12 @@ func TestDockerSave(t *testing.T) {
 	p := shell(`mkdir -p /tmp && echo testString > /tmp/test.log && echo cached > /saved-cache/in-cache.txt`, 60)
 	p["features"] = map[string]bool{"dockerSave": true}
 	p["cache"] = map[string]string{cacheName: "/saved-cache"}
-	id := q.create(t, withScopes(newTask(cfg, p), "docker-worker:cache:"+cacheName))
+	def := withScopes(newTask(cfg, p), "docker-worker:cache:"+cacheName)
+	taskExpires, err := time.Parse(time.RFC3339, def["expires"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := q.create(t, def)
 	wantState(t, q.waitRun(t, id, 0, 3*time.Minute), 0, tc.StateCompleted, "completed")
 
 	arts := q.artifacts(t, id, 0)
@@ -43,6 +48,10 @@ func TestDockerSave(t *testing.T) {
 		}
 		if a.ContentType != "application/x-tar" {
 			t.Errorf("%s: content type %q", name, a.ContentType)
+		}
+		// The task expires in a day, before the default 7 days.
+		if !a.Expires.Equal(taskExpires) {
+			t.Errorf("%s: expires %v, want the task's expiry %v", name, a.Expires, taskExpires)
 		}
 	}
 	ref := dockersave.ImageRef(id, 0)
