@@ -66,6 +66,11 @@ type Config struct {
 	DockerVolume      string                  `yaml:"dockerVolume"`
 	GarbageCollection GarbageCollectionConfig `yaml:"garbageCollection"`
 
+	// DockerSave and DindImage serve the dockerSave and dind features (see
+	// dockersave.go).
+	DockerSave DockerSaveConfig `yaml:"dockerSave"`
+	DindImage  string           `yaml:"dindImage"`
+
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
 	knownFeatures []string
@@ -136,6 +141,7 @@ func Default() *Config {
 	}
 	c.defaultOutputs()
 	c.defaultDisk()
+	c.defaultDockerSave()
 	return c
 }
 
@@ -338,6 +344,7 @@ func (c *Config) validate() []*Problem {
 	}
 	c.validateOutputs(bad)
 	c.validateDisk(bad)
+	c.validateDockerSave(bad)
 	return errs
 }
 

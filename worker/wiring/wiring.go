@@ -183,6 +183,8 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
+		dindFeature(cfg, opts, imageDocker),
+		dockerSaveFeature(cfg, opts, imageDocker),
 	}
 }
 
