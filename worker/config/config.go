@@ -66,6 +66,9 @@ type Config struct {
 	DockerVolume      string                  `yaml:"dockerVolume"`
 	GarbageCollection GarbageCollectionConfig `yaml:"garbageCollection"`
 
+	// Interactive configures the interactive shell (see interactive.go).
+	Interactive InteractiveConfig `yaml:"interactive"`
+
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
 	knownFeatures []string
@@ -136,6 +139,7 @@ func Default() *Config {
 	}
 	c.defaultOutputs()
 	c.defaultDisk()
+	c.defaultInteractive()
 	return c
 }
 
@@ -338,6 +342,7 @@ func (c *Config) validate() []*Problem {
 	}
 	c.validateOutputs(bad)
 	c.validateDisk(bad)
+	c.validateInteractive(bad)
 	return errs
 }
 
