@@ -250,10 +250,10 @@ func (s *Server) serveShell(w http.ResponseWriter, r *http.Request) {
 // the client goes away or ctx is done (then the client is told the server
 // shut down).
 func serveSession(ctx context.Context, conn *websocket.Conn, d Execer, containerID string, opts docker.ExecOptions, log *slog.Logger) {
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	send := func(m []byte) error { return conn.Write(ctx, websocket.MessageBinary, m) }
+	// Connection calls get a context that is never cancelled: cancelling
+	// one would drop the connection before the client is told why.
+	wctx := context.WithoutCancel(ctx)
+	send := func(m []byte) error { return conn.Write(wctx, websocket.MessageBinary, m) }
 	p, err := d.Exec(ctx, containerID, opts)
 	if err != nil {
 		log.Debug("interactive: exec failed", "error", err)
@@ -262,21 +262,32 @@ func serveSession(ctx context.Context, conn *websocket.Conn, d Execer, container
 		return
 	}
 	defer p.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		// The task is over or the server closes.
+		tctx, tcancel := context.WithTimeout(wctx, time.Second)
+		_ = conn.Write(tctx, websocket.MessageBinary, []byte{MsgShutdown})
+		tcancel()
+		_ = p.Close()
+		_ = conn.Close(websocket.StatusGoingAway, "shutdown")
+	})
+	defer stop()
 	var fl flow
 	fl.init()
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
 		err := outputMessages(p.Output(), p.TTY(), func(m []byte) error {
-			if err := fl.wait(ctx); err != nil {
+			if err := fl.wait(sctx); err != nil {
 				return err
 			}
 			return send(m)
 		})
-		if err != nil || ctx.Err() != nil {
+		if err != nil || sctx.Err() != nil {
 			return
 		}
-		code, err := exitCode(ctx, p)
+		code, err := exitCode(sctx, p)
 		if err != nil {
 			_ = send(encode(MsgError, []byte(err.Error())))
 			_ = conn.Close(websocket.StatusInternalError, "exit code unknown")
@@ -286,20 +297,10 @@ func serveSession(ctx context.Context, conn *websocket.Conn, d Execer, container
 			_ = conn.Close(websocket.StatusNormalClosure, "")
 		}
 	}()
-	if err := send([]byte{MsgResume}); err != nil {
-		return
+	if err := send([]byte{MsgResume}); err == nil {
+		readInput(wctx, conn, p, &fl, send)
 	}
-	readInput(ctx, conn, p, &fl, send)
-	if parent.Err() != nil {
-		select {
-		case <-outDone:
-		default:
-			// The target was dropped or the server closes: say so.
-			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = conn.Write(wctx, websocket.MessageBinary, []byte{MsgShutdown})
-			wcancel()
-		}
-	}
+	stop()
 	cancel()
 	_ = p.Close()
 	<-outDone
