@@ -90,9 +90,21 @@ type Feature struct {
 }
 
 var (
-	_ features.Feature = (*Feature)(nil)
-	_ features.Owner   = (*Feature)(nil)
+	_ features.Feature   = (*Feature)(nil)
+	_ features.Owner     = (*Feature)(nil)
+	_ features.Extension = (*Feature)(nil)
 )
+
+// errClosed is the server error after Close.
+var errClosed = errors.New("the worker is stopping")
+
+// Init implements features.Extension: the shell server, if it started,
+// closes when the worker stops immediately (ctx is done); open sessions are
+// told the server shut down.
+func (f *Feature) Init(ctx context.Context, _ features.Host) error {
+	context.AfterFunc(ctx, func() { _ = f.Close() })
+	return nil
+}
 
 // New returns the feature; d runs the sessions' processes (nil: the
 // feature can only be listed, as `docker-worker validate` does).
@@ -109,16 +121,16 @@ func (f *Feature) Name() string { return Name }
 // Owns implements features.Owner: nothing beyond features.interactive.
 func (f *Feature) Owns() []string { return nil }
 
-// Close stops the shell server, if it started.
+// Close stops the shell server, if it started; it does not start again.
 func (f *Feature) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.srv == nil {
+	srv := f.srv
+	f.srv, f.srvErr = nil, errClosed
+	if srv == nil {
 		return nil
 	}
-	err := f.srv.Close()
-	f.srv = nil
-	return err
+	return srv.Close()
 }
 
 // server starts the shell server on first use.
