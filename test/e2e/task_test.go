@@ -121,11 +121,11 @@ func TestRequestedFeatureMissing(t *testing.T) {
 	cfg.Features["bulkLog"] = config.FeatureConfig{Enabled: &off}
 	startWorker(t, q, cfg)
 	p := shell("true", 60)
-	p["features"] = map[string]bool{"bulkLog": true, "interactive": true}
+	p["features"] = map[string]bool{"bulkLog": true, "allowPtrace": true}
 	id := q.create(t, newTask(cfg, p))
 	s := q.waitRun(t, id, 0, time.Minute)
 	wantState(t, s, 0, tc.StateException, "malformed-payload")
-	mustContain(t, q.logOf(t, id, 0, ""), `feature "bulkLog" is not enabled on this worker`, `feature "interactive" is not supported by this worker`)
+	mustContain(t, q.logOf(t, id, 0, ""), `feature "bulkLog" is not enabled on this worker`, `feature "allowPtrace" is not supported by this worker`)
 }
 
 // maxruntime_test: killed at the limit, failed, later output absent.

@@ -70,6 +70,8 @@ type Config struct {
 	// dockersave.go).
 	DockerSave DockerSaveConfig `yaml:"dockerSave"`
 	DindImage  string           `yaml:"dindImage"`
+	// Interactive configures the interactive shell (see interactive.go).
+	Interactive InteractiveConfig `yaml:"interactive"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -142,6 +144,7 @@ func Default() *Config {
 	c.defaultOutputs()
 	c.defaultDisk()
 	c.defaultDockerSave()
+	c.defaultInteractive()
 	return c
 }
 
@@ -345,6 +348,7 @@ func (c *Config) validate() []*Problem {
 	c.validateOutputs(bad)
 	c.validateDisk(bad)
 	c.validateDockerSave(bad)
+	c.validateInteractive(bad)
 	return errs
 }
 
