@@ -183,6 +183,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
+		proxyFeature(cfg, opts, imageDocker),
 	}
 }
 
