@@ -34,9 +34,11 @@
 //     host address).
 //
 // The network is removed in Cleanup (after the runner removed the
-// container; any endpoint still attached is disconnected first), and,
-// before the first claim, every network labelled with this worker's ID is
-// removed, so networks left by a crash never exhaust Docker's address pools.
+// container; any endpoint still attached is disconnected first). Before the
+// first claim every network labelled with this worker's ID is removed, and
+// before creating one the feature removes this worker's networks whose run
+// is no longer in progress, so neither a crash nor a failed removal lets
+// networks pile up and exhaust Docker's address pools.
 //
 // Differences from docker-worker: the container is not on the default
 // bridge (so it cannot reach other task containers there, and a link to a
@@ -55,6 +57,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -109,7 +112,12 @@ type Config struct {
 }
 
 // Feature is the taskcluster proxy feature.
-type Feature struct{ cfg Config }
+type Feature struct {
+	cfg Config
+
+	mu   sync.Mutex
+	runs features.Runs // set by Init
+}
 
 var (
 	_ features.Feature   = (*Feature)(nil)
@@ -136,6 +144,9 @@ func (f *Feature) Init(_ context.Context, h features.Host) error {
 	if f.cfg.Networks == nil {
 		return nil
 	}
+	f.mu.Lock()
+	f.runs = h.Runs()
+	f.mu.Unlock()
 	h.BeforeFirstClaim(f.removeLeftovers)
 	return nil
 }
@@ -143,12 +154,25 @@ func (f *Feature) Init(_ context.Context, h features.Host) error {
 // removeLeftovers removes every proxy network labelled with this worker's
 // ID (no run is in progress before the first claim).
 func (f *Feature) removeLeftovers(ctx context.Context) error {
+	return f.removeStale(ctx, func() []features.RunRef { return nil })
+}
+
+// removeStale removes the proxy networks labelled with this worker's ID
+// whose run is not in progress. The runs are listed after the networks: a
+// run is registered before it creates its network, so every listed network
+// of a run in progress has its run in the list.
+func (f *Feature) removeStale(ctx context.Context, runs func() []features.RunRef) error {
 	nets, err := f.cfg.Networks.ListNetworks(ctx, map[string]string{LabelPurpose: Purpose, LabelWorkerID: f.cfg.WorkerID})
 	if err != nil {
 		return fmt.Errorf("list taskcluster proxy networks: %w", err)
 	}
+	live := runs()
 	var errs []error
 	for _, n := range nets {
+		runID, _ := strconv.Atoi(n.Labels[LabelRunID])
+		if slices.Contains(live, features.RunRef{TaskID: n.Labels[LabelTaskID], RunID: runID}) {
+			continue
+		}
 		if err := f.cfg.Networks.RemoveNetwork(ctx, n.ID); err != nil {
 			errs = append(errs, err)
 			continue
@@ -195,6 +219,16 @@ func AuthorizedScopes(t features.Task) []string {
 func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, resp *features.PrepareResponse) error {
 	if k.f.cfg.Networks == nil {
 		return taskerr.InternalError(errors.New("taskcluster proxy: this worker has no Docker networks"))
+	}
+	// A network whose Cleanup could not remove it (a container that would
+	// not go away) is retried here, once its run is over.
+	k.f.mu.Lock()
+	runs := k.f.runs
+	k.f.mu.Unlock()
+	if runs != nil && k.f.cfg.WorkerID != "" {
+		if err := k.f.removeStale(ctx, runs.List); err != nil {
+			k.t.Logger().Warn("could not remove a stale taskcluster proxy network", "error", err)
+		}
 	}
 	w := k.t.Worker()
 	n, err := k.f.cfg.Networks.CreateNetwork(ctx, NetworkName(k.t.TaskID(), k.t.RunID()), map[string]string{

@@ -168,13 +168,46 @@ func TestPrepareFailsWhenNoNetwork(t *testing.T) {
 }
 
 // host records the hooks an extension registers.
-type host struct{ first []features.StartHook }
+type host struct {
+	first []features.StartHook
+	live  []features.RunRef
+}
 
 func (h *host) BeforeClaim(features.BeforeClaimHook)  {}
 func (h *host) AfterClaim(features.AfterClaimHook)    {}
 func (h *host) BeforeFirstClaim(s features.StartHook) { h.first = append(h.first, s) }
 func (h *host) Observe(features.Observer)             {}
-func (h *host) Runs() features.Runs                   { return nil }
+func (h *host) Runs() features.Runs                   { return h }
+
+func (h *host) Cancel(string, int, error) bool { return false }
+func (h *host) List() []features.RunRef        { return h.live }
+
+// Before creating its network a run removes this worker's networks whose
+// run is over (a removal that failed earlier), and keeps those of runs in
+// progress.
+func TestPrepareRemovesStaleNetworks(t *testing.T) {
+	nets := &fakeNetworks{}
+	ctx := t.Context()
+	label := func(task string) map[string]string {
+		return map[string]string{"dev.dockerworker.purpose": "taskcluster-proxy", "dev.dockerworker.worker-id": "w1",
+			"dev.dockerworker.task-id": task, "dev.dockerworker.run-id": "0"}
+	}
+	nets.CreateNetwork(ctx, "over", label("OVER"))
+	nets.CreateNetwork(ctx, "running", label("RUNNING"))
+	h := &host{live: []features.RunRef{{TaskID: "RUNNING"}, {TaskID: "NEW"}}}
+	f := taskclusterproxy.New(taskclusterproxy.Config{Networks: nets, WorkerID: "w1", Port: freePort(t)})
+	if err := f.Init(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	tf, _ := f.NewTask(&featuretest.Task{ID: "NEW", Info: features.WorkerInfo{RootURL: "http://127.0.0.1:1", WorkerID: "w1"}})
+	if err := tf.(features.Preparer).Prepare(ctx, &features.PrepareRequest{}, &features.PrepareResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	defer tf.(features.Cleaner).Cleanup(ctx)
+	if !slices.Equal(nets.removed, []string{"id-over"}) {
+		t.Errorf("removed %v, want only id-over", nets.removed)
+	}
+}
 
 func TestStartRemovesThisWorkersLeftovers(t *testing.T) {
 	nets := &fakeNetworks{}
