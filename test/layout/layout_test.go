@@ -115,6 +115,8 @@ var featureDeps = []string{
 	"features", "schemas",
 	"worker/livelog", "worker/artifacts", "worker/cache", "worker/devices", "worker/taskerr",
 	"worker/metrics", "worker/tasklog", "worker/scopes", "worker/docker",
+	// the in-process Taskcluster proxy the taskclusterProxy feature serves
+	"worker/tcproxy",
 }
 
 // testHelpers may be imported by any package's _test.go files.

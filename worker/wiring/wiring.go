@@ -183,9 +183,10 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
-		interactiveFeature(cfg, opts, imageDocker),
+		proxyFeature(cfg, opts, imageDocker),
 		dindFeature(cfg, opts, imageDocker),
 		dockerSaveFeature(cfg, opts, imageDocker),
+		interactiveFeature(cfg, opts, imageDocker),
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // The payload features, in docker-worker's order; the always-on built-ins
 // are not config keys.
 func TestFeatureNames(t *testing.T) {
-	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "interactive", "dind", "dockerSave"}
+	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "taskclusterProxy", "dind", "dockerSave", "interactive"}
 	if diff := cmp.Diff(want, FeatureNames()); diff != "" {
 		t.Errorf("names (-want +got):\n%s", diff)
 	}
@@ -56,7 +56,7 @@ func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 		"image.indexed-image":         true,
 		"cache":                       true,
 		"capabilities.devices.kvm":    false,
-		"features.taskclusterProxy":   false,
+		"features.taskclusterProxy":   true,
 		"capabilities.disableSeccomp": false,
 	} {
 		if _, got := check.Owner(section); got != want {
