@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
+	allowptrace "go.dockerworker.dev/docker-worker/features/allowPtrace"
 	"go.dockerworker.dev/docker-worker/features/artifacts"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
 	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
@@ -183,6 +184,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
+		allowptrace.New(),
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // The payload features, in docker-worker's order; the always-on built-ins
 // are not config keys.
 func TestFeatureNames(t *testing.T) {
-	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog"}
+	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "allowPtrace"}
 	if diff := cmp.Diff(want, FeatureNames()); diff != "" {
 		t.Errorf("names (-want +got):\n%s", diff)
 	}
