@@ -12,6 +12,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	allowptrace "go.dockerworker.dev/docker-worker/features/allowPtrace"
+	"go.dockerworker.dev/docker-worker/features/capabilities"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -69,4 +70,47 @@ func TestNoPtraceByDefault(t *testing.T) {
 			t.Errorf("containers %+v, want one without CapAdd", cs)
 		}
 	})
+}
+
+func TestDisableSeccomp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		allow   bool
+		scopes  []string
+		state   string
+		wantLog string
+	}{
+		{name: "allowed", allow: true, scopes: []string{"docker-worker:capability:disableSeccomp"}, state: "completed"},
+		{name: "per-pool scope", allow: true, scopes: []string{"docker-worker:capability:disableSeccomp:null-provisioner/fake-docker"}, state: "completed"},
+		{name: "scope missing", allow: true, scopes: []string{"docker-worker:capability:privileged"}, state: "failed",
+			wantLog: "Insufficient scopes to run task without seccomp. Try adding docker-worker:capability:disableSeccomp:null-provisioner/fake-docker to the .scopes array"},
+		{name: "worker refuses", scopes: []string{"docker-worker:capability:disableSeccomp"}, state: "failed",
+			wantLog: "Cannot run task using docker without a seccomp profile.  Worker must be enabled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := start(t, setup{extra: []features.Feature{capabilities.New(capabilities.Config{AllowDisableSeccomp: tc.allow})}})
+				p := payload(60, "true")
+				p["capabilities"] = map[string]any{"disableSeccomp": true}
+				id := e.createTaskFor(e.cfg.WorkerType, p, tc.scopes)
+				if r := e.waitRun(id, 0).Runs[0]; r.State != tc.state || (tc.state == "failed" && r.ReasonResolved != "failed") {
+					t.Fatalf("run %+v, want %s", r, tc.state)
+				}
+				cs := e.docker.Containers()
+				if tc.state == "completed" {
+					if len(cs) != 1 || !slices.Equal(cs[0].Spec.SecurityOpt, []string{"seccomp=unconfined"}) {
+						t.Errorf("containers %+v, want one with seccomp=unconfined", cs)
+					}
+				} else if len(cs) != 0 {
+					t.Errorf("%d containers created", len(cs))
+				}
+				if tc.wantLog != "" {
+					log, _ := e.taskLog(id, 0)
+					if !strings.Contains(log, tc.wantLog) {
+						t.Errorf("task log lacks %q:\n%s", tc.wantLog, log)
+					}
+				}
+			})
+		})
+	}
 }

@@ -99,6 +99,9 @@ type TaskQueueConfig struct {
 // DockerConfig controls image pulls and container privileges.
 type DockerConfig struct {
 	AllowPrivileged bool `yaml:"allowPrivileged"`
+	// AllowDisableSeccomp lets tasks run without a seccomp profile
+	// (capabilities.disableSeccomp).
+	AllowDisableSeccomp bool `yaml:"allowDisableSeccomp"`
 	// MaxAttempts is the number of pull attempts.
 	MaxAttempts int `yaml:"maxAttempts"`
 	// DelayFactor (ms) is the backoff base: 2^(n-1)*delayFactor*(1±randomization).

@@ -174,7 +174,10 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 	return []features.Feature{
 		backinglog.New(opts.TempDir),
 		imageFeature(cfg, imageDocker),
-		capabilities.New(capabilities.Config{AllowPrivileged: cfg.DockerConfig.AllowPrivileged}),
+		capabilities.New(capabilities.Config{
+			AllowPrivileged:     cfg.DockerConfig.AllowPrivileged,
+			AllowDisableSeccomp: cfg.DockerConfig.AllowDisableSeccomp,
+		}),
 		cacheFeature(cfg, opts, imageDocker),
 		lf,
 		artifacts.New(artifacts.Config{

@@ -57,7 +57,7 @@ func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 		"cache":                       true,
 		"capabilities.devices.kvm":    false,
 		"features.taskclusterProxy":   false,
-		"capabilities.disableSeccomp": false,
+		"capabilities.disableSeccomp": true,
 	} {
 		if _, got := check.Owner(section); got != want {
 			t.Errorf("%s owned: %v, want %v", section, got, want)
