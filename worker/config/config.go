@@ -66,6 +66,12 @@ type Config struct {
 	DockerVolume      string                  `yaml:"dockerVolume"`
 	GarbageCollection GarbageCollectionConfig `yaml:"garbageCollection"`
 
+	// Devices and CPUs (see devices.go).
+	DeviceManagement DeviceManagementConfig `yaml:"deviceManagement"`
+	// RestrictCPU gives each task one CPU of its own (cpuset); capacity is
+	// then at most the number of CPUs.
+	RestrictCPU bool `yaml:"restrictCPU"`
+
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
 	knownFeatures []string
@@ -139,6 +145,7 @@ func Default() *Config {
 	}
 	c.defaultOutputs()
 	c.defaultDisk()
+	c.defaultDevices()
 	return c
 }
 
@@ -341,6 +348,7 @@ func (c *Config) validate() []*Problem {
 	}
 	c.validateOutputs(bad)
 	c.validateDisk(bad)
+	c.validateDevices(bad)
 	return errs
 }
 
