@@ -178,6 +178,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 			AllowPrivileged:     cfg.DockerConfig.AllowPrivileged,
 			AllowDisableSeccomp: cfg.DockerConfig.AllowDisableSeccomp,
 		}),
+		devicesFeature(cfg, opts),
 		cacheFeature(cfg, opts, imageDocker),
 		lf,
 		artifacts.New(artifacts.Config{

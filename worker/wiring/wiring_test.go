@@ -44,6 +44,7 @@ func TestCheckFeatureKeys(t *testing.T) {
 // serves does not.
 func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 	cfg := config.Default()
+	cfg.DeviceManagement.KVM.Enabled = false // devices are served when their manager is on
 	check := PayloadCheck(cfg)
 	for section, want := range map[string]bool{
 		"image.docker-image":          true,
