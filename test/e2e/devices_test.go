@@ -108,3 +108,34 @@ func TestRestrictCPU(t *testing.T) {
 		}
 	}
 }
+
+// docker-worker's "host capacity adjusted when device capacity is less
+// than worker capacity": one video device, capacity 3; three video tasks
+// run one after the other.
+func TestDevicesAdjustHostCapacity(t *testing.T) {
+	q := startQueue(t, nil)
+	cfg := deviceConfig(t, q, "devices-capacity")
+	cfg.Capacity = 3
+	we := startWorker(t, q, cfg)
+	p := shell(`test -c /dev/video0 && sleep 1`, 60)
+	p["capabilities"] = map[string]any{"devices": map[string]bool{"loopbackVideo": true}}
+	var ids []string
+	for range 3 {
+		ids = append(ids, q.create(t, withScopes(newTask(cfg, p), "docker-worker:capability:device:loopbackVideo")))
+	}
+	var runs []tc.Run
+	for _, id := range ids {
+		s := q.waitRun(t, id, 0, 2*time.Minute)
+		wantState(t, s, 0, tc.StateCompleted, "")
+		runs = append(runs, s.Runs[0])
+	}
+	we.waitLogged(t, "[info] host capacity adjusted", 1, 10*time.Second)
+	// One device: no two runs overlap.
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.Started.Before(b.Resolved) && b.Started.Before(a.Resolved) {
+				t.Errorf("runs overlap: %+v and %+v", a, b)
+			}
+		}
+	}
+}
