@@ -20,7 +20,7 @@
 // each claim it limits the claim to the free units of the exclusive
 // managers (video, audio, CPUs), counting every run in progress as holding
 // one of each; it logs "[info] host capacity adjusted" when that limit
-// changes.
+// starts to lower a claim or changes while it does.
 package devices
 
 import (
@@ -74,7 +74,7 @@ type Feature struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	lastLimit int // the last device limit logged (-1: none yet, or no limit)
+	lastLimit int // the device limit last logged (-1: claims were not limited)
 }
 
 var (
@@ -153,15 +153,21 @@ func (f *Feature) allow(want, running int) (int, string) {
 			why = append(why, fmt.Sprintf("%d of %d %s devices free", free, m.Total(), m.Name()))
 		}
 	}
-	f.mu.Lock()
-	changed := limit != f.lastLimit
-	f.lastLimit = limit
-	f.mu.Unlock()
-	if changed {
-		f.log.Info("[info] host capacity adjusted", "deviceCapacity", limit, "runningTasks", running)
+	limited := limit >= 0 && limit < want
+	key := -1
+	if limited {
+		key = limit
 	}
-	if limit < 0 || limit >= want {
+	f.mu.Lock()
+	changed := key != f.lastLimit
+	f.lastLimit = key
+	f.mu.Unlock()
+	if !limited {
 		return want, ""
+	}
+	if changed {
+		f.log.Info("[info] host capacity adjusted", "deviceCapacity", limit, "wanted", want, "runningTasks", running,
+			"reason", strings.Join(why, ", "))
 	}
 	return limit, strings.Join(why, ", ")
 }

@@ -223,7 +223,7 @@ func TestAllow(t *testing.T) {
 			t.Errorf("allow(%d, %d) = %d %q, want %d %q", tc.want, tc.running, allow, reason, tc.allow, tc.reason)
 		}
 	}
-	if n := strings.Count(logs.String(), "[info] host capacity adjusted"); n != 3 {
-		t.Errorf("%d capacity lines, want 3 (one per change):\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "[info] host capacity adjusted"); n != 2 {
+		t.Errorf("%d capacity lines, want 2 (one per change of a limit that lowers the claim):\n%s", n, logs.String())
 	}
 }
