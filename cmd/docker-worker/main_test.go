@@ -177,8 +177,9 @@ func TestValidateRunsTheWorkersCheck(t *testing.T) {
 	bulk := write("bulk.yml", "image: busybox\ncommand: [\"true\"]\nmaxRunTime: 60\nfeatures: {bulkLog: true}\n")
 	enable := write("worker.yml", "features: {bulkLog: {enabled: true}}\n")
 	unknown := write("unknown.yml", "features: {bulkLogs: {enabled: true}}\n")
+	noKVM := write("nokvm.yml", "deviceManagement: {kvm: {enabled: false}}\n")
 
-	code, out, _ := runCLI(t, "validate", kvm)
+	code, out, _ := runCLI(t, "validate", "--config", noKVM, kvm)
 	if code != 1 || !strings.Contains(out, "The payload asks for what this worker does not provide:\n payload.capabilities.devices.kvm: device \"kvm\" is not supported by this worker") {
 		t.Errorf("kvm: exit %d\n%s", code, out)
 	}

@@ -142,7 +142,7 @@ var rules = []rule{
 	{pkg: "worker", allow: []string{"features", "schemas", "worker/*/..."},
 		// The runner tier runs the real worker with the built-in features
 		// production workers have (task log, image).
-		tests: []string{"features/backinglog", "features/image", "features/cache", "features/dind"},
+		tests: []string{"features/backinglog", "features/image", "features/cache", "features/dind", "features/allowPtrace", "features/capabilities", "features/devices"},
 		why:   "the worker core imports the feature contract only, never a feature"},
 	{pkg: "worker/*/...", allow: []string{"schemas", "worker/*/..."},
 		why: "leaf worker packages import neither the core nor the feature contract nor features"},

@@ -72,6 +72,11 @@ type Config struct {
 	DindImage  string           `yaml:"dindImage"`
 	// Interactive configures the interactive shell (see interactive.go).
 	Interactive InteractiveConfig `yaml:"interactive"`
+	// Devices and CPUs (see devices.go).
+	DeviceManagement DeviceManagementConfig `yaml:"deviceManagement"`
+	// RestrictCPU gives each task one CPU of its own (cpuset); capacity is
+	// then at most the number of CPUs.
+	RestrictCPU bool `yaml:"restrictCPU"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -106,6 +111,9 @@ type TaskQueueConfig struct {
 // DockerConfig controls image pulls and container privileges.
 type DockerConfig struct {
 	AllowPrivileged bool `yaml:"allowPrivileged"`
+	// AllowDisableSeccomp lets tasks run without a seccomp profile
+	// (capabilities.disableSeccomp).
+	AllowDisableSeccomp bool `yaml:"allowDisableSeccomp"`
 	// MaxAttempts is the number of pull attempts.
 	MaxAttempts int `yaml:"maxAttempts"`
 	// DelayFactor (ms) is the backoff base: 2^(n-1)*delayFactor*(1±randomization).
@@ -145,6 +153,7 @@ func Default() *Config {
 	c.defaultDisk()
 	c.defaultDockerSave()
 	c.defaultInteractive()
+	c.defaultDevices()
 	return c
 }
 
@@ -349,6 +358,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDisk(bad)
 	c.validateDockerSave(bad)
 	c.validateInteractive(bad)
+	c.validateDevices(bad)
 	return errs
 }
 

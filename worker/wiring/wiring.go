@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
+	allowptrace "go.dockerworker.dev/docker-worker/features/allowPtrace"
 	"go.dockerworker.dev/docker-worker/features/artifacts"
 	"go.dockerworker.dev/docker-worker/features/backinglog"
 	bulklog "go.dockerworker.dev/docker-worker/features/bulkLog"
@@ -173,7 +174,11 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 	return []features.Feature{
 		backinglog.New(opts.TempDir),
 		imageFeature(cfg, imageDocker),
-		capabilities.New(capabilities.Config{AllowPrivileged: cfg.DockerConfig.AllowPrivileged}),
+		capabilities.New(capabilities.Config{
+			AllowPrivileged:     cfg.DockerConfig.AllowPrivileged,
+			AllowDisableSeccomp: cfg.DockerConfig.AllowDisableSeccomp,
+		}),
+		devicesFeature(cfg, opts),
 		cacheFeature(cfg, opts, imageDocker),
 		lf,
 		artifacts.New(artifacts.Config{
@@ -187,6 +192,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		dindFeature(cfg, opts, imageDocker),
 		dockerSaveFeature(cfg, opts, imageDocker),
 		interactiveFeature(cfg, opts, imageDocker),
+		allowptrace.New(),
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // The payload features, in docker-worker's order; the always-on built-ins
 // are not config keys.
 func TestFeatureNames(t *testing.T) {
-	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "taskclusterProxy", "dind", "dockerSave", "interactive"}
+	want := []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "taskclusterProxy", "dind", "dockerSave", "interactive", "allowPtrace"}
 	if diff := cmp.Diff(want, FeatureNames()); diff != "" {
 		t.Errorf("names (-want +got):\n%s", diff)
 	}
@@ -44,6 +44,7 @@ func TestCheckFeatureKeys(t *testing.T) {
 // serves does not.
 func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 	cfg := config.Default()
+	cfg.DeviceManagement.KVM.Enabled = false // devices are served when their manager is on
 	check := PayloadCheck(cfg)
 	for section, want := range map[string]bool{
 		"image.docker-image":          true,
@@ -57,7 +58,7 @@ func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 		"cache":                       true,
 		"capabilities.devices.kvm":    false,
 		"features.taskclusterProxy":   true,
-		"capabilities.disableSeccomp": false,
+		"capabilities.disableSeccomp": true,
 	} {
 		if _, got := check.Owner(section); got != want {
 			t.Errorf("%s owned: %v, want %v", section, got, want)
