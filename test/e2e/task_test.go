@@ -112,20 +112,23 @@ func TestInvalidPayload(t *testing.T) {
 	}
 }
 
-// A feature the payload asks for but the worker does not have (or has
-// disabled) is malformed-payload naming it, with a log.
+// A feature the payload asks for but the worker has disabled, and a
+// device the host does not have, are malformed-payload naming each, with
+// a log.
 func TestRequestedFeatureMissing(t *testing.T) {
 	q := startQueue(t, nil)
 	cfg := q.workerConfig("features")
 	off := false
 	cfg.Features["bulkLog"] = config.FeatureConfig{Enabled: &off}
+	cfg.DeviceManagement.Root = t.TempDir() // a host without devices
 	startWorker(t, q, cfg)
 	p := shell("true", 60)
-	p["features"] = map[string]bool{"bulkLog": true, "allowPtrace": true}
+	p["features"] = map[string]bool{"bulkLog": true}
+	p["capabilities"] = map[string]any{"devices": map[string]bool{"loopbackAudio": true}}
 	id := q.create(t, newTask(cfg, p))
 	s := q.waitRun(t, id, 0, time.Minute)
 	wantState(t, s, 0, tc.StateException, "malformed-payload")
-	mustContain(t, q.logOf(t, id, 0, ""), `feature "bulkLog" is not enabled on this worker`, `feature "allowPtrace" is not supported by this worker`)
+	mustContain(t, q.logOf(t, id, 0, ""), `feature "bulkLog" is not enabled on this worker`, `device "loopbackAudio" is not supported by this worker`)
 }
 
 // maxruntime_test: killed at the limit, failed, later output absent.
