@@ -18,7 +18,6 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +30,8 @@ import (
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/internal/scopecheck"
 	"go.dockerworker.dev/docker-worker/worker/cache"
-	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tasklog"
 )
@@ -300,42 +299,12 @@ func checkPayload(names []string, mounts map[string]string) error {
 }
 
 // checkScopes requires, for every cache, the plain or the per-pool scope,
-// in the task's scopes or (when those do not suffice) in their expansion
-// through roles.
+// in the task's scopes or in their expansion through roles.
 func (k *task) checkScopes(ctx context.Context, names []string) error {
-	pool := k.t.Worker().Pool()
-	anyOf := func(name string) []string { return []string{ScopePrefix + name, ScopePrefix + name + ":" + pool} }
-	missing := func(have []string) []string {
-		var out []string
-		for _, name := range names {
-			if !slices.ContainsFunc(anyOf(name), func(s string) bool { return scopes.Satisfied(have, s) }) {
-				out = append(out, name)
-			}
-		}
-		return out
-	}
-	have := k.t.Scopes()
-	miss := missing(have)
-	if len(miss) > 0 && k.f.cfg.Expander != nil {
-		expanded, err := k.f.cfg.Expander.ExpandScopes(ctx, have)
-		if err != nil {
-			return taskerr.InternalError(fmt.Errorf("expand the task's scopes to check its caches: %w", err))
-		}
-		miss = missing(expanded)
-	}
-	if len(miss) == 0 {
-		return nil
-	}
-	expr := func(names []string) string {
-		all := make([]any, len(names))
-		for i, n := range names {
-			all[i] = map[string][]string{"AnyOf": anyOf(n)}
-		}
-		b, _ := json.Marshal(map[string]any{"AllOf": all})
-		return string(b)
-	}
-	return fmt.Errorf("%s  The task needs scope %s<name> (or %s<name>:%s) for each cache in payload.cache, after expanding its roles.\nMissing scopes: %s\nRequired scopes: %s",
-		insufficientScopes, ScopePrefix, ScopePrefix, pool, expr(miss), expr(names))
+	return scopecheck.Check(ctx, k.f.cfg.Expander, k.t.Scopes(), scopecheck.Requirement{
+		Prefix: ScopePrefix, Pool: k.t.Worker().Pool(), Names: names,
+		Insufficient: insufficientScopes, What: "cache", Field: "payload.cache",
+	})
 }
 
 // Exited implements features.Exiter: an exit code listed in

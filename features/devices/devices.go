@@ -25,7 +25,6 @@ package devices
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,8 +34,8 @@ import (
 	"sync"
 
 	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/features/internal/scopecheck"
 	"go.dockerworker.dev/docker-worker/worker/devices"
-	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
 
@@ -254,45 +253,12 @@ func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, resp *fe
 }
 
 // checkScopes requires, for every device, the plain or the per-pool
-// scope, in the task's scopes or (when those do not suffice) in their
-// expansion through roles.
+// scope, in the task's scopes or in their expansion through roles.
 func (k *task) checkScopes(ctx context.Context, names []string) error {
-	if len(names) == 0 {
-		return nil
-	}
-	pool := k.t.Worker().Pool()
-	anyOf := func(name string) []string { return []string{ScopePrefix + name, ScopePrefix + name + ":" + pool} }
-	missing := func(have []string) []string {
-		var out []string
-		for _, name := range names {
-			if !slices.ContainsFunc(anyOf(name), func(s string) bool { return scopes.Satisfied(have, s) }) {
-				out = append(out, name)
-			}
-		}
-		return out
-	}
-	have := k.t.Scopes()
-	miss := missing(have)
-	if len(miss) > 0 && k.f.cfg.Expander != nil {
-		expanded, err := k.f.cfg.Expander.ExpandScopes(ctx, have)
-		if err != nil {
-			return taskerr.InternalError(fmt.Errorf("expand the task's scopes to check its devices: %w", err))
-		}
-		miss = missing(expanded)
-	}
-	if len(miss) == 0 {
-		return nil
-	}
-	expr := func(names []string) string {
-		all := make([]any, len(names))
-		for i, n := range names {
-			all[i] = map[string][]string{"AnyOf": anyOf(n)}
-		}
-		b, _ := json.Marshal(map[string]any{"AllOf": all})
-		return string(b)
-	}
-	return fmt.Errorf("%s  The task needs scope %s<name> (or %s<name>:%s) for each device in payload.capabilities.devices, after expanding its roles.\nMissing scopes: %s\nRequired scopes: %s",
-		insufficientScopes, ScopePrefix, ScopePrefix, pool, expr(miss), expr(names))
+	return scopecheck.Check(ctx, k.f.cfg.Expander, k.t.Scopes(), scopecheck.Requirement{
+		Prefix: ScopePrefix, Pool: k.t.Worker().Pool(), Names: names,
+		Insufficient: insufficientScopes, What: "device", Field: "payload.capabilities.devices",
+	})
 }
 
 // Cleanup implements features.Cleaner: every device is released.
