@@ -77,6 +77,9 @@ type Config struct {
 	// RestrictCPU gives each task one CPU of its own (cpuset); capacity is
 	// then at most the number of CPUs.
 	RestrictCPU bool `yaml:"restrictCPU"`
+	// Pulse is the broker whose task-exception messages cancel runs at
+	// once (see pulse.go).
+	Pulse PulseConfig `yaml:"pulse"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -154,6 +157,7 @@ func Default() *Config {
 	c.defaultDockerSave()
 	c.defaultInteractive()
 	c.defaultDevices()
+	c.defaultPulse()
 	return c
 }
 
@@ -359,6 +363,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDockerSave(bad)
 	c.validateInteractive(bad)
 	c.validateDevices(bad)
+	c.validatePulse(bad)
 	return errs
 }
 
