@@ -110,6 +110,15 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err != nil {
 		return fail(err)
 	}
+	exts := append([]features.Extension{disk}, opts.Extensions...)
+	if cfg.Pulse.URL != "" {
+		pe, err := newPulseExtension(cfg, opts.Logger)
+		if err != nil {
+			return fail(err)
+		}
+		out.closers = append(out.closers, pe.close)
+		exts = append(exts, pe)
+	}
 	queue := tc.New(tc.Config{
 		RootURL: cfg.RootURL,
 		Credentials: &tc.Credentials{
@@ -126,7 +135,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		Docker:      dc,
 		Validator:   validator,
 		Features:    feats,
-		Extensions:  append([]features.Extension{disk}, opts.Extensions...),
+		Extensions:  exts,
 		Logger:      opts.Logger,
 		Version:     opts.Version,
 		Hostname:    opts.Hostname,
