@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,8 +148,40 @@ func (c *Consumer) Run(ctx context.Context) {
 // messages until the connection ends. bound reports whether it got as far
 // as consuming.
 func (c *Consumer) session(ctx context.Context) (bound bool, err error) {
+	// Stopping must not wait for a dial or handshake to time out: the
+	// socket is closed as soon as ctx ends.
+	var (
+		mu  sync.Mutex
+		raw net.Conn
+	)
+	stopRaw := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if raw != nil {
+			raw.Close()
+		}
+	})
+	defer stopRaw()
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
-		Dial: amqp.DefaultDial(c.cfg.DialTimeout),
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: c.cfg.DialTimeout}
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cleared by the client once the AMQP handshake is done.
+			if err := nc.SetDeadline(time.Now().Add(c.cfg.DialTimeout)); err != nil {
+				nc.Close()
+				return nil, err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			raw = nc
+			if ctx.Err() != nil {
+				nc.Close()
+			}
+			return nc, nil
+		},
 		Properties: amqp.Table{
 			"connection_name": "docker-worker " + c.cfg.WorkerGroup + "/" + c.cfg.WorkerID,
 		},

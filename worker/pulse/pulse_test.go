@@ -345,3 +345,44 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
 }
+
+// A broker that accepts connections but never answers must not hold up a
+// stop until the dial timeout.
+func TestConsumerStopsDuringHandshake(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	c, err := New(Config{URL: "amqp://u:p@" + l.Addr().String() + "/", WorkerGroup: "wg", WorkerID: "w1", DialTimeout: time.Minute},
+		func(string, int, string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	var held net.Conn
+	select {
+	case held = <-accepted:
+		defer held.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer did not connect")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the consumer waited for the handshake to time out before stopping")
+	}
+}
