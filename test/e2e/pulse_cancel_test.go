@@ -1,12 +1,8 @@
 package e2e
 
 import (
-	"io"
-	"net"
-	"net/url"
-	"os"
+	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,34 +12,10 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
-// pulse_cancel_test: with pulse.url the worker hears the queue's
+// pulse_cancel_test: with pulse.URL the worker hears the queue's
 // task-exception message and stops the run at once, with status polling
 // off; after the broker connection drops it reconnects and a later
 // cancellation still arrives.
-
-// requireAMQP returns the broker test/setup-env.sh starts
-// (DW_TEST_AMQP_URL overrides); without one the test skips, unless CI is
-// set: then it fails.
-func requireAMQP(t *testing.T) string {
-	t.Helper()
-	u := "amqp://guest:guest@127.0.0.1:5672/"
-	if v := os.Getenv("DW_TEST_AMQP_URL"); v != "" {
-		u = v
-	}
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout("tcp", pu.Host, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("RabbitMQ at %s does not answer (CI is set; test/setup-env.sh starts it): %v", pu.Host, err)
-		}
-		t.Skipf("RabbitMQ at %s does not answer (run test/setup-env.sh): %v", pu.Host, err)
-	}
-	c.Close()
-	return u
-}
 
 // startPulseQueue is an embedded queue publishing on broker.
 func startPulseQueue(t *testing.T, broker string) *queueEnv {
@@ -124,7 +96,7 @@ func cancelThroughPulse(t *testing.T, q *queueEnv, we *workerEnv, logs *taskLogs
 }
 
 func TestPulseCancel(t *testing.T) {
-	broker := requireAMQP(t)
+	broker := pulsetest.Require(t)
 	q := startPulseQueue(t, broker)
 	cfg := q.workerConfig("pulse-cancel")
 	cfg.Task.StatusPollInterval = 0
@@ -136,17 +108,17 @@ func TestPulseCancel(t *testing.T) {
 }
 
 func TestPulseCancelAfterReconnect(t *testing.T) {
-	broker := requireAMQP(t)
+	broker := pulsetest.Require(t)
 	q := startPulseQueue(t, broker)
-	p := newTCPProxy(t, broker)
+	p := pulsetest.NewProxy(t, broker)
 	cfg := q.workerConfig("pulse-reconnect")
 	cfg.Task.StatusPollInterval = 0
-	cfg.Pulse.URL = p.url
+	cfg.Pulse.URL = p.URL
 	logs := newTaskLogs()
 	we := startWorkerWith(t, q, cfg, []features.Feature{logs})
 	we.waitLog(t, pulseListening, 1, 20*time.Second)
 
-	p.cut()
+	p.Cut()
 	we.waitLog(t, pulseListening, 2, 20*time.Second)
 	if n := we.logs.count("pulse: no connection to the broker; cancellations are noticed by status polling until it is back"); n != 1 {
 		t.Errorf("%d disconnection warnings, want 1", n)
@@ -155,56 +127,4 @@ func TestPulseCancelAfterReconnect(t *testing.T) {
 	if strings.Contains(we.logs.String(), "guest:guest@") {
 		t.Error("the worker log shows the broker password")
 	}
-}
-
-// tcpProxy forwards loopback connections to the broker; cut drops the
-// open ones, as a broker restart or a network failure would.
-type tcpProxy struct {
-	url   string
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newTCPProxy(t *testing.T, brokerURL string) *tcpProxy {
-	t.Helper()
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := u.Host
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = l.Addr().String()
-	p := &tcpProxy{url: u.String()}
-	t.Cleanup(func() { l.Close(); p.cut() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

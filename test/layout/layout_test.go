@@ -120,7 +120,7 @@ var featureDeps = []string{
 }
 
 // testHelpers may be imported by any package's _test.go files.
-var testHelpers = []string{"worker/docker/dockertest", "worker/docker/dockerfake", "features/featuretest"}
+var testHelpers = []string{"worker/docker/dockertest", "worker/docker/dockerfake", "worker/pulse/pulsetest", "features/featuretest"}
 
 // rules is the import allow-list; the first rule whose pkg matches the
 // importing package applies, and a package no rule matches is an error.
@@ -166,6 +166,8 @@ var forbidden = []struct {
 	{imp: "worker/docker/dockertest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
 	{imp: "worker/docker/dockerfake", except: []string{"test/..."}, tests: true,
+		why: "test helpers are for _test.go files"},
+	{imp: "worker/pulse/pulsetest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
 	{imp: "features/featuretest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},

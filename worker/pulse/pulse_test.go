@@ -3,14 +3,11 @@ package pulse
 import (
 	"context"
 	"encoding/json"
-	"io"
+	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
 	"log/slog"
 	"net"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,32 +100,6 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// The broker test/setup-env.sh starts; override with DW_TEST_AMQP_URL.
-const defaultBrokerURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// requireBroker returns the test broker's URL. Without a broker the test is
-// skipped, unless CI is set: then it fails.
-func requireBroker(t *testing.T) string {
-	t.Helper()
-	u := defaultBrokerURL
-	if v := os.Getenv("DW_TEST_AMQP_URL"); v != "" {
-		u = v
-	}
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatalf("broker URL: %v", err)
-	}
-	c, err := net.DialTimeout("tcp", pu.Host, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("RabbitMQ at %s does not answer (CI is set; test/setup-env.sh starts it): %v", pu.Host, err)
-		}
-		t.Skipf("RabbitMQ at %s does not answer (run test/setup-env.sh): %v", pu.Host, err)
-	}
-	c.Close()
-	return u
-}
-
 // publisher publishes task-exception messages as the queue does.
 func publisher(t *testing.T, brokerURL string) func(key string, body any) {
 	t.Helper()
@@ -216,7 +187,7 @@ func waitBindings(t *testing.T, c *Consumer, n int64) {
 }
 
 func TestConsumerReceivesOnlyItsRuns(t *testing.T) {
-	broker := requireBroker(t)
+	broker := pulsetest.Require(t)
 	publish := publisher(t, broker)
 	c, calls := start(t, broker)
 	waitBindings(t, c, 1)
@@ -240,13 +211,13 @@ func TestConsumerReceivesOnlyItsRuns(t *testing.T) {
 }
 
 func TestConsumerReconnects(t *testing.T) {
-	broker := requireBroker(t)
+	broker := pulsetest.Require(t)
 	publish := publisher(t, broker)
-	p := newProxy(t, broker)
-	c, calls := start(t, p.url)
+	p := pulsetest.NewProxy(t, broker)
+	c, calls := start(t, p.URL)
 	waitBindings(t, c, 1)
 
-	p.cut()
+	p.Cut()
 	waitBindings(t, c, 2)
 	publish(exceptionBody("after", 0, "wg", "w1"))
 	select {
@@ -260,83 +231,16 @@ func TestConsumerReconnects(t *testing.T) {
 }
 
 func TestConsumerRetriesUntilBrokerAnswers(t *testing.T) {
-	broker := requireBroker(t)
-	p := newProxy(t, broker)
-	p.setRefusing(true)
-	c, _ := start(t, p.url)
+	broker := pulsetest.Require(t)
+	p := pulsetest.NewProxy(t, broker)
+	p.SetRefusing(true)
+	c, _ := start(t, p.URL)
 	time.Sleep(300 * time.Millisecond)
 	if n := c.Bindings(); n != 0 {
 		t.Fatalf("got %d bindings through a refusing proxy", n)
 	}
-	p.setRefusing(false)
+	p.SetRefusing(false)
 	waitBindings(t, c, 1)
-}
-
-// proxy forwards TCP connections to the broker; cut drops the open ones.
-type proxy struct {
-	url string
-
-	mu       sync.Mutex
-	conns    []net.Conn
-	refusing bool
-}
-
-func newProxy(t *testing.T, brokerURL string) *proxy {
-	t.Helper()
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := u.Host
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	u.Host = l.Addr().String()
-	p := &proxy{url: u.String()}
-	t.Cleanup(p.cut)
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			refusing := p.refusing
-			p.mu.Unlock()
-			if refusing {
-				in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *proxy) setRefusing(v bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refusing = v
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 type testWriter struct{ t *testing.T }

@@ -3,11 +3,8 @@ package wiring
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +59,7 @@ func TestPulseExtensionBadURL(t *testing.T) {
 }
 
 func TestPulseExtensionCancelsHeldRuns(t *testing.T) {
-	broker := requireBroker(t)
+	broker := pulsetest.Require(t)
 	cfg := config.Default()
 	cfg.WorkerGroup, cfg.WorkerID = "wg-"+t.Name(), "w1"
 	cfg.Pulse.URL = broker
@@ -140,7 +137,7 @@ func TestPulseExtensionCancelsHeldRuns(t *testing.T) {
 }
 
 func TestPulseExtensionStopsWithItsContext(t *testing.T) {
-	broker := requireBroker(t)
+	broker := pulsetest.Require(t)
 	cfg := config.Default()
 	cfg.WorkerGroup, cfg.WorkerID = "wg", "w1"
 	cfg.Pulse.URL = broker
@@ -172,28 +169,4 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
-}
-
-// requireBroker returns the test broker's URL (test/setup-env.sh starts it;
-// DW_TEST_AMQP_URL overrides). Without one the test skips, unless CI is
-// set: then it fails.
-func requireBroker(t *testing.T) string {
-	t.Helper()
-	u := "amqp://guest:guest@127.0.0.1:5672/"
-	if v := os.Getenv("DW_TEST_AMQP_URL"); v != "" {
-		u = v
-	}
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout("tcp", pu.Host, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("RabbitMQ at %s does not answer (CI is set): %v", pu.Host, err)
-		}
-		t.Skipf("RabbitMQ at %s does not answer (run test/setup-env.sh): %v", pu.Host, errors.Unwrap(err))
-	}
-	c.Close()
-	return u
 }

@@ -3,10 +3,10 @@ package pulse
 import (
 	"context"
 	"encoding/json"
+	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,32 +20,6 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
-
-// The broker test/setup-env.sh starts; override with DW_TEST_AMQP_URL.
-const defaultBrokerURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// requireBroker returns the test broker's URL. Without a broker the test is
-// skipped, unless CI is set: then it fails.
-func requireBroker(t *testing.T) string {
-	t.Helper()
-	u := defaultBrokerURL
-	if v := os.Getenv("DW_TEST_AMQP_URL"); v != "" {
-		u = v
-	}
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatalf("broker URL: %v", err)
-	}
-	c, err := net.DialTimeout("tcp", pu.Host, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("RabbitMQ at %s does not answer (CI is set; test/setup-env.sh starts it): %v", pu.Host, err)
-		}
-		t.Skipf("RabbitMQ at %s does not answer (run test/setup-env.sh): %v", pu.Host, err)
-	}
-	c.Close()
-	return u
-}
 
 // schemaOf is the body schema of each exchange (exchanges.json).
 var schemaOf = map[string]string{
@@ -215,7 +189,7 @@ func key(taskID, run, worker, queueID, groupID string) string {
 // Each exchange gets its messages once, with the real routing key (task
 // routes as CC) and a body valid against its schema.
 func TestMessagesOnRealExchanges(t *testing.T) {
-	brokerURL := requireBroker(t)
+	brokerURL := pulsetest.Require(t)
 	schemas := apischema.Open(t)
 	pub, err := New(Config{URL: brokerURL})
 	if err != nil {
@@ -392,7 +366,7 @@ func (p *proxy) stop() {
 // A broker outage never blocks or fails an API call; the messages wait
 // and arrive once the broker is back.
 func TestBrokerOutage(t *testing.T) {
-	brokerURL := requireBroker(t)
+	brokerURL := pulsetest.Require(t)
 	schemas := apischema.Open(t)
 	bu, _ := url.Parse(brokerURL)
 	px := newProxy(t, bu.Host)
