@@ -113,7 +113,7 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 	}
 	src := source{taskID: taskID, path: img.Path, format: f, repo: ArtifactRepo(taskID, img.Path)}
 	wait := fmt.Sprintf("Waiting for the download of %q from task %s already in progress", img.Path, taskID)
-	res, err := k.f.loads.do(ctx, src.ref(), log, wait, func(ctx context.Context, c *call) (loaded, error) {
+	res, err := k.f.loads.Do(ctx, src.ref(), log, tasklog.InfoLine(time.Now(), wait), func(ctx context.Context, c *call) (loaded, error) {
 		return k.ensure(ctx, src, c)
 	})
 	if err != nil {
@@ -134,9 +134,9 @@ func (k *task) ensure(ctx context.Context, src source, c *call) (loaded, error) 
 	attempts := max(p.Attempts, 1)
 	for n := 1; ; n++ {
 		if n > 1 {
-			c.printf("Downloading artifact %q from task ID: %s (attempt %d of %d).", src.path, src.taskID, n, attempts)
+			callf(c, "Downloading artifact %q from task ID: %s (attempt %d of %d).", src.path, src.taskID, n, attempts)
 		} else {
-			c.printf("Downloading artifact %q from task ID: %s.", src.path, src.taskID)
+			callf(c, "Downloading artifact %q from task ID: %s.", src.path, src.taskID)
 		}
 		res, err := k.loadOnce(ctx, src, c)
 		if err == nil {
@@ -151,7 +151,7 @@ func (k *task) ensure(ctx context.Context, src source, c *call) (loaded, error) 
 			return loaded{}, fmt.Errorf("failed after %d attempts: %w", attempts, err)
 		}
 		d := retryDelay(p, n)
-		c.printf("Download of artifact %q failed: %v; retrying in %s", src.path, err, d.Round(time.Millisecond))
+		callf(c, "Download of artifact %q failed: %v; retrying in %s", src.path, err, d.Round(time.Millisecond))
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -281,7 +281,7 @@ func (k *task) loadOnce(ctx context.Context, src source, c *call) (loaded, error
 	if err := k.f.cfg.Docker.TagImage(ctx, id, src.repo+":"+hashTagPrefix+sum); err != nil {
 		return loaded{}, fmt.Errorf("tag the loaded image: %w", err)
 	}
-	c.printf("Downloaded and loaded %s in %.3f seconds (artifact sha256 %s)", mib(raw.n.Load()), time.Since(started).Seconds(), sum)
+	callf(c, "Downloaded and loaded %s in %.3f seconds (artifact sha256 %s)", mib(raw.n.Load()), time.Since(started).Seconds(), sum)
 	return loaded{id: id, sha256: sum}, nil
 }
 
@@ -310,9 +310,9 @@ func (k *task) progress(c *call, m *meter, size int64) func() {
 			case <-t.C:
 				n := m.n.Load()
 				if size > 0 {
-					c.printf("Download progress: %s of %s (%.0f%%)", mib(n), mib(size), 100*float64(n)/float64(size))
+					callf(c, "Download progress: %s of %s (%.0f%%)", mib(n), mib(size), 100*float64(n)/float64(size))
 				} else {
-					c.printf("Download progress: %s", mib(n))
+					callf(c, "Download progress: %s", mib(n))
 				}
 			}
 		}

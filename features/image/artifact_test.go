@@ -374,14 +374,7 @@ func TestConcurrentTasksShareOneDownload(t *testing.T) {
 	}
 	// Release the download once every task waits for it.
 	key := ArtifactRepo(imageTask, "public/image.tar") + ":latest"
-	for {
-		f.loads.mu.Lock()
-		c := f.loads.calls[key]
-		waiting := c != nil && c.waiters == n
-		f.loads.mu.Unlock()
-		if waiting {
-			break
-		}
+	for f.loads.Waiters(key) != n {
 		time.Sleep(time.Millisecond)
 	}
 	close(q.gate)
@@ -420,14 +413,7 @@ func TestSharedDownloadOutlivesOneTask(t *testing.T) {
 		firstDone <- err
 	}()
 	key := ArtifactRepo(imageTask, "public/image.tar") + ":latest"
-	waiters := func() int {
-		f.loads.mu.Lock()
-		defer f.loads.mu.Unlock()
-		if c := f.loads.calls[key]; c != nil {
-			return c.waiters
-		}
-		return 0
-	}
+	waiters := func() int { return f.loads.Waiters(key) }
 	for waiters() != 1 {
 		time.Sleep(time.Millisecond)
 	}

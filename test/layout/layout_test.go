@@ -114,7 +114,7 @@ type rule struct {
 var featureDeps = []string{
 	"features", "schemas",
 	"worker/livelog", "worker/artifacts", "worker/cache", "worker/devices", "worker/taskerr",
-	"worker/metrics", "worker/tasklog", "worker/scopes", "worker/docker",
+	"worker/metrics", "worker/tasklog", "worker/scopes", "worker/docker", "worker/flight",
 	// the in-process Taskcluster proxy the taskclusterProxy feature serves
 	"worker/tcproxy",
 }

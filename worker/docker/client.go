@@ -13,11 +13,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"go.dockerworker.dev/docker-worker/worker/flight"
 )
 
 // Client talks to one Docker daemon. Create it with [New] and release it
@@ -25,8 +26,7 @@ import (
 type Client struct {
 	api *client.Client
 
-	mu    sync.Mutex
-	pulls map[pullKey]*pull // in-flight pulls by normalised reference and credentials
+	pulls flight.Group[pullKey, string] // in-flight pulls by normalised reference and credentials
 
 	pullsStarted atomic.Int64 // pulls begun, for tests
 	pullAttempts atomic.Int64 // pull attempts made (a pull makes one or more), for tests
@@ -44,7 +44,7 @@ func New(ctx context.Context) (*Client, error) {
 	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), err), api.Close())
 	}
-	return &Client{api: api, pulls: make(map[pullKey]*pull)}, nil
+	return &Client{api: api}, nil
 }
 
 // Close releases the client's connections. Streams returned by

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -16,6 +15,8 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
+
+	"go.dockerworker.dev/docker-worker/worker/flight"
 
 	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 )
@@ -119,29 +120,12 @@ func keyFor(image string, p PullPolicy) pullKey {
 }
 
 // pull is one in-flight pull shared by every EnsureImage call waiting on
-// the same reference.
-type pull struct {
-	done   chan struct{} // closed when id and err are set
-	id     string
-	err    error
-	cancel context.CancelFunc
+// the same reference and credentials; its result is the image ID.
+type pull = flight.Call[string]
 
-	waiters int // guarded by Client.mu
-
-	outMu sync.Mutex
-	outs  map[*waiter]io.Writer // progress destinations, guarded by outMu
-}
-
-type waiter struct{}
-
-// printf writes one progress line to every waiting caller.
-func (p *pull) printf(format string, args ...any) {
-	line := fmt.Sprintf(format+"\n", args...)
-	p.outMu.Lock()
-	defer p.outMu.Unlock()
-	for _, w := range p.outs {
-		_, _ = io.WriteString(w, line) // progress is best effort
-	}
+// pullf writes one progress line to every caller waiting on pl.
+func pullf(pl *pull, format string, args ...any) {
+	pl.Write(fmt.Sprintf(format+"\n", args...))
 }
 
 // EnsureImage makes sure ref (tag "latest" if it has neither tag nor
@@ -185,74 +169,15 @@ func (c *Client) EnsureImage(ctx context.Context, ref string, progress io.Writer
 	}
 
 	key := keyFor(image, p)
-	pl, w := c.joinPull(ctx, key, progress, p)
-	select {
-	case <-pl.done:
-		c.leavePull(key, pl, w)
-		return pl.id, pl.err
-	case <-ctx.Done():
-		c.leavePull(key, pl, w)
-		return "", fmt.Errorf("pull image %q: %w", image, context.Cause(ctx))
-	}
-}
-
-// joinPull registers progress with the in-flight pull for key, starting
-// one if there is none.
-func (c *Client) joinPull(ctx context.Context, key pullKey, progress io.Writer, p PullPolicy) (*pull, *waiter) {
-	w := &waiter{}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	pl, ok := c.pulls[key]
-	if ok {
-		_, _ = fmt.Fprintf(progress, "Waiting for the pull of %s already in progress\n", key.image)
-	} else {
-		pl = &pull{done: make(chan struct{}), outs: make(map[*waiter]io.Writer)}
-		c.pulls[key] = pl
-	}
-	pl.waiters++
-	pl.outMu.Lock()
-	pl.outs[w] = progress
-	pl.outMu.Unlock()
-	if !ok {
-		// Start the pull only once the first caller's progress writer is
-		// registered, so that it sees the pull's first line.
-		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		pl.cancel = cancel
+	wait := fmt.Sprintf("Waiting for the pull of %s already in progress\n", key.image)
+	id, err = c.pulls.Do(ctx, key, progress, wait, func(ctx context.Context, pl *pull) (string, error) {
 		c.pullsStarted.Add(1)
-		go c.runPull(pctx, key, pl, p)
+		return c.pullWithRetries(ctx, key.image, pl, p)
+	})
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Cause(ctx)) {
+		return "", fmt.Errorf("pull image %q: %w", image, err)
 	}
-	return pl, w
-}
-
-// leavePull unregisters a waiter; the last one to leave an unfinished pull
-// cancels it and forgets it, so later callers start afresh.
-func (c *Client) leavePull(key pullKey, pl *pull, w *waiter) {
-	pl.outMu.Lock()
-	delete(pl.outs, w)
-	pl.outMu.Unlock()
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	pl.waiters--
-	if pl.waiters > 0 {
-		return
-	}
-	pl.cancel()
-	if c.pulls[key] == pl {
-		delete(c.pulls, key)
-	}
-}
-
-func (c *Client) runPull(ctx context.Context, key pullKey, pl *pull, p PullPolicy) {
-	id, err := c.pullWithRetries(ctx, key.image, pl, p)
-	c.mu.Lock()
-	if c.pulls[key] == pl {
-		delete(c.pulls, key)
-	}
-	c.mu.Unlock()
-	pl.id, pl.err = id, err
-	pl.cancel()
-	close(pl.done)
+	return id, err
 }
 
 func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p PullPolicy) (string, error) {
@@ -264,9 +189,9 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 	attempts := max(p.Attempts, 1)
 	for n := 1; ; n++ {
 		if n > 1 {
-			pl.printf("Pulling %s (attempt %d of %d)", image, n, attempts)
+			pullf(pl, "Pulling %s (attempt %d of %d)", image, n, attempts)
 		} else {
-			pl.printf("Pulling %s", image)
+			pullf(pl, "Pulling %s", image)
 		}
 		c.pullAttempts.Add(1)
 		err = c.pullOnce(ctx, image, pl, opts, p.StallTimeout)
@@ -277,7 +202,7 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 			return "", fmt.Errorf("pull image %q: %w", image, err)
 		}
 		if errors.Is(err, ErrPullStalled) {
-			pl.printf("Pull of %s stalled: no progress for %s; attempt %d of %d cancelled", image, p.StallTimeout, n, attempts)
+			pullf(pl, "Pull of %s stalled: no progress for %s; attempt %d of %d cancelled", image, p.StallTimeout, n, attempts)
 		}
 		if refused(err) {
 			return "", fmt.Errorf("pull image %q: %w: %w", image, ErrPullRefused, err)
@@ -286,7 +211,7 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 			return "", fmt.Errorf("pull image %q failed after %d attempts: %w", image, attempts, err)
 		}
 		d := p.backoff().Delay(n)
-		pl.printf("Pull of %s failed: %v; retrying in %s", image, err, d.Round(time.Millisecond))
+		pullf(pl, "Pull of %s failed: %v; retrying in %s", image, err, d.Round(time.Millisecond))
 		if werr := backoff.Wait(ctx, d); werr != nil {
 			return "", fmt.Errorf("pull image %q: %w", image, errors.Join(err, werr))
 		}
@@ -378,19 +303,19 @@ func progressLine(pl *pull, m jsonstream.Message, started map[string]time.Time) 
 	switch {
 	case m.ID == "":
 		if m.Status != "" {
-			pl.printf("%s", m.Status) // "Digest: ...", "Status: Downloaded newer image ..."
+			pullf(pl, "%s", m.Status) // "Digest: ...", "Status: Downloaded newer image ..."
 		}
 	case m.Status == "Pulling fs layer":
 		started[m.ID] = time.Now()
-		pl.printf("%s - Started downloading", m.ID)
+		pullf(pl, "%s - Started downloading", m.ID)
 	case m.Status == "Download complete":
 		if t, ok := started[m.ID]; ok {
-			pl.printf("%s - Downloaded in %.3f seconds", m.ID, time.Since(t).Seconds())
+			pullf(pl, "%s - Downloaded in %.3f seconds", m.ID, time.Since(t).Seconds())
 		} else {
-			pl.printf("%s - Downloaded", m.ID)
+			pullf(pl, "%s - Downloaded", m.ID)
 		}
 	case m.Status == "Already exists":
-		pl.printf("%s - Already exists", m.ID)
+		pullf(pl, "%s - Already exists", m.ID)
 	}
 }
 

@@ -1,21 +1,21 @@
 package docker
 
 import (
-	"io"
+	"context"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/jsonstream"
+
+	"go.dockerworker.dev/docker-worker/worker/flight"
 )
 
 func TestProgressLines(t *testing.T) {
 	var out strings.Builder
-	w := &waiter{}
-	pl := &pull{outs: map[*waiter]io.Writer{w: &out}}
 	started := map[string]time.Time{}
-	for _, m := range []jsonstream.Message{
+	msgs := []jsonstream.Message{
 		{ID: "latest", Status: "Pulling from x/y"},
 		{ID: "aaa", Status: "Already exists"},
 		{ID: "bbb", Status: "Pulling fs layer"},
@@ -26,9 +26,14 @@ func TestProgressLines(t *testing.T) {
 		{ID: "ccc", Status: "Download complete"},
 		{Status: "Digest: sha256:00"},
 		{Status: "Status: Downloaded newer image for x/y:latest"},
-	} {
-		progressLine(pl, m, started)
 	}
+	var pulls flight.Group[string, string]
+	pulls.Do(t.Context(), "x/y", &out, "", func(_ context.Context, pl *pull) (string, error) {
+		for _, m := range msgs {
+			progressLine(pl, m, started)
+		}
+		return "", nil
+	})
 	want := regexp.MustCompile(`^aaa - Already exists
 bbb - Started downloading
 bbb - Downloaded in \d+\.\d{3} seconds
@@ -40,10 +45,4 @@ $`)
 		t.Errorf("progress =\n%s\nwant it to match\n%s", got, want)
 	}
 
-	// A waiter that has left gets nothing more.
-	delete(pl.outs, w)
-	pl.printf("after-leaving")
-	if strings.Contains(out.String(), "after-leaving") {
-		t.Error("progress written after the waiter left")
-	}
 }
