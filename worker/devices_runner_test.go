@@ -37,6 +37,9 @@ func newTestDevices(t *testing.T, videos ...string) *testDevices {
 	root := t.TempDir()
 	for _, name := range append([]string{"kvm"}, videos...) {
 		if err := syscall.Mknod(filepath.Join(root, name), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("cannot make device nodes (CI is set; tests run as root): %v", err)
+			}
 			t.Skipf("cannot make device nodes: %v", err)
 		}
 	}

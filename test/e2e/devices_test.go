@@ -33,6 +33,9 @@ func deviceConfig(t *testing.T, q *queueEnv, workerType string) *config.Config {
 			t.Fatal(err)
 		}
 		if err := syscall.Mknod(p, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("cannot make device nodes (CI is set; tests run as root): %v", err)
+			}
 			t.Skipf("cannot make device nodes: %v", err)
 		}
 	}

@@ -23,6 +23,9 @@ func mknod(t *testing.T, root string, names ...string) {
 			t.Fatal(err)
 		}
 		if err := syscall.Mknod(p, syscall.S_IFCHR|0o666, int(1<<8|3)); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("cannot make device nodes here (CI is set; tests run as root): %v", err)
+			}
 			t.Skipf("cannot make device nodes here: %v", err)
 		}
 	}

@@ -14,6 +14,9 @@ import (
 func TestPayloadCheckServesDevicesPresent(t *testing.T) {
 	root := t.TempDir()
 	if err := syscall.Mknod(filepath.Join(root, "kvm"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot make device nodes (CI is set; tests run as root): %v", err)
+		}
 		t.Skipf("cannot make device nodes: %v", err)
 	}
 	os.Mkdir(filepath.Join(root, "shm"), 0o755)
