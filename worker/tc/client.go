@@ -222,14 +222,41 @@ func (c *Client) retry(ctx context.Context, attempt func() (retry bool, err erro
 			}
 			return fmt.Errorf("%w (last error: %w)", ctxErr, err)
 		}
-		if n >= c.retries {
+		delay := c.backoff.Delay(n + 1)
+		if until, ok := retryDeadline(ctx); ok {
+			// A retry deadline replaces the attempt count: keep trying
+			// while the next attempt would still start before it.
+			left := until.Sub(c.now())
+			if left <= 0 {
+				return fmt.Errorf("giving up after %d attempts (retry deadline %s passed): %w", n+1, until.UTC().Format(time.RFC3339), err)
+			}
+			delay = min(delay, left)
+		} else if n >= c.retries {
 			if c.retries == 0 {
 				return err
 			}
 			return fmt.Errorf("giving up after %d attempts: %w", n+1, err)
 		}
-		if werr := backoff.Wait(ctx, c.backoff.Delay(n+1)); werr != nil {
+		if werr := backoff.Wait(ctx, delay); werr != nil {
 			return fmt.Errorf("%w (last error: %w)", werr, err)
 		}
 	}
+}
+
+// retryUntilKey carries a retry deadline in a context.
+type retryUntilKey struct{}
+
+// RetryUntil returns a context under which requests that fail with a 5xx
+// answer or a network error are retried until t (with the client's
+// backoff, each attempt signed afresh) instead of the client's fixed
+// number of attempts: for calls whose window is known, such as a reclaim
+// or a report that may succeed any time before the claim's takenUntil.
+func RetryUntil(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, retryUntilKey{}, t)
+}
+
+// retryDeadline returns the deadline set by RetryUntil, if any.
+func retryDeadline(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(retryUntilKey{}).(time.Time)
+	return t, ok
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,5 +364,35 @@ func TestRequestNeedsAbsoluteRootURL(t *testing.T) {
 	c := New(Config{RootURL: "tc.example.com", HTTPClient: &http.Client{Transport: ct}, BaseDelay: time.Hour})
 	if err := c.Request(t.Context(), "queue", http.MethodGet, "/ping", nil, nil, nil); err == nil || ct.n.Load() != 0 {
 		t.Errorf("err = %v after %d attempts", err, ct.n.Load())
+	}
+}
+
+func TestRetryUntilKeepsTryingPastTheAttemptCount(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 8 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	c := New(Config{RootURL: srv.URL, Retries: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	if err := c.Request(context.Background(), "queue", "GET", "/ping", nil, nil, nil); err == nil {
+		t.Fatal("want an error after 3 attempts without a retry deadline")
+	}
+	calls.Store(0)
+	ctx := RetryUntil(context.Background(), time.Now().Add(time.Minute))
+	if err := c.Request(ctx, "queue", "GET", "/ping", nil, nil, nil); err != nil {
+		t.Fatalf("with a retry deadline: %v", err)
+	}
+	if got := calls.Load(); got != 9 {
+		t.Fatalf("attempts = %d, want 9", got)
+	}
+	calls.Store(-1000)
+	ctx = RetryUntil(context.Background(), time.Now().Add(50*time.Millisecond))
+	err := c.Request(ctx, "queue", "GET", "/ping", nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "retry deadline") {
+		t.Fatalf("past the deadline: %v", err)
 	}
 }
