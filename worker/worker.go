@@ -13,6 +13,7 @@ import (
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	Hostname string
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Journal, when set, records every run the worker holds so that the
+	// next process can finish them if this one dies; Run finishes the
+	// runs a previous process left before it claims anything.
+	Journal *journal.Journal
 }
 
 // StopMode is how a worker stops.
@@ -169,6 +174,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.init(ctx); err != nil {
 		return err
 	}
+	w.recoverLeftovers(ctx)
 	taskQueueID := w.cfg.ProvisionerID + "/" + w.cfg.WorkerType
 	w.log.Info("start", "taskQueueId", taskQueueID, "workerGroup", w.cfg.WorkerGroup,
 		"workerId", w.cfg.WorkerID, "capacity", w.cfg.Capacity)

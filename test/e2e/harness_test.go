@@ -164,6 +164,9 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 	t.Helper()
 	dc := dockertest.Require(t)
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	if cfg.StateDir == config.DefaultStateDir {
+		cfg.StateDir = t.TempDir()
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,8 @@ func writeConfig(t *testing.T, c *config.Config) string {
 		"provisionerId: " + c.ProvisionerID + "\nworkerType: " + c.WorkerType + "\n" +
 		"workerGroup: " + c.WorkerGroup + "\nworkerId: " + c.WorkerID + "\n" +
 		"workerNodeType: test-worker\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 1000}\n" +
-		"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n"
+		"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n" +
+		"stateDir: " + t.TempDir() + "\n"
 	p := filepath.Join(t.TempDir(), "worker.yml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
