@@ -174,7 +174,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.init(ctx); err != nil {
 		return err
 	}
-	w.recoverLeftovers(ctx)
 	taskQueueID := w.cfg.ProvisionerID + "/" + w.cfg.WorkerType
 	w.log.Info("start", "taskQueueId", taskQueueID, "workerGroup", w.cfg.WorkerGroup,
 		"workerId", w.cfg.WorkerID, "capacity", w.cfg.Capacity)
@@ -245,7 +244,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// init calls every extension's Init, then the start hooks.
+// init calls every extension's Init, recovers what a previous process
+// left, then calls the start hooks.
 func (w *Worker) init(ctx context.Context) error {
 	h := &hostView{w: w}
 	var exts []features.Extension
@@ -261,6 +261,9 @@ func (w *Worker) init(ctx context.Context) error {
 		}
 	}
 	h.sealed = true
+	// What a killed process left goes first, so that the start hooks (the
+	// cache settling its instances, for one) see its containers gone.
+	w.recoverLeftovers(ctx)
 	for _, hook := range w.hooks.start {
 		if err := hook(ctx); err != nil {
 			return fmt.Errorf("before the first claim: %w", err)
