@@ -5,6 +5,11 @@
 // tag of the caller's choosing, tags and lists local images, and runs task
 // containers through create, attach, start, wait, kill and remove.
 //
+// A call that the daemon cuts off rather than answers (it cannot be
+// reached, or a connection or stream to it breaks) fails with a
+// [DaemonError] under the call's usual message, so that the worker can
+// tell a daemon that went away from an error of the task.
+//
 // It is used by the worker core and its features; nothing here knows about
 // Taskcluster. A [Client] is safe for concurrent use.
 package docker
