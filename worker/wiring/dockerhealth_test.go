@@ -1,0 +1,80 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"testing"
+
+	"go.dockerworker.dev/docker-worker/features"
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/docker"
+)
+
+// flakyDaemon answers pings as told and keeps a list of containers.
+type flakyDaemon struct {
+	pingErr    error
+	containers []docker.ContainerState
+	removed    []string
+}
+
+func (d *flakyDaemon) Ping(context.Context) error { return d.pingErr }
+
+func (d *flakyDaemon) ListContainers(_ context.Context, labels map[string]string) ([]docker.ContainerState, error) {
+	var out []docker.ContainerState
+	for _, c := range d.containers {
+		if c.Labels["dev.dockerworker.worker-id"] == labels["dev.dockerworker.worker-id"] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (d *flakyDaemon) Remove(_ context.Context, id string) error {
+	d.removed = append(d.removed, id)
+	return nil
+}
+
+type heldRuns []features.RunRef
+
+func (h heldRuns) Cancel(string, int, error) bool { return false }
+func (h heldRuns) List() []features.RunRef        { return h }
+
+func taskContainer(id, worker, task, run, state string) docker.ContainerState {
+	return docker.ContainerState{ID: id, State: state, Labels: map[string]string{
+		"dev.dockerworker.worker-id": worker, "dev.dockerworker.task-id": task, "dev.dockerworker.run-id": run}}
+}
+
+// Once the daemon answers again, the worker's containers of runs it no
+// longer holds are removed, running or not; those of runs in progress and
+// of other workers stay.
+func TestDockerHealthSweepsAfterAnOutage(t *testing.T) {
+	cfg := config.Default()
+	cfg.WorkerID = "w1"
+	d := &flakyDaemon{containers: []docker.ContainerState{
+		taskContainer("cut-off", "w1", "T1", "0", "exited"),
+		taskContainer("kept-running", "w1", "T2", "0", "running"),
+		taskContainer("held", "w1", "T3", "1", "running"),
+		taskContainer("other-worker", "w2", "T4", "0", "exited"),
+	}}
+	e := newDockerHealthExtension(cfg, d, slog.New(slog.DiscardHandler))
+	e.runs = heldRuns{{TaskID: "T3", RunID: 1}}
+	ctx := t.Context()
+
+	if n, _ := e.checker.Allow(ctx, 1); n != 1 || len(d.removed) != 0 {
+		t.Fatalf("daemon up: allowed %d, removed %v; want 1 and nothing", n, d.removed)
+	}
+	d.pingErr = errors.New("connection refused")
+	if n, _ := e.checker.Allow(ctx, 1); n != 0 {
+		t.Fatalf("daemon down: allowed %d, want 0", n)
+	}
+	d.pingErr = nil
+	if n, _ := e.checker.Allow(ctx, 1); n != 1 {
+		t.Fatalf("daemon back: allowed %d, want 1", n)
+	}
+	slices.Sort(d.removed)
+	if want := []string{"cut-off", "kept-running"}; !slices.Equal(d.removed, want) {
+		t.Errorf("removed %v, want %v", d.removed, want)
+	}
+}
