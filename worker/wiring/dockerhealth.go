@@ -29,17 +29,23 @@ type healthDocker interface {
 // not remove its container, and one the daemon kept running (live
 // restore) must not go on beside the task's next run.
 type dockerHealthExtension struct {
-	checker  *dockerhealth.Checker
-	docker   healthDocker
-	workerID string
-	logger   *slog.Logger
-	runs     features.Runs
+	checker *dockerhealth.Checker
+	docker  healthDocker
+	labels  map[string]string
+	logger  *slog.Logger
+	runs    features.Runs
 }
 
 var _ features.Extension = (*dockerHealthExtension)(nil)
 
-func newDockerHealthExtension(cfg *config.Config, d healthDocker, logger *slog.Logger) *dockerHealthExtension {
-	e := &dockerHealthExtension{docker: d, workerID: cfg.WorkerID, logger: logger.With("component", "dockerhealth")}
+// stateID is the worker's state directory identity, which its containers
+// carry besides its worker id ("" when it has none).
+func newDockerHealthExtension(cfg *config.Config, stateID string, d healthDocker, logger *slog.Logger) *dockerHealthExtension {
+	labels := map[string]string{diskgc.WorkerLabel: cfg.WorkerID}
+	if stateID != "" {
+		labels[diskgc.StateLabel] = stateID
+	}
+	e := &dockerHealthExtension{docker: d, labels: labels, logger: logger.With("component", "dockerhealth")}
 	e.checker = dockerhealth.New(dockerhealth.Config{Logger: e.logger, Recovered: e.sweep}, d)
 	return e
 }
@@ -54,7 +60,7 @@ func (e *dockerHealthExtension) Init(_ context.Context, h features.Host) error {
 func (e *dockerHealthExtension) sweep(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, orphanSweepTimeout)
 	defer cancel()
-	cs, err := e.docker.ListContainers(ctx, map[string]string{diskgc.WorkerLabel: e.workerID})
+	cs, err := e.docker.ListContainers(ctx, e.labels)
 	if err != nil {
 		e.logger.Warn("could not list the task containers after the Docker fault", "error", err)
 		return
@@ -64,7 +70,8 @@ func (e *dockerHealthExtension) sweep(ctx context.Context) {
 		held[r.TaskID+"/"+strconv.Itoa(r.RunID)] = true
 	}
 	for _, c := range cs {
-		if held[c.Labels[diskgc.TaskLabel]+"/"+c.Labels[diskgc.RunLabel]] {
+		// Only task containers: a side container (dind) goes with its run.
+		if c.Labels[diskgc.TaskLabel] == "" || held[c.Labels[diskgc.TaskLabel]+"/"+c.Labels[diskgc.RunLabel]] {
 			continue
 		}
 		if err := e.docker.Remove(ctx, c.ID); err != nil {

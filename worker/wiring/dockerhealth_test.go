@@ -23,10 +23,14 @@ func (d *flakyDaemon) Ping(context.Context) error { return d.pingErr }
 
 func (d *flakyDaemon) ListContainers(_ context.Context, labels map[string]string) ([]docker.ContainerState, error) {
 	var out []docker.ContainerState
+next:
 	for _, c := range d.containers {
-		if c.Labels["dev.dockerworker.worker-id"] == labels["dev.dockerworker.worker-id"] {
-			out = append(out, c)
+		for k, v := range labels {
+			if c.Labels[k] != v {
+				continue next
+			}
 		}
+		out = append(out, c)
 	}
 	return out, nil
 }
@@ -43,12 +47,13 @@ func (h heldRuns) List() []features.RunRef        { return h }
 
 func taskContainer(id, worker, task, run, state string) docker.ContainerState {
 	return docker.ContainerState{ID: id, State: state, Labels: map[string]string{
-		"dev.dockerworker.worker-id": worker, "dev.dockerworker.task-id": task, "dev.dockerworker.run-id": run}}
+		"dev.dockerworker.worker-id": worker, "dev.dockerworker.state-id": "s1",
+		"dev.dockerworker.task-id": task, "dev.dockerworker.run-id": run}}
 }
 
 // Once the daemon answers again, the worker's containers of runs it no
-// longer holds are removed, running or not; those of runs in progress and
-// of other workers stay.
+// longer holds are removed, running or not; those of runs in progress, of
+// other workers (or another state directory) and side containers stay.
 func TestDockerHealthSweepsAfterAnOutage(t *testing.T) {
 	cfg := config.Default()
 	cfg.WorkerID = "w1"
@@ -57,8 +62,11 @@ func TestDockerHealthSweepsAfterAnOutage(t *testing.T) {
 		taskContainer("kept-running", "w1", "T2", "0", "running"),
 		taskContainer("held", "w1", "T3", "1", "running"),
 		taskContainer("other-worker", "w2", "T4", "0", "exited"),
+		taskContainer("other-state-dir", "w1", "T5", "0", "exited"),
+		{ID: "dind-side", State: "running", Labels: map[string]string{"dev.dockerworker.worker-id": "w1", "dev.dockerworker.state-id": "s1"}},
 	}}
-	e := newDockerHealthExtension(cfg, d, slog.New(slog.DiscardHandler))
+	d.containers[4].Labels["dev.dockerworker.state-id"] = "s2"
+	e := newDockerHealthExtension(cfg, "s1", d, slog.New(slog.DiscardHandler))
 	e.runs = heldRuns{{TaskID: "T3", RunID: 1}}
 	ctx := t.Context()
 
