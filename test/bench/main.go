@@ -36,6 +36,7 @@ func main() {
 	flag.IntVar(&o.crashRounds, "crash-rounds", 3, "rounds of first claim after a crash vs after a clean start (0 skips)")
 	flag.StringVar(&o.image, "image", "docker-worker-test/busybox:latest", "image for every task and docker run")
 	flag.StringVar(&o.out, "out", "bench-results.json", "where to write the JSON results")
+	flag.StringVar(&o.workerLogs, "worker-logs", "", "directory to keep each worker process's log in (default: not kept)")
 	flag.StringVar(&o.bin, "bin", "", "docker-worker binary (default: build ./cmd/docker-worker)")
 	flag.Parse()
 

@@ -25,7 +25,7 @@ type options struct {
 	cancelN, statusPollMs, artifactRounds                         int
 	taskImageMiB, taskImageRounds                                 int
 	pulseCancelN, crashRounds                                     int
-	image, out, bin, pulseURL                                     string
+	image, out, bin, pulseURL, workerLogs                         string
 }
 
 // env is the running queue process and its admin client.
@@ -207,19 +207,37 @@ func (e *env) launchWorker(ctx context.Context, path, workerType string) (*worke
 	}
 	cmd.Stderr = os.Stderr
 	w := &workerProc{cmd: cmd, workerType: workerType, changed: make(chan struct{}), done: make(chan struct{})}
+	var logFile *os.File
+	if e.o.workerLogs != "" {
+		if err := os.MkdirAll(e.o.workerLogs, 0o755); err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("%s-%d.log", workerType, time.Now().UnixNano())
+		if logFile, err = os.Create(filepath.Join(e.o.workerLogs, name)); err != nil {
+			return nil, err
+		}
+	}
 	w.started = time.Now()
 	if err := cmd.Start(); err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
 		return nil, err
 	}
 	go func() {
 		defer close(w.done)
-		sc := bufio.NewScanner(stdout)
+		var in io.Reader = stdout
+		if logFile != nil {
+			defer logFile.Close()
+			in = io.TeeReader(stdout, logFile)
+		}
+		sc := bufio.NewScanner(in)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			w.record(sc.Bytes())
 		}
 		// Keep the pipe drained after an over-long line.
-		io.Copy(io.Discard, stdout)
+		io.Copy(io.Discard, in)
 	}()
 	return w, nil
 }

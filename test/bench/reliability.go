@@ -111,6 +111,7 @@ func (e *env) crashRecovery(ctx context.Context, r *results) error {
 		s.FirstClaimAfterCrashMs = append(s.FirstClaimAfterCrashMs, c.firstClaimMs)
 		s.CrashLeftoverContainers = append(s.CrashLeftoverContainers, c.leftover)
 		s.CrashContainersRemoved = append(s.CrashContainersRemoved, c.removed)
+		s.CrashLeftAfterStop = append(s.CrashLeftAfterStop, c.leftAfterStop)
 	}
 	return nil
 }
@@ -149,16 +150,18 @@ type crashSample struct {
 	firstClaimMs float64
 	// leftover counts the killed process's containers that still existed
 	// at the restarted worker's first claim; removed is what the
-	// restarted worker's recovery record says it removed.
-	leftover, removed int
+	// restarted worker's recovery record says it removed; leftAfterStop
+	// counts the worker's containers left once the bench cancelled the
+	// tasks and stopped the restarted worker with SIGTERM.
+	leftover, removed, leftAfterStop int
 }
 
 // firstClaimAfterCrash starts a worker (its own worker id and state
 // directory), lets it run crashOrphans long tasks, SIGKILLs it, starts it
 // again on the same config and times process start → first "claimed task"
 // (a retry of one of the orphaned runs, once recovery resolved them).
-// Cleanup cancels the tasks and stops the restarted worker with SIGTERM,
-// which removes the retries' containers.
+// Cleanup waits for the retries to run, cancels the tasks and stops the
+// restarted worker with SIGTERM, which removes the retries' containers.
 func (e *env) firstClaimAfterCrash(ctx context.Context) (c crashSample, err error) {
 	// A worker id of its own, so the label filter sees only this worker.
 	path, wt, err := e.writeWorkerConfig(workerSpec{capacity: crashOrphans, ownWorkerID: true})
@@ -174,16 +177,20 @@ func (e *env) firstClaimAfterCrash(ctx context.Context) (c crashSample, err erro
 		if live != nil {
 			live.terminate()
 		}
-		// The worker removes its containers when it stops; a round that
-		// failed before a restarted worker could do so removes them here.
-		if err != nil {
-			if left, lerr := containerIDs(ctx, label, true); lerr == nil && len(left) > 0 {
-				exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, left...)...).Run()
-			}
+		// The worker removes its containers when it stops; what is left
+		// (a failed round, or a worker that did not) is counted and
+		// removed here, so the bench leaves nothing behind.
+		left, lerr := containerIDs(ctx, label, true)
+		if lerr != nil {
+			err = errors.Join(err, lerr)
 			return
 		}
-		if werr := waitContainers(ctx, label, false); werr != nil {
-			err = fmt.Errorf("after stopping the restarted worker: %w", werr)
+		c.leftAfterStop = len(left)
+		if len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "bench: %d containers of worker %s left after it stopped; removing them\n", len(left), wt)
+			if rerr := exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, left...)...).Run(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove leftover containers: %w", rerr))
+			}
 		}
 	}()
 
@@ -197,16 +204,12 @@ func (e *env) firstClaimAfterCrash(ctx context.Context) (c crashSample, err erro
 		}
 		ids = append(ids, id)
 	}
-	var orphans []string
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(orphans) < crashOrphans {
-		if time.Now().After(deadline) {
-			return c, fmt.Errorf("%d of %d task containers running after 2 minutes", len(orphans), crashOrphans)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if orphans, err = containerIDs(ctx, label, false); err != nil {
-			return c, err
-		}
+	if err := waitRunning(ctx, label, nil, crashOrphans); err != nil {
+		return c, err
+	}
+	orphans, err := containerIDs(ctx, label, false)
+	if err != nil {
+		return c, err
 	}
 	live.kill()
 	live = nil
@@ -233,6 +236,11 @@ func (e *env) firstClaimAfterCrash(ctx context.Context) (c crashSample, err erro
 			c.removed += int(n)
 		}
 	}
+	// Let the retries start before they are cancelled and the worker is
+	// stopped, so the cleanup stops running containers.
+	if err := waitRunning(ctx, label, orphans, crashOrphans); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -248,6 +256,35 @@ func containerIDs(ctx context.Context, filter string, all bool) ([]string, error
 		return nil, fmt.Errorf("docker ps: %w", err)
 	}
 	return strings.Fields(string(out)), nil
+}
+
+// waitRunning waits up to 2 minutes until n containers matching filter
+// and not in old run.
+func waitRunning(ctx context.Context, filter string, old []string, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ids, err := containerIDs(ctx, filter, false)
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, id := range ids {
+			if !slices.Contains(old, id) {
+				running++
+			}
+		}
+		if running >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d containers running after 2 minutes", running, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // cancelTasks cancels the bench's tasks; a failure is only reported, as

@@ -59,13 +59,17 @@ type samples struct {
 	FirstClaimAfterCrashMs  []float64            `json:"first_claim_after_crash_ms"`
 	// Per crash round: the killed process's containers still there at the
 	// restarted worker's first claim, and what its recovery removed.
-	CrashLeftoverContainers []int           `json:"crash_leftover_containers"`
-	CrashContainersRemoved  []int           `json:"crash_containers_removed"`
-	LivelogDelayMs          []float64       `json:"livelog_delay_ms"`
-	ArtifactIncompressible  uploadSample    `json:"artifact_incompressible"`
-	ArtifactText            uploadSample    `json:"artifact_text"`
-	StatusPollMs            int             `json:"status_poll_ms"`
-	TaskImage               taskImageSample `json:"task_image"`
+	CrashLeftoverContainers []int `json:"crash_leftover_containers"`
+	CrashContainersRemoved  []int `json:"crash_containers_removed"`
+	// Per crash round: the restarted worker's containers left after the
+	// bench cancelled the tasks and stopped it (SIGTERM); the bench
+	// removes them.
+	CrashLeftAfterStop     []int           `json:"crash_left_after_stop"`
+	LivelogDelayMs         []float64       `json:"livelog_delay_ms"`
+	ArtifactIncompressible uploadSample    `json:"artifact_incompressible"`
+	ArtifactText           uploadSample    `json:"artifact_text"`
+	StatusPollMs           int             `json:"status_poll_ms"`
+	TaskImage              taskImageSample `json:"task_image"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -250,14 +254,16 @@ func table(r *results, o options) string {
 	if a, c := s.FirstClaimAfterCrashMs, s.FirstClaimCleanMs; len(a) > 0 {
 		alo, ahi := minMax(a)
 		clo, chi := minMax(c)
-		left := 0
-		for _, n := range s.CrashLeftoverContainers {
-			left += n
+		sum := func(xs []int) (n int) {
+			for _, x := range xs {
+				n += x
+			}
+			return n
 		}
 		removed, _ := minMaxInt(s.CrashContainersRemoved)
-		fmt.Fprintf(&b, "| first claim after a crash | process start → first `claimed task`, %d rounds: restarted on the state directory of a SIGKILLed worker that ran %d tasks (recovery first: removes their containers, uploads their logs, resolves them worker-shutdown) vs a fresh worker with an empty state directory and one task pending | median %.0f ms (%.0f–%.0f); recovery removed ≥ %d containers a round; %d of the killed process's containers left at the first claim | median %.0f ms (%.0f–%.0f) | ratio %.2f, %+.0f ms | 0 containers left |\n",
-			len(a), crashOrphans, *r.FirstClaimAfterCrashMs, alo, ahi, removed, left, *r.FirstClaimCleanMs, clo, chi,
-			*r.FirstClaimAfterCrashMs / *r.FirstClaimCleanMs, *r.FirstClaimAfterCrashMs-*r.FirstClaimCleanMs)
+		fmt.Fprintf(&b, "| first claim after a crash | process start → first `claimed task`, %d rounds: restarted on the state directory of a SIGKILLed worker that ran %d tasks (recovery first: removes their containers, uploads their logs, resolves them worker-shutdown) vs a fresh worker with an empty state directory and one task pending | median %.0f ms (%.0f–%.0f); recovery removed ≥ %d containers a round; %d of the killed process's containers left at the first claim, %d of the restarted worker's after it stopped | median %.0f ms (%.0f–%.0f) | ratio %.2f, %+.0f ms | 0 containers left |\n",
+			len(a), crashOrphans, *r.FirstClaimAfterCrashMs, alo, ahi, removed, sum(s.CrashLeftoverContainers), sum(s.CrashLeftAfterStop),
+			*r.FirstClaimCleanMs, clo, chi, *r.FirstClaimAfterCrashMs / *r.FirstClaimCleanMs, *r.FirstClaimAfterCrashMs-*r.FirstClaimCleanMs)
 	}
 	if d := s.LivelogDelayMs; len(d) > 0 {
 		_, hi := minMax(d)
