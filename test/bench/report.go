@@ -175,6 +175,18 @@ func run(ctx context.Context, o options) error {
 	if err := optional("task_image_first_ratio", "task image", e.taskImage); err != nil {
 		return err
 	}
+	r.summarize(o)
+	fmt.Println(table(r, o))
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+}
+
+// summarize sets the headline figures from the samples, and the reason
+// for each one left null.
+func (r *results) summarize(o options) {
 	s := &r.Samples
 	if ti := s.TaskImage; len(ti.FirstWorkerMs) > 0 && ti.ArtifactBytes > 0 {
 		r.TaskImageFirstRatio = ptr(median(ti.FirstWorkerMs) / median(ti.FirstPipelineMs))
@@ -203,7 +215,6 @@ func run(ctx context.Context, o options) error {
 	} else {
 		r.NotMeasured["cancel_latency_ms"] = "skipped (-cancel-n 0)"
 	}
-
 	if d := s.PulseCancelMs; len(d) > 0 {
 		r.CancelLatencyPulseMs = ptr(median(d))
 		r.CancelLatencyPulseP99Ms = ptr(percentile(d, 0.99))
@@ -216,13 +227,6 @@ func run(ctx context.Context, o options) error {
 	} else if why, ok := r.NotMeasured["first_claim_after_crash_ms"]; ok {
 		r.NotMeasured["first_claim_clean_ms"] = why
 	}
-
-	fmt.Println(table(r, o))
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(o.out, append(b, '\n'), 0o644)
 }
 
 // table renders the Markdown summary.
