@@ -32,6 +32,8 @@ const (
 	killTimeout = 30 * time.Second
 	// removeTimeout bounds removing the container.
 	removeTimeout = time.Minute
+	// createTimeout bounds creating it.
+	createTimeout = 2 * time.Minute
 	// resolveTimeout bounds the report to the queue.
 	resolveTimeout = 2 * time.Minute
 )
