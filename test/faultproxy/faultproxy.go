@@ -48,7 +48,8 @@ const (
 	DropRequestBody
 	// DropResponseBody forwards the request, sends the status line, the
 	// headers (with the full Content-Length) and part of the body, then
-	// closes the connection.
+	// closes the connection. An answer without a body is cut after its
+	// status line, so the client still gets no complete answer.
 	DropResponseBody
 	// BlackHole accepts the request and never answers; the connection is
 	// held until the client closes it or the proxy is closed.
@@ -579,6 +580,10 @@ func (p *Proxy) dropResponseBody(w http.ResponseWriter, r *http.Request) {
 		h.Del(k)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if len(body) == 0 {
+		_, _ = io.WriteString(c, b.String())
+		return
+	}
 	_ = h.Write(&b)
 	b.WriteString("\r\n")
 	if _, err := io.WriteString(c, b.String()); err != nil {

@@ -176,6 +176,23 @@ func TestDropResponseBody(t *testing.T) {
 	}
 }
 
+// An answer without a body is cut in its headers.
+func TestDropResponseWithoutBody(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(empty.Close)
+	p := start(t, empty.URL, Config{})
+	p.Queue(DropResponseBody)
+	req, _ := http.NewRequest(http.MethodPut, p.URL()+"/x", strings.NewReader("b"))
+	resp, err := client(10 * time.Second).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got a complete answer %d", resp.StatusCode)
+	}
+	if c := p.Counts(); c.Forwarded != 1 || c.Injected[DropResponseBody] != 1 {
+		t.Errorf("counts %+v", c)
+	}
+}
+
 func TestBlackHole(t *testing.T) {
 	up := newUpstream(t)
 	p, err := New(Config{Target: up.URL, Rates: Rates{BlackHole: 1}})
