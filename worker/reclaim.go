@@ -52,6 +52,7 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 		r.creds = resp.Credentials
 		r.takenUntil = resp.TakenUntil
 		r.mu.Unlock()
+		r.journalReclaimed(resp.Credentials, resp.TakenUntil)
 		r.logger.Info("reclaimed task", "takenUntil", resp.TakenUntil)
 	}
 }

@@ -22,15 +22,19 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		return
 	case success:
 		state = tc.StateCompleted
+		r.journalResolving(state)
 		_, err = q.ReportCompleted(ctx, r.taskID, r.runID)
 	case kind != taskerr.Failed:
 		state, reason = tc.StateException, kind.Reason()
+		r.journalResolving(state + "/" + reason)
 		_, err = q.ReportException(ctx, r.taskID, r.runID, reason)
 	case out.exited && r.payload != nil && r.payload.OnExitStatus != nil && slices.Contains(r.payload.OnExitStatus.Retry, out.exitCode):
 		state, reason = tc.StateException, tc.ReasonIntermittentTask
+		r.journalResolving(state + "/" + reason)
 		_, err = q.ReportException(ctx, r.taskID, r.runID, reason)
 	default:
 		state = tc.StateFailed
+		r.journalResolving(state)
 		_, err = q.ReportFailed(ctx, r.taskID, r.runID)
 	}
 	full := state

@@ -50,8 +50,8 @@ type scenario struct {
 	// may be uploaded.
 	wantLog    []string
 	wantKilled bool
-	// wantNoReports: the worker neither resolves run 0 nor creates
-	// artifacts for it.
+	// wantNoReports: the worker does not resolve run 0 (the queue did);
+	// it may still upload its logs.
 	wantNoReports bool
 	check         func(t *testing.T, e *env, taskID string)
 }
@@ -100,6 +100,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"exception", "scheduled", "deadline-exceeded"}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Unsuccessful task run with exit code: -1"},
 			check: func(t *testing.T, e *env, _ string) {
 				c := e.docker.Containers()[0]
 				if got := c.Stopped.Sub(c.Created); got != taskDeadline {
@@ -136,6 +137,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"exception", "scheduled", "canceled"}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Task was canceled by the queue."},
 		},
 		{
 			name:    "Runs().Cancel stops the run",
@@ -150,12 +152,13 @@ func TestRunner(t *testing.T) {
 					t.Error("Runs().Cancel found run 1, which the worker never held")
 				}
 			},
-			// As when the queue cancels: the container is killed, and
-			// neither the log nor a resolution is reported.
+			// As when the queue cancels: the container is killed, the log
+			// uploaded, and no resolution reported.
 			idle:          true,
 			wantRuns:      []runWant{{"running", "scheduled", ""}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"cancelled by the test"},
 		},
 		{
 			name: "reclaim answered 409 stops the task",
@@ -168,6 +171,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"running", "scheduled", ""}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Could not reclaim task."},
 			check: func(t *testing.T, e *env, taskID string) {
 				if got := len(e.faults.requests(taskID + "/runs/0/reclaim")); got != 1 {
 					t.Errorf("%d reclaims, want 1 (a conflict is not retried)", got)
@@ -373,7 +377,7 @@ func TestRunner(t *testing.T) {
 				}
 				if tt.wantNoReports {
 					for _, r := range e.faults.requests(taskID + "/runs/0/") {
-						if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") {
+						if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") && !strings.Contains(r.Path, "/artifacts/") {
 							t.Errorf("the worker called %s %s", r.Method, r.Path)
 						}
 					}

@@ -30,6 +30,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/diskgc"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -81,6 +82,14 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.Close()
 		return nil, err
 	}
+	j, err := journal.Open(cfg.StateDir)
+	if err != nil {
+		return fail(fmt.Errorf("stateDir %s: %w", cfg.StateDir, err))
+	}
+	out.closers = append(out.closers, j.Close)
+	if opts.TempDir == "" {
+		opts.TempDir = j.TempDir()
+	}
 	dc := opts.Docker
 	if dc == nil {
 		var err error
@@ -110,7 +119,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err != nil {
 		return fail(err)
 	}
-	exts := append([]features.Extension{disk}, opts.Extensions...)
+	exts := append([]features.Extension{disk, newDockerHealthExtension(cfg, j.ID(), dc, opts.Logger)}, opts.Extensions...)
 	if cfg.Pulse.URL != "" {
 		pe, err := newPulseExtension(cfg, opts.Logger)
 		if err != nil {
@@ -136,6 +145,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		Validator:   validator,
 		Features:    feats,
 		Extensions:  exts,
+		Journal:     j,
 		Logger:      opts.Logger,
 		Version:     opts.Version,
 		Hostname:    opts.Hostname,
