@@ -141,8 +141,8 @@ func TestRequestRetriesAfterAttemptTimeout(t *testing.T) {
 	if err := c.Request(RetryUntil(t.Context(), time.Now().Add(time.Minute)), "queue", http.MethodGet, "/x", nil, nil, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out["ok"] != "yes" || n.Load() != 2 {
-		t.Errorf("got %v after %d requests", out, n.Load())
+	if out["ok"] != "yes" || n.Load() < 2 {
+		t.Errorf("got %v after %d requests, want an answer after the timed-out one", out, n.Load())
 	}
 }
 
@@ -242,11 +242,14 @@ func TestDownloadStalls(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		var buf bytes.Buffer
-		ct, err := newClient(srv.URL, srv.Client()).Download(t.Context(), srv.URL+"/artifact", &buf)
+		// A deadline rather than one retry: on a loaded machine the good
+		// answer may itself pause longer than the tiny stall timeout.
+		ctx := RetryUntil(t.Context(), time.Now().Add(time.Minute))
+		ct, err := newClient(srv.URL, srv.Client()).Download(ctx, srv.URL+"/artifact", &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if buf.String() != "whole" || ct != "text/plain" || n.Load() != 2 {
+		if buf.String() != "whole" || ct != "text/plain" || n.Load() < 2 {
 			t.Errorf("got %q (%s) after %d requests", buf.String(), ct, n.Load())
 		}
 	})
@@ -272,16 +275,29 @@ func TestOpenStall(t *testing.T) {
 		}
 	})
 	t.Run("slow reader", func(t *testing.T) {
-		body := strings.Repeat("x", 64<<10)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+		body := strings.Repeat("x", 32<<10) // fits in the loopback socket buffers
+		written := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body)
+			w.(http.Flusher).Flush()
+			close(written)
+		}))
 		t.Cleanup(srv.Close)
 		b, err := c(srv).Open(t.Context(), srv.URL+"/img")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer b.Close()
+		// The whole body is in the connection's buffers: no Read has to
+		// wait for the server, only the caller is slow.
+		select {
+		case <-written:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server could not write the body")
+		}
 		var got bytes.Buffer
-		buf := make([]byte, 16<<10)
+		buf := make([]byte, 8<<10)
 		for {
 			time.Sleep(150 * time.Millisecond) // longer than the stall timeout
 			n, err := b.Read(buf)
@@ -334,7 +350,7 @@ func TestPutArtifactStallRetried(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(stop) })
 	c := New(Config{RootURL: srv.URL, HTTPClient: srv.Client(), BaseDelay: time.Millisecond, MaxDelay: time.Millisecond,
-		StallTimeout: time.Second})
+		StallTimeout: 2 * time.Second})
 	opens := 0
 	open := func(context.Context) (io.ReadCloser, error) {
 		opens++
@@ -521,7 +537,7 @@ func TestPutArtifactHonoursRetryDeadline(t *testing.T) {
 		opens++
 		return io.NopCloser(strings.NewReader("some bytes")), nil
 	}
-	ctx := RetryUntil(t.Context(), time.Now().Add(300*time.Millisecond))
+	ctx := RetryUntil(t.Context(), time.Now().Add(time.Second))
 	err := c.PutArtifact(ctx, p.URL()+"/bucket/x", open, 10, "text/plain", "")
 	if err == nil || !strings.Contains(err.Error(), "retry deadline") {
 		t.Fatalf("got %v, want the retry deadline to end the upload", err)
