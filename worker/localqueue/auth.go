@@ -1,9 +1,11 @@
 package localqueue
 
 import (
+	"context"
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -79,7 +81,11 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if granted, err = q.restrict(granted, ext); err != nil {
 		return nil, err
 	}
-	if !q.nonces.use(a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now) {
+	fresh, err := q.nonces.use(r.Context(), a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
 	}
 	return &authInfo{ClientID: a.ID, Scopes: q.expand(granted)}, nil
@@ -135,12 +141,21 @@ func (q *Queue) credentials(clientID string, ext hawkserver.Ext, now time.Time) 
 	if err != nil {
 		return "", nil, err
 	}
-	if issuer == "" { // unnamed temporary credentials: the issuer signs in its own name
+	named := issuer != ""
+	if !named { // unnamed temporary credentials: the issuer signs in its own name
 		issuer = clientID
+	} else if issuer == clientID {
+		return "", nil, errors.New("ext.certificate.issuer must differ from the supplied clientId")
 	}
 	issuerKey, issuerScopes, ok := q.lookupClient(issuer)
 	if !ok {
 		return "", nil, fmt.Errorf("ext.certificate issuer %q is not a known client", issuer)
+	}
+	// Naming temporary credentials is creating a client of that name, for
+	// their lifetime: the issuer must be allowed to, as the auth service
+	// requires (its message, word for word).
+	if createScope := "auth:create-client:" + clientID; named && !scopes.Satisfied(issuerScopes, createScope) {
+		return "", nil, fmt.Errorf("ext.certificate issuer `%s` doesn't have `%s` for supplied clientId.", issuer, createScope)
 	}
 	cert, derived, err := hawkserver.VerifyCertificate(ext.Certificate, clientID, issuerKey, now)
 	if err != nil {
@@ -189,33 +204,80 @@ func (q *Queue) lookupClient(clientID string) (string, []string, bool) {
 	return c.AccessToken, c.Scopes, true
 }
 
+// maxNonces bounds the Hawk nonces remembered at once: requests beyond
+// it within one clock-skew window are refused rather than let a nonce be
+// forgotten early (which would let its request be replayed).
+const maxNonces = 250_000
+
+// errTooManyNonces refuses a request when maxNonces are remembered.
+var errTooManyNonces = fmt.Errorf("too many signed requests within %s: the queue cannot remember another Hawk nonce; retry later", maxClockSkew)
+
 // nonceCache remembers the Hawk nonces seen while their timestamps are
-// still acceptable; older entries are swept out, so memory stays bounded by
-// the request rate over the skew window.
+// still acceptable, in memory and in the queue's Store, so that a request
+// cannot be replayed within the clock-skew window, not even after a
+// restart on the same (durable) store. Entries past the window are swept
+// out of both; at most maxNonces are kept.
 type nonceCache struct {
+	store Store
+	log   *slog.Logger
+
 	mu        sync.Mutex
 	seen      map[string]time.Time // key → when it may be forgotten
 	lastSweep time.Time
 }
 
-// use records key and reports whether it was new.
-func (c *nonceCache) use(key string, forgetAt, now time.Time) bool {
+// load fills the cache with the nonces the store remembers at now.
+func (c *nonceCache) load(ctx context.Context, store Store, log *slog.Logger, now time.Time) error {
+	seen, err := store.Nonces(ctx, now)
+	if err != nil {
+		return fmt.Errorf("load Hawk nonces: %w", err)
+	}
+	c.store, c.log, c.seen, c.lastSweep = store, log, seen, now
+	return nil
+}
+
+// use records key until forgetAt and reports whether it was new. The key
+// is in the store before use reports it new; when storing fails the
+// request is refused.
+func (c *nonceCache) use(ctx context.Context, key string, forgetAt, now time.Time) (bool, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.seen == nil {
 		c.seen = map[string]time.Time{}
 	}
+	var expired []string
 	if now.Sub(c.lastSweep) > time.Minute {
 		for k, t := range c.seen {
-			if now.After(t) {
+			if !t.After(now) {
+				expired = append(expired, k)
 				delete(c.seen, k)
 			}
 		}
 		c.lastSweep = now
 	}
-	if _, dup := c.seen[key]; dup {
-		return false
+	_, dup := c.seen[key]
+	full := !dup && len(c.seen) >= maxNonces
+	if !dup && !full {
+		c.seen[key] = forgetAt // reserved: a concurrent replay is refused
 	}
-	c.seen[key] = forgetAt
-	return true
+	c.mu.Unlock()
+	if len(expired) > 0 && c.store != nil {
+		if err := c.store.ForgetNonces(ctx, expired); err != nil {
+			c.log.Warn("cannot drop expired Hawk nonces (dropped at the next start)", "err", err)
+		}
+	}
+	switch {
+	case dup:
+		return false, nil
+	case full:
+		return false, errTooManyNonces
+	}
+	if c.store != nil {
+		if err := c.store.RememberNonce(ctx, key, forgetAt); err != nil {
+			c.mu.Lock()
+			delete(c.seen, key)
+			c.mu.Unlock()
+			return false, fmt.Errorf("cannot record the Hawk nonce: %w", err)
+		}
+	}
+	return true, nil
 }

@@ -242,6 +242,9 @@ func New(cfg Config) (*Queue, error) {
 		q.blobs = q.local
 	}
 	q.started = q.clock()
+	if err := q.nonces.load(ctx, q.store, q.log, q.now()); err != nil {
+		return nil, fmt.Errorf("localqueue: %w", err)
+	}
 	if err := q.rebuild(ctx); err != nil {
 		return nil, err
 	}

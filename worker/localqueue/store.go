@@ -71,6 +71,15 @@ type Store interface {
 	// Secret returns the secret stored under name, creating it with a fresh
 	// random value on first use.
 	Secret(ctx context.Context, name string) (string, error)
+	// RememberNonce records a Hawk nonce (key: client, nonce and
+	// timestamp) until forgetAt; for a durable Store it is on disk when
+	// RememberNonce returns nil, so a replay is refused after a restart too.
+	RememberNonce(ctx context.Context, key string, forgetAt time.Time) error
+	// Nonces returns the recorded nonces still remembered at now, with
+	// when each may be forgotten, and drops the others.
+	Nonces(ctx context.Context, now time.Time) (map[string]time.Time, error)
+	// ForgetNonces removes recorded nonces.
+	ForgetNonces(ctx context.Context, keys []string) error
 	// Close releases the store; later calls fail with [ErrClosed].
 	Close() error
 }
@@ -233,6 +242,7 @@ func NewMemStore() Store {
 	return &memStore{
 		tasks: map[string]*TaskRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{},
 		indexed: map[string]*IndexedTaskRecord{}, namespaces: map[string]*NamespaceRecord{}, purges: map[string]*PurgeRecord{},
+		nonces: map[string]time.Time{},
 	}
 }
 
@@ -245,6 +255,7 @@ type memStore struct {
 	namespaces map[string]*NamespaceRecord   // by childKey
 	purges     map[string]*PurgeRecord       // by Key
 	secrets    map[string]string
+	nonces     map[string]time.Time
 	outbox     []OutboxEntry
 	seq        uint64
 }
@@ -463,6 +474,38 @@ func (s *memStore) Secret(_ context.Context, name string) (string, error) {
 	}
 	s.secrets[name] = v
 	return v, nil
+}
+
+func (s *memStore) RememberNonce(_ context.Context, key string, forgetAt time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.nonces[key] = forgetAt
+	return nil
+}
+
+func (s *memStore) Nonces(_ context.Context, now time.Time) (map[string]time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	maps.DeleteFunc(s.nonces, func(_ string, t time.Time) bool { return !t.After(now) })
+	return maps.Clone(s.nonces), nil
+}
+
+func (s *memStore) ForgetNonces(_ context.Context, keys []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	for _, k := range keys {
+		delete(s.nonces, k)
+	}
+	return nil
 }
 
 func (s *memStore) Close() error {
