@@ -37,6 +37,9 @@ const maxClockSkew = 15 * time.Minute
 type authInfo struct {
 	ClientID string
 	Scopes   []string
+	// nonce is the request's Hawk nonce, reserved in memory until it is in
+	// the store (nil for bewits and anonymous requests).
+	nonce *pendingNonce
 }
 
 // authenticate verifies the request's Hawk Authorization header, or its
@@ -81,14 +84,14 @@ func (q *Queue) authenticate(r *http.Request, body []byte, now time.Time) (*auth
 	if granted, err = q.restrict(granted, ext); err != nil {
 		return nil, err
 	}
-	fresh, err := q.nonces.use(r.Context(), a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now)
+	nonce, err := q.nonces.reserve(r.Context(), a.ID+"\x00"+a.Nonce+"\x00"+strconv.FormatInt(a.TS, 10), time.Unix(a.TS, 0).Add(maxClockSkew), now)
 	if err != nil {
 		return nil, err
 	}
-	if !fresh {
+	if nonce == nil {
 		return nil, fmt.Errorf("hawk nonce %q was already used", a.Nonce)
 	}
-	return &authInfo{ClientID: a.ID, Scopes: q.expand(granted)}, nil
+	return &authInfo{ClientID: a.ID, Scopes: q.expand(granted), nonce: nonce}, nil
 }
 
 // authenticateBewit verifies the bewit of a GET or HEAD request; nil, nil
@@ -217,6 +220,13 @@ var errTooManyNonces = fmt.Errorf("too many signed requests within %s: the queue
 // cannot be replayed within the clock-skew window, not even after a
 // restart on the same (durable) store. Entries past the window are swept
 // out of both; at most maxNonces are kept.
+//
+// A request's nonce is reserved in memory when it is authenticated and
+// reaches the store no later than the request's effects or its answer:
+// with the first change the request commits (one transaction, one fsync),
+// else just before the answer is written ([pendingNonce.store]). A request
+// that was neither answered nor took effect before a crash may be sent
+// again, which does what it would have done.
 type nonceCache struct {
 	store Store
 	log   *slog.Logger
@@ -236,10 +246,9 @@ func (c *nonceCache) load(ctx context.Context, store Store, log *slog.Logger, no
 	return nil
 }
 
-// use records key until forgetAt and reports whether it was new. The key
-// is in the store before use reports it new; when storing fails the
-// request is refused.
-func (c *nonceCache) use(ctx context.Context, key string, forgetAt, now time.Time) (bool, error) {
+// reserve records key until forgetAt in memory and returns it, to be
+// stored, or nil when the key was seen before.
+func (c *nonceCache) reserve(ctx context.Context, key string, forgetAt, now time.Time) (*pendingNonce, error) {
 	c.mu.Lock()
 	if c.seen == nil {
 		c.seen = map[string]time.Time{}
@@ -257,7 +266,7 @@ func (c *nonceCache) use(ctx context.Context, key string, forgetAt, now time.Tim
 	_, dup := c.seen[key]
 	full := !dup && len(c.seen) >= maxNonces
 	if !dup && !full {
-		c.seen[key] = forgetAt // reserved: a concurrent replay is refused
+		c.seen[key] = forgetAt // a concurrent replay is refused from here on
 	}
 	c.mu.Unlock()
 	if len(expired) > 0 && c.store != nil {
@@ -267,17 +276,98 @@ func (c *nonceCache) use(ctx context.Context, key string, forgetAt, now time.Tim
 	}
 	switch {
 	case dup:
-		return false, nil
+		return nil, nil
 	case full:
-		return false, errTooManyNonces
+		return nil, errTooManyNonces
 	}
-	if c.store != nil {
-		if err := c.store.RememberNonce(ctx, key, forgetAt); err != nil {
-			c.mu.Lock()
-			delete(c.seen, key)
-			c.mu.Unlock()
-			return false, fmt.Errorf("cannot record the Hawk nonce: %w", err)
-		}
+	return &pendingNonce{cache: c, key: key, forgetAt: forgetAt}, nil
+}
+
+// pendingNonce is a request's nonce from its authentication until it is in
+// the store.
+type pendingNonce struct {
+	cache    *nonceCache
+	key      string
+	forgetAt time.Time
+
+	mu     sync.Mutex
+	stored bool
+}
+
+// withCommit runs commit, which stores the change it is given with the
+// nonce added when the nonce is not stored yet.
+func (n *pendingNonce) withCommit(commit func(*NonceRecord) error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stored {
+		return commit(nil)
 	}
-	return true, nil
+	if err := commit(&NonceRecord{Key: n.key, ForgetAt: n.forgetAt}); err != nil {
+		return err
+	}
+	n.stored = true
+	return nil
+}
+
+// store writes the nonce to the store unless a commit carried it already.
+func (n *pendingNonce) store(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stored || n.cache.store == nil {
+		return nil
+	}
+	if err := n.cache.store.RememberNonce(ctx, n.key, n.forgetAt); err != nil {
+		return fmt.Errorf("cannot record the Hawk nonce: %w", err)
+	}
+	n.stored = true
+	return nil
+}
+
+// pendingNonceKey is the context key of a request's *pendingNonce.
+type pendingNonceKey struct{}
+
+func pendingNonceOf(ctx context.Context) *pendingNonce {
+	n, _ := ctx.Value(pendingNonceKey{}).(*pendingNonce)
+	return n
+}
+
+// nonceWriter stores the request's nonce before the first byte of the
+// answer is written.
+type nonceWriter struct {
+	http.ResponseWriter
+	ctx   context.Context
+	nonce *pendingNonce
+	log   *slog.Logger
+	done  bool
+}
+
+func (w *nonceWriter) flushNonce() {
+	if w.done {
+		return
+	}
+	w.done = true
+	if err := w.nonce.store(context.WithoutCancel(w.ctx)); err != nil {
+		w.log.Error("the request's Hawk nonce is not stored: after a restart the request could be replayed", "err", err)
+	}
+}
+
+func (w *nonceWriter) WriteHeader(code int) {
+	w.flushNonce()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *nonceWriter) Write(b []byte) (int, error) {
+	w.flushNonce()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *nonceWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush implements http.Flusher when the underlying writer does.
+func (w *nonceWriter) Flush() {
+	w.flushNonce()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }

@@ -65,6 +65,9 @@ func OpenBoltStore(path string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("localqueue: initialise store %s: %w", path, err)
 	}
+	// Hawk nonces are written one per request through db.Batch; a short
+	// delay still lets concurrent requests share one fsync.
+	db.MaxBatchDelay = time.Millisecond
 	return &boltStore{db: db}, nil
 }
 
@@ -172,6 +175,11 @@ func (s *boltStore) Commit(_ context.Context, c Change) error {
 		for _, path := range c.DeleteIndexedTasks {
 			if err := tx.Bucket(bucketIndexed).Delete([]byte(childKey(path))); err != nil {
 				return fmt.Errorf("delete indexed task %q: %w", path, err)
+			}
+		}
+		for _, n := range c.Nonces {
+			if err := tx.Bucket(bucketNonces).Put([]byte(n.Key), nonceValue(n.ForgetAt)); err != nil {
+				return fmt.Errorf("store nonce: %w", err)
 			}
 		}
 		outbox := tx.Bucket(bucketOutbox)
@@ -336,14 +344,18 @@ func (s *boltStore) Secret(_ context.Context, name string) (string, error) {
 // RememberNonce goes through bbolt's batching: concurrent requests share
 // one transaction and one fsync.
 func (s *boltStore) RememberNonce(_ context.Context, key string, forgetAt time.Time) error {
-	v := binary.BigEndian.AppendUint64(nil, uint64(forgetAt.UnixMilli()))
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketNonces).Put([]byte(key), v)
+		return tx.Bucket(bucketNonces).Put([]byte(key), nonceValue(forgetAt))
 	})
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
+}
+
+// nonceValue is how a nonce's forget time is stored.
+func nonceValue(forgetAt time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(forgetAt.UnixMilli()))
 }
 
 func (s *boltStore) Nonces(_ context.Context, now time.Time) (map[string]time.Time, error) {

@@ -1,7 +1,9 @@
 package localqueue
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,6 +57,32 @@ func TestNonceReplayRefusedAfterRestart(t *testing.T) {
 		}
 		return h
 	}
+	// A createTask, whose nonce is stored with the task it creates.
+	create, _ := url.Parse("http://" + host + "/api/queue/v1/task/" + "Zb1MZ0CWQb6uUx2W3kXyCg")
+	now := time.Now().UTC()
+	createBody := fmt.Appendf(nil, `{"taskQueueId": %q, "created": %q, "deadline": %q, "payload": {},
+		"metadata": {"name": "n", "description": "d", "owner": "o@example.com", "source": "https://example.com"}}`,
+		testQueueID, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	createAuth, err := tc.SignRequest(adminCreds, "PUT", create, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(q *Queue) (int, string) {
+		srv := httptest.NewServer(q.Handler())
+		defer srv.Close()
+		req, _ := http.NewRequest("PUT", srv.URL+create.RequestURI(), bytes.NewReader(createBody))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", createAuth)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var eb struct{ Message string }
+		_ = json.NewDecoder(resp.Body).Decode(&eb)
+		return resp.StatusCode, eb.Message
+	}
 	send := func(q *Queue, auth string) (int, string) {
 		srv := httptest.NewServer(q.Handler())
 		defer srv.Close()
@@ -80,6 +108,9 @@ func TestNonceReplayRefusedAfterRestart(t *testing.T) {
 	if code != http.StatusUnauthorized {
 		t.Fatalf("replay before the restart = %d %s, want 401", code, before)
 	}
+	if code, msg := put(q); code != http.StatusOK {
+		t.Fatalf("createTask = %d %s", code, msg)
+	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +122,9 @@ func TestNonceReplayRefusedAfterRestart(t *testing.T) {
 	}
 	if code, msg := send(q, capture(time.Now())); code != http.StatusNotFound {
 		t.Errorf("fresh request after the restart = %d %s, want 404", code, msg)
+	}
+	if code, msg := put(q); code != http.StatusUnauthorized {
+		t.Errorf("createTask replayed after the restart = %d %s, want 401", code, msg)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
@@ -111,7 +145,8 @@ func TestNonceReplayRefusedAfterRestart(t *testing.T) {
 
 // The nonce cache refuses a duplicate, refuses new nonces once it holds
 // maxNonces (instead of forgetting one early), and sweeps expired entries
-// out of memory and the store.
+// out of memory and the store. A reserved nonce reaches the store once,
+// with a commit or on its own.
 func TestNonceCacheBoundedAndSwept(t *testing.T) {
 	store := NewMemStore()
 	now := time.Now()
@@ -120,10 +155,17 @@ func TestNonceCacheBoundedAndSwept(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if fresh, err := c.use(ctx, "a", now.Add(time.Minute), now); !fresh || err != nil {
+	use := func(key string, at time.Time) (bool, error) {
+		n, err := c.reserve(ctx, key, at.Add(time.Minute), at)
+		if n == nil || err != nil {
+			return false, err
+		}
+		return true, n.store(ctx)
+	}
+	if fresh, err := use("a", now); !fresh || err != nil {
 		t.Fatalf("first use = %v, %v", fresh, err)
 	}
-	if fresh, err := c.use(ctx, "a", now.Add(time.Minute), now); fresh || err != nil {
+	if fresh, err := use("a", now); fresh || err != nil {
 		t.Fatalf("second use = %v, %v; want refused without error", fresh, err)
 	}
 	c.mu.Lock()
@@ -131,12 +173,12 @@ func TestNonceCacheBoundedAndSwept(t *testing.T) {
 		c.seen["filler-"+strconv.Itoa(i)] = now.Add(time.Minute)
 	}
 	c.mu.Unlock()
-	if fresh, err := c.use(ctx, "b", now.Add(time.Minute), now); fresh || err != errTooManyNonces {
+	if fresh, err := use("b", now); fresh || err != errTooManyNonces {
 		t.Fatalf("use when full = %v, %v; want errTooManyNonces", fresh, err)
 	}
 	// Two minutes on, everything has expired and is swept.
 	later := now.Add(2 * time.Minute)
-	if fresh, err := c.use(ctx, "b", later.Add(time.Minute), later); !fresh || err != nil {
+	if fresh, err := use("b", later); !fresh || err != nil {
 		t.Fatalf("use after the sweep = %v, %v", fresh, err)
 	}
 	c.mu.Lock()
@@ -151,5 +193,27 @@ func TestNonceCacheBoundedAndSwept(t *testing.T) {
 	}
 	if _, ok := kept["a"]; ok || len(kept) != 1 {
 		t.Errorf("store after the sweep = %v, want only b", kept)
+	}
+
+	// With a commit: the first commit carries the nonce, later ones and
+	// store do not write it again.
+	p, err := c.reserve(ctx, "c", later.Add(time.Minute), later)
+	if err != nil || p == nil {
+		t.Fatalf("reserve = %v, %v", p, err)
+	}
+	var carried []*NonceRecord
+	for range 2 {
+		if err := p.withCommit(func(n *NonceRecord) error { carried = append(carried, n); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(carried) != 2 || carried[0] == nil || carried[0].Key != "c" || carried[1] != nil {
+		t.Errorf("commits carried %v, want the nonce with the first only", carried)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.store(ctx); err != nil {
+		t.Errorf("store after a commit carried the nonce = %v, want nil without touching the store", err)
 	}
 }

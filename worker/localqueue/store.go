@@ -24,7 +24,8 @@ var (
 // Store keeps the queue's state: task records (with their runs and artifact
 // metadata), object records of the object service, the index service's
 // entries and namespaces, the purge-cache service's requests, a few named
-// secrets, and the outbox of Pulse messages not yet confirmed by the broker.
+// secrets, the Hawk nonces seen within the clock-skew window, and the
+// outbox of Pulse messages not yet confirmed by the broker.
 //
 // The [Queue] serialises every read-modify-write itself, so a Store only
 // needs to be safe for concurrent use, and to apply each [Change]
@@ -61,8 +62,8 @@ type Store interface {
 	// "". A limit below 1 means no limit.
 	PurgeRequests(ctx context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error)
 	// Commit stores the records of c (replacing those with the same taskId,
-	// name, path or key), removes the index entries it deletes and appends
-	// its messages to the outbox, atomically.
+	// name, path or key), removes the index entries it deletes, records its
+	// nonces and appends its messages to the outbox, atomically.
 	Commit(ctx context.Context, c Change) error
 	// Outbox returns up to limit messages of the outbox, oldest first.
 	Outbox(ctx context.Context, limit int) ([]OutboxEntry, error)
@@ -95,6 +96,15 @@ type Change struct {
 	// IndexedTasks are stored).
 	DeleteIndexedTasks []string
 	Messages           []Message
+	// Nonces are Hawk nonces recorded with the change, as RememberNonce
+	// records them: the nonce of the request that made it.
+	Nonces []NonceRecord
+}
+
+// NonceRecord is a Hawk nonce the queue remembers until ForgetAt.
+type NonceRecord struct {
+	Key      string
+	ForgetAt time.Time
 }
 
 // OutboxEntry is a message waiting in the outbox, with its sequence number.
@@ -432,6 +442,9 @@ func (s *memStore) Commit(_ context.Context, c Change) error {
 	}
 	for _, path := range c.DeleteIndexedTasks {
 		delete(s.indexed, childKey(path))
+	}
+	for _, n := range c.Nonces {
+		s.nonces[n.Key] = n.ForgetAt
 	}
 	for _, m := range msgs {
 		s.seq++
