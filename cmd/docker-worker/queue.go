@@ -164,6 +164,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.StateDir == config.DefaultStateDir {
 		cfg.StateDir = filepath.Join(q.DataDir, "worker-state")
 	}
+	// The worker hears the queue's task-exception messages on the broker
+	// the queue publishes them on, unless the config names another.
+	if cfg.Pulse.URL == "" {
+		cfg.Pulse.URL = q.PulseURL
+	}
 	// Chain of trust signs with a key of its own, kept beside the queue's
 	// state, unless the config names one.
 	if cfg.Ed25519SigningKeyLocation == config.DefaultEd25519SigningKeyLocation {

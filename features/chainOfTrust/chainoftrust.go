@@ -149,9 +149,10 @@ func (f *Feature) Name() string { return Name }
 
 // Init implements features.Extension: it checks the signing key once at
 // start, so an operator learns of a missing or broken key before any task
-// asks for chain of trust. The worker still starts; tasks that ask for
-// chainOfTrust then resolve exception/internal-error, since the fault is
-// the worker's, not the task's.
+// asks for chain of trust. Workers built by worker/wiring never get here
+// without a usable key (they refuse to start); for others, tasks that ask
+// for chainOfTrust then resolve exception/internal-error, since the fault
+// is the worker's, not the task's.
 func (f *Feature) Init(context.Context, features.Host) error {
 	if _, err := f.loadKey(); err != nil {
 		f.logger.Error("[alert-operator] chain of trust signing key unusable: tasks with features.chainOfTrust will fail with internal-error",

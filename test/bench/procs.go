@@ -187,7 +187,8 @@ func (e *env) writeWorkerConfig(s workerSpec) (path, workerType string, err erro
 	cfg := fmt.Sprintf("rootUrl: %s\ntaskcluster: {clientId: %s, accessToken: %s}\n"+
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: %s\n"+
 		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\nlogging: {liveLogBindAddress: 127.0.0.1}\n"+
-		"capacityManagement: {diskspaceThreshold: 1000000000}\nstateDir: %s\n%s",
+		"capacityManagement: {diskspaceThreshold: 1000000000}\nstateDir: %s\n"+
+		"features: {chainOfTrust: {enabled: false}}\n%s", // the worker needs a signing key otherwise
 		s.rootURL, e.creds.ClientID, e.creds.AccessToken, wt, workerID, s.capacity, filepath.Join(e.dir, wt+"-state"), s.extra)
 	path = filepath.Join(e.dir, wt+".yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -197,7 +197,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			"provisionerId: chaos\nworkerType: %s\nworkerGroup: chaos\nworkerId: %s\n"+
 			"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 200, maxBackoff: 2000}\n"+
 			"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n"+
-			"stateDir: %s\ncache: {volumeCachePath: %s}\n",
+			"stateDir: %s\ncache: {volumeCachePath: %s}\n"+
+			"features: {chainOfTrust: {enabled: false}}\n", // the worker needs a signing key otherwise
 		proxy.URL(), adminID, adminToken, workerType, workerID, o.Capacity,
 		filepath.Join(o.Dir, "state"), cacheDir)), 0o600); err != nil {
 		return nil, err

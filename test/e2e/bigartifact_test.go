@@ -65,14 +65,14 @@ func TestOneGiBArtifact(t *testing.T) {
 	bin := workerBinary(t)
 	q := startQueue(t, nil)
 	cfg := q.workerConfig("bigartifact")
-	conf := writeConfig(t, cfg)
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keyFile := filepath.Join(t.TempDir(), "cot.key")
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(priv)), 0o600)
-	appendFile(t, conf, "ed25519SigningKeyLocation: "+keyFile+"\n")
+	cfg.Ed25519SigningKeyLocation = keyFile
+	conf := writeConfig(t, cfg)
 
 	var out logSink
 	cmd := exec.Command(bin, "run", "--config", conf)

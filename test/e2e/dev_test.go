@@ -54,6 +54,14 @@ func TestDevChainOfTrust(t *testing.T) {
 // (and args) and returns a client of its queue and a function that stops it.
 func startDev(t *testing.T, bin, dataDir string, args ...string) (*queueEnv, func()) {
 	t.Helper()
+	q, _, stop := startDevLogs(t, bin, dataDir, args...)
+	return q, stop
+}
+
+// startDevLogs is startDev that also returns what dev writes to stderr
+// (its JSON log).
+func startDevLogs(t *testing.T, bin, dataDir string, args ...string) (*queueEnv, *logSink, func()) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,5 +124,5 @@ func startDev(t *testing.T, bin, dataDir string, args ...string) (*queueEnv, fun
 	q := &queueEnv{rootURL: env[config.EnvRootURL]}
 	q.admin = tc.New(tc.Config{RootURL: q.rootURL, Credentials: &tc.Credentials{
 		ClientID: env[config.EnvClientID], AccessToken: env[config.EnvAccessToken]}})
-	return q, stop
+	return q, logs, stop
 }

@@ -48,6 +48,7 @@ func startFaultWorker(t *testing.T, q *queueEnv, workerType string) *faultEnv {
 	off := false
 	cfg.Features = map[string]config.FeatureConfig{"localLiveLog": {Enabled: &off}}
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	cfg.Ed25519SigningKeyLocation = testSigningKey(t)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -169,6 +169,9 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 	if cfg.StateDir == config.DefaultStateDir {
 		cfg.StateDir = t.TempDir()
 	}
+	if cfg.Ed25519SigningKeyLocation == config.DefaultEd25519SigningKeyLocation {
+		cfg.Ed25519SigningKeyLocation = testSigningKey(t)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

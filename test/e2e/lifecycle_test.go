@@ -113,6 +113,11 @@ func writeConfig(t *testing.T, c *config.Config) string {
 		"workerNodeType: test-worker\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 1000}\n" +
 		"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n" +
 		"stateDir: " + t.TempDir() + "\n"
+	key := c.Ed25519SigningKeyLocation
+	if key == config.DefaultEd25519SigningKeyLocation {
+		key = testSigningKey(t)
+	}
+	body += "ed25519SigningKeyLocation: " + key + "\n"
 	p := filepath.Join(t.TempDir(), "worker.yml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func TestAuthenticationFailures(t *testing.T) {
 
 func TestAuthenticationAccepted(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.Clients = append(c.Clients, Client{ClientID: "limited", AccessToken: "limited-secret", Scopes: []string{"queue:cancel-task:*", "queue:status:*"}})
+		c.Clients = append(c.Clients, Client{ClientID: "limited", AccessToken: "limited-secret", Scopes: []string{"queue:cancel-task:*", "queue:status:*", "auth:create-client:limited/*"}})
 	})
 	taskID, _ := e.createTask(e.taskDef(testQueueID))
 	now := e.now()
@@ -116,7 +116,7 @@ func TestAuthenticatedScopes(t *testing.T) {
 		RootURL:           "http://127.0.0.1:1",
 		DataDir:           t.TempDir(),
 		IssuerAccessToken: testIssuerToken,
-		Clients:           []Client{{ClientID: "c", AccessToken: "s", Scopes: []string{"queue:a:*", "queue:b"}}},
+		Clients:           []Client{{ClientID: "c", AccessToken: "s", Scopes: []string{"queue:a:*", "queue:b", "auth:create-client:c/*"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,17 +124,19 @@ func TestAuthenticatedScopes(t *testing.T) {
 	now := time.Now()
 	temp, _ := hawkserver.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:b"}, now, now.Add(time.Hour))
 	tooWide, _ := hawkserver.IssueTemporaryCredentials("c", "s", "c/temp", []string{"queue:a:x", "queue:c"}, now, now.Add(time.Hour))
+	otherName, _ := hawkserver.IssueTemporaryCredentials("c", "s", "admin", []string{"queue:a:x"}, now, now.Add(time.Hour))
 	for _, tt := range []struct {
 		name    string
 		creds   tc.Credentials
 		want    []string
 		wantErr string
 	}{
-		{"permanent", tc.Credentials{ClientID: "c", AccessToken: "s"}, []string{"queue:a:*", "queue:b"}, ""},
+		{"permanent", tc.Credentials{ClientID: "c", AccessToken: "s"}, []string{"queue:a:*", "queue:b", "auth:create-client:c/*"}, ""},
 		{"authorizedScopes", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:b"}}, []string{"queue:a:y", "queue:b"}, ""},
 		{"authorizedScopes overstepping", tc.Credentials{ClientID: "c", AccessToken: "s", AuthorizedScopes: []string{"queue:a:y", "queue:z"}}, nil, "oversteps"},
 		{"certificate", temp, []string{"queue:a:x", "queue:b"}, ""},
 		{"certificate beyond its issuer", tooWide, nil, "sufficient scopes"},
+		{"certificate named outside auth:create-client", otherName, nil, "doesn't have `auth:create-client:admin`"},
 		{"certificate narrowed", tc.Credentials{ClientID: temp.ClientID, AccessToken: temp.AccessToken, Certificate: temp.Certificate, AuthorizedScopes: []string{"queue:b"}}, []string{"queue:b"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,6 +210,55 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%s) succeeded", name)
+		}
+	}
+}
+
+// Named temporary credentials are a client of that name for their
+// lifetime: the issuer must hold auth:create-client:<name>, or the request
+// is refused (401) with the auth service's message; one that holds it
+// (directly, by a trailing *, or through a role) may name them.
+func TestNamedCredentialsNeedCreateClient(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Clients = append(c.Clients,
+			Client{ClientID: "minter", AccessToken: "minter-secret", Scopes: []string{"queue:status:*", "auth:create-client:minted/*"}},
+			Client{ClientID: "via-role", AccessToken: "via-role-secret", Scopes: []string{"queue:status:*", "assume:project:minting"}},
+			Client{ClientID: "plain", AccessToken: "plain-secret", Scopes: []string{"queue:status:*"}},
+		)
+		c.Roles = []Role{{RoleID: "project:minting", Scopes: []string{"auth:create-client:project/*"}}}
+	})
+	taskID, _ := e.createTask(e.taskDef(testQueueID))
+	path := "/task/" + taskID + "/status"
+	now := e.now()
+	issue := func(issuer, key, name string) *tc.Credentials {
+		c, err := hawkserver.IssueTemporaryCredentials(issuer, key, name, []string{"queue:status:*"}, now, now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+	for _, ok := range []*tc.Credentials{
+		issue("minter", "minter-secret", "minted/one"),
+		issue("via-role", "via-role-secret", "project/two"),
+		issue(issuerClientID, testIssuerToken, "task-client/any"), // the queue's own issuer holds *
+	} {
+		e.call("GET", path, ok, nil, 200, "queue/v1/task-status-response.json", nil)
+	}
+	for _, tt := range []struct {
+		creds *tc.Credentials
+		want  string
+	}{
+		{issue("minter", "minter-secret", "admin"), "ext.certificate issuer `minter` doesn't have `auth:create-client:admin` for supplied clientId."},
+		{issue("plain", "plain-secret", "plain/temp"), "ext.certificate issuer `plain` doesn't have `auth:create-client:plain/temp` for supplied clientId."},
+		{issue("via-role", "via-role-secret", "minted/x"), "ext.certificate issuer `via-role` doesn't have `auth:create-client:minted/x` for supplied clientId."},
+		{issue("minter", "minter-secret", "minter"), "ext.certificate.issuer must differ from the supplied clientId"},
+	} {
+		resp, b := e.request("GET", path, tt.creds, nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: status = %d %s, want 401", tt.creds.ClientID, resp.StatusCode, b)
+		}
+		if eb := checkErrorBody(t, b, codeAuthenticationFailed); eb.Message != tt.want {
+			t.Errorf("%s: message = %q, want %q", tt.creds.ClientID, eb.Message, tt.want)
 		}
 	}
 }

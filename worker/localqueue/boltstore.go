@@ -32,6 +32,9 @@ var (
 	bucketNamespaces = []byte("index-namespaces")
 	// The purge-cache service's requests, keyed by PurgeRecord.Key.
 	bucketPurges = []byte("purge-requests")
+	// Hawk nonces seen within the clock-skew window: key → when it may be
+	// forgotten (big-endian Unix milliseconds).
+	bucketNonces = []byte("hawk-nonces")
 )
 
 // boltStore is a [Store] in a bbolt file.
@@ -51,7 +54,7 @@ func OpenBoltStore(path string) (Store, error) {
 		return nil, fmt.Errorf("localqueue: open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets, bucketIndexed, bucketNamespaces, bucketPurges} {
+		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets, bucketIndexed, bucketNamespaces, bucketPurges, bucketNonces} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -62,6 +65,9 @@ func OpenBoltStore(path string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("localqueue: initialise store %s: %w", path, err)
 	}
+	// Hawk nonces are written one per request through db.Batch; a short
+	// delay still lets concurrent requests share one fsync.
+	db.MaxBatchDelay = time.Millisecond
 	return &boltStore{db: db}, nil
 }
 
@@ -169,6 +175,11 @@ func (s *boltStore) Commit(_ context.Context, c Change) error {
 		for _, path := range c.DeleteIndexedTasks {
 			if err := tx.Bucket(bucketIndexed).Delete([]byte(childKey(path))); err != nil {
 				return fmt.Errorf("delete indexed task %q: %w", path, err)
+			}
+		}
+		for _, n := range c.Nonces {
+			if err := tx.Bucket(bucketNonces).Put([]byte(n.Key), nonceValue(n.ForgetAt)); err != nil {
+				return fmt.Errorf("store nonce: %w", err)
 			}
 		}
 		outbox := tx.Bucket(bucketOutbox)
@@ -328,6 +339,66 @@ func (s *boltStore) Secret(_ context.Context, name string) (string, error) {
 		return b.Put([]byte(name), []byte(secret))
 	})
 	return v, err
+}
+
+// RememberNonce goes through bbolt's batching: concurrent requests share
+// one transaction and one fsync.
+func (s *boltStore) RememberNonce(_ context.Context, key string, forgetAt time.Time) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNonces).Put([]byte(key), nonceValue(forgetAt))
+	})
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// nonceValue is how a nonce's forget time is stored.
+func nonceValue(forgetAt time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(forgetAt.UnixMilli()))
+}
+
+func (s *boltStore) Nonces(_ context.Context, now time.Time) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNonces)
+		var expired [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				if at := time.UnixMilli(int64(binary.BigEndian.Uint64(v))); at.After(now) {
+					out[string(k)] = at
+					return nil
+				}
+			}
+			expired = append(expired, bytes.Clone(k))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *boltStore) ForgetNonces(_ context.Context, keys []string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNonces)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *boltStore) Close() error {

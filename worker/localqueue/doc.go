@@ -13,7 +13,10 @@
 // credentials the queue issues with each claim and for object uploads,
 // `authorizedScopes`) and authorized with each route's scope expression;
 // requests without credentials get [Config].AnonymousScopes. Scopes are
-// expanded by [Config].Roles as the auth service's roles expand them.
+// expanded by [Config].Roles as the auth service's roles expand them. The
+// Hawk nonces seen within the clock-skew window are kept in the [Store],
+// so a captured request is refused after a restart too; named temporary
+// credentials need their issuer to hold `auth:create-client:<name>`.
 //
 // State lives in a [Store]: [NewMemStore] for tests and throw-away queues,
 // [OpenBoltStore] for a queue that survives restarts and crashes (every

@@ -242,6 +242,9 @@ func New(cfg Config) (*Queue, error) {
 		q.blobs = q.local
 	}
 	q.started = q.clock()
+	if err := q.nonces.load(ctx, q.store, q.log, q.now()); err != nil {
+		return nil, fmt.Errorf("localqueue: %w", err)
+	}
 	if err := q.rebuild(ctx); err != nil {
 		return nil, err
 	}
@@ -454,7 +457,19 @@ func (t *tx) commit() error {
 	for _, path := range t.nsOrder {
 		c.Namespaces = append(c.Namespaces, t.namespaces[path])
 	}
-	if err := t.q.store.Commit(t.ctx, c); err != nil {
+	store := func(n *NonceRecord) error {
+		if n != nil {
+			c.Nonces = []NonceRecord{*n}
+		}
+		return t.q.store.Commit(t.ctx, c)
+	}
+	var err error
+	if n := pendingNonceOf(t.ctx); n != nil {
+		err = n.withCommit(store) // the request's nonce with its first change
+	} else {
+		err = store(nil)
+	}
+	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, rec := range c.Tasks {

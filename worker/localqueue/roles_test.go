@@ -152,7 +152,7 @@ func TestScopeChecksHonourRoles(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Roles = testRoles
 		c.AnonymousScopes = []string{"assume:anonymous"}
-		c.Clients = append(c.Clients, Client{ClientID: "assumer", AccessToken: "assumer-secret", Scopes: []string{"assume:reader", "assume:indexer:proj"}})
+		c.Clients = append(c.Clients, Client{ClientID: "assumer", AccessToken: "assumer-secret", Scopes: []string{"assume:reader", "assume:indexer:proj", "auth:create-client:assumer/*"}})
 	})
 	def := e.taskDef(testQueueID)
 	def["scopes"] = []string{"assume:run-role"}

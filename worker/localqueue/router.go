@@ -1,6 +1,7 @@
 package localqueue
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -346,6 +347,11 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if ai == nil {
 		ai = &authInfo{Scopes: q.anonymous}
+	}
+	if ai.nonce != nil {
+		r = r.WithContext(context.WithValue(r.Context(), pendingNonceKey{}, ai.nonce))
+		w = &nonceWriter{ResponseWriter: w, ctx: r.Context(), nonce: ai.nonce, log: q.log}
+		rq.r = r
 	}
 	rq.auth = ai
 	if rt.byURL {

@@ -24,7 +24,8 @@ var (
 // Store keeps the queue's state: task records (with their runs and artifact
 // metadata), object records of the object service, the index service's
 // entries and namespaces, the purge-cache service's requests, a few named
-// secrets, and the outbox of Pulse messages not yet confirmed by the broker.
+// secrets, the Hawk nonces seen within the clock-skew window, and the
+// outbox of Pulse messages not yet confirmed by the broker.
 //
 // The [Queue] serialises every read-modify-write itself, so a Store only
 // needs to be safe for concurrent use, and to apply each [Change]
@@ -61,8 +62,8 @@ type Store interface {
 	// "". A limit below 1 means no limit.
 	PurgeRequests(ctx context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error)
 	// Commit stores the records of c (replacing those with the same taskId,
-	// name, path or key), removes the index entries it deletes and appends
-	// its messages to the outbox, atomically.
+	// name, path or key), removes the index entries it deletes, records its
+	// nonces and appends its messages to the outbox, atomically.
 	Commit(ctx context.Context, c Change) error
 	// Outbox returns up to limit messages of the outbox, oldest first.
 	Outbox(ctx context.Context, limit int) ([]OutboxEntry, error)
@@ -71,6 +72,15 @@ type Store interface {
 	// Secret returns the secret stored under name, creating it with a fresh
 	// random value on first use.
 	Secret(ctx context.Context, name string) (string, error)
+	// RememberNonce records a Hawk nonce (key: client, nonce and
+	// timestamp) until forgetAt; for a durable Store it is on disk when
+	// RememberNonce returns nil, so a replay is refused after a restart too.
+	RememberNonce(ctx context.Context, key string, forgetAt time.Time) error
+	// Nonces returns the recorded nonces still remembered at now, with
+	// when each may be forgotten, and drops the others.
+	Nonces(ctx context.Context, now time.Time) (map[string]time.Time, error)
+	// ForgetNonces removes recorded nonces.
+	ForgetNonces(ctx context.Context, keys []string) error
 	// Close releases the store; later calls fail with [ErrClosed].
 	Close() error
 }
@@ -86,6 +96,15 @@ type Change struct {
 	// IndexedTasks are stored).
 	DeleteIndexedTasks []string
 	Messages           []Message
+	// Nonces are Hawk nonces recorded with the change, as RememberNonce
+	// records them: the nonce of the request that made it.
+	Nonces []NonceRecord
+}
+
+// NonceRecord is a Hawk nonce the queue remembers until ForgetAt.
+type NonceRecord struct {
+	Key      string
+	ForgetAt time.Time
 }
 
 // OutboxEntry is a message waiting in the outbox, with its sequence number.
@@ -233,6 +252,7 @@ func NewMemStore() Store {
 	return &memStore{
 		tasks: map[string]*TaskRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{},
 		indexed: map[string]*IndexedTaskRecord{}, namespaces: map[string]*NamespaceRecord{}, purges: map[string]*PurgeRecord{},
+		nonces: map[string]time.Time{},
 	}
 }
 
@@ -245,6 +265,7 @@ type memStore struct {
 	namespaces map[string]*NamespaceRecord   // by childKey
 	purges     map[string]*PurgeRecord       // by Key
 	secrets    map[string]string
+	nonces     map[string]time.Time
 	outbox     []OutboxEntry
 	seq        uint64
 }
@@ -422,6 +443,9 @@ func (s *memStore) Commit(_ context.Context, c Change) error {
 	for _, path := range c.DeleteIndexedTasks {
 		delete(s.indexed, childKey(path))
 	}
+	for _, n := range c.Nonces {
+		s.nonces[n.Key] = n.ForgetAt
+	}
 	for _, m := range msgs {
 		s.seq++
 		s.outbox = append(s.outbox, OutboxEntry{Seq: s.seq, Message: m})
@@ -463,6 +487,38 @@ func (s *memStore) Secret(_ context.Context, name string) (string, error) {
 	}
 	s.secrets[name] = v
 	return v, nil
+}
+
+func (s *memStore) RememberNonce(_ context.Context, key string, forgetAt time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.nonces[key] = forgetAt
+	return nil
+}
+
+func (s *memStore) Nonces(_ context.Context, now time.Time) (map[string]time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	maps.DeleteFunc(s.nonces, func(_ string, t time.Time) bool { return !t.After(now) })
+	return maps.Clone(s.nonces), nil
+}
+
+func (s *memStore) ForgetNonces(_ context.Context, keys []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	for _, k := range keys {
+		delete(s.nonces, k)
+	}
+	return nil
 }
 
 func (s *memStore) Close() error {

@@ -77,6 +77,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := CheckRequiredFiles(cfg); err != nil {
+		return nil, err
+	}
 	out := &Worker{}
 	fail := func(err error) (*Worker, error) {
 		out.Close()

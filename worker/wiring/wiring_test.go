@@ -1,16 +1,12 @@
 package wiring
 
 import (
-	"bytes"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
 )
 
 // The payload features, in docker-worker's order; the always-on built-ins
@@ -63,31 +59,5 @@ func TestPayloadCheckServesTheBuiltIns(t *testing.T) {
 		if _, got := check.Owner(section); got != want {
 			t.Errorf("%s owned: %v, want %v", section, got, want)
 		}
-	}
-}
-
-// Secure live logging with a certificate that cannot be loaded starts no
-// live log server; the worker is built and holds its claims at zero (the
-// feature's before-claim hook, tested in the runner tier).
-func TestBuildWithUnusableCertificate(t *testing.T) {
-	dc := dockertest.Require(t)
-	cfg := config.Default()
-	cfg.RootURL = "http://127.0.0.1:1"
-	cfg.Logging.SecureLiveLogging = true
-	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
-	cfg.SSL.Certificate = filepath.Join(t.TempDir(), "absent.crt")
-	cfg.SSL.Key = filepath.Join(t.TempDir(), "absent.key")
-	cfg.StateDir = t.TempDir()
-	var logs bytes.Buffer
-	w, err := Build(t.Context(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Docker: dc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if w.LiveLog != nil {
-		t.Error("a live log server started without a usable certificate")
-	}
-	if !strings.Contains(logs.String(), "[alert-operator] ssl certificate error") {
-		t.Errorf("no operator alert:\n%s", logs.String())
 	}
 }

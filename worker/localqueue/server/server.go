@@ -50,6 +50,10 @@ type Queue struct {
 	// Admin are the credentials of the data directory's admin client, when
 	// it is in use (see [Options].WithAdmin); nil otherwise.
 	Admin *tc.Credentials
+	// PulseURL is the broker the queue publishes its messages on (the
+	// config's pulse.url); "" when it publishes none. A worker beside the
+	// queue listens there for the task-exception messages of its runs.
+	PulseURL string
 
 	done chan struct{}
 	err  error
@@ -92,7 +96,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 	for _, c := range cfg.Clients {
 		qc.Clients = append(qc.Clients, localqueue.Client{ClientID: c.ClientID, AccessToken: c.AccessToken, Scopes: slices.Clone(c.Scopes)})
 	}
-	q := &Queue{DataDir: dataDir, done: make(chan struct{})}
+	q := &Queue{DataDir: dataDir, PulseURL: cfg.Pulse.URL, done: make(chan struct{})}
 	if opts.WithAdmin || len(cfg.Clients) == 0 {
 		admin, err := loadOrCreateAdmin(dataDir)
 		if err != nil {
