@@ -30,7 +30,7 @@ const (
 	killTimeout = 30 * time.Second
 	// removeTimeout bounds removing the container.
 	removeTimeout = time.Minute
-	// resolveTimeout bounds the report to the queue.
+	// resolveTimeout bounds the report of a run whose runner panicked.
 	resolveTimeout = 2 * time.Minute
 )
 
@@ -202,9 +202,8 @@ func (r *run) run() {
 
 	close(stopWatchers)
 	watchers.Wait()
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
-	defer cancel()
-	r.resolve(rctx, out, kind, success)
+	// The report bounds its own retries by the claim (see resolve).
+	r.resolve(context.WithoutCancel(ctx), out, kind, success)
 }
 
 // callPhase runs one feature's phase, turning a panic into an internal
