@@ -19,9 +19,9 @@ import (
 // are valid, so giving up earlier throws away work the queue would still
 // accept.
 const (
-	// minReportWindow is how long a report is retried at least, even when
-	// the claim runs out sooner.
-	minReportWindow = time.Minute
+	// minWindow is how long a report or an upload is retried at least,
+	// even when the claim runs out sooner.
+	minWindow = time.Minute
 	// callTimeout bounds one attempt of a small queue call (reclaim,
 	// report, status): one that hangs is abandoned and tried again while
 	// the window lasts.
@@ -37,6 +37,19 @@ func (r *run) claimEnd() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.takenUntil
+}
+
+// claimWindow is until when a report or an upload starting now is
+// retried: the claim's takenUntil, but at least minWindow from now.
+func (r *run) claimWindow() time.Time {
+	return latest(r.claimEnd(), r.w.now().Add(minWindow))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // untilWindowEnds calls fn until it succeeds, fails with an error that is

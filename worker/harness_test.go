@@ -111,6 +111,20 @@ type request struct {
 	Method, Path string // Path without the /api/queue/v1 prefix
 	At           time.Time
 	Faulted      bool
+	Status       int // the injected answer (0: none, or the connection closed)
+}
+
+// testerHeader marks the requests of the test's own admin client, which
+// reach the queue even while it is down for the worker (setDown).
+const testerHeader = "X-Runner-Test"
+
+// markTester is a RoundTripper that sets testerHeader.
+type markTester struct{ next http.RoundTripper }
+
+func (m markTester) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(testerHeader, "1")
+	return m.next.RoundTrip(r)
 }
 
 // faults is an http.Handler in front of the queue that injects faults and
@@ -157,27 +171,27 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	down, rules, after := f.down, f.rules, f.after
 	f.mu.Unlock()
-	if down {
-		f.record(request{r.Method, p, time.Now(), true})
+	if down && r.Header.Get(testerHeader) == "" {
+		f.record(request{r.Method, p, time.Now(), true, 0})
 		injectFault(w, 0)
 		return
 	}
 	for _, rule := range rules {
 		if rule.matches(r, p) {
-			f.record(request{r.Method, p, time.Now(), true})
+			f.record(request{r.Method, p, time.Now(), true, rule.status})
 			injectFault(w, rule.status)
 			return
 		}
 	}
 	for _, rule := range after {
 		if rule.matches(r, p) {
-			f.record(request{r.Method, p, time.Now(), true})
+			f.record(request{r.Method, p, time.Now(), true, rule.status})
 			f.next.ServeHTTP(discard{header: http.Header{}}, r)
 			injectFault(w, rule.status)
 			return
 		}
 	}
-	f.record(request{r.Method, p, time.Now(), false})
+	f.record(request{r.Method, p, time.Now(), false, 0})
 	f.next.ServeHTTP(w, r)
 }
 
@@ -296,6 +310,8 @@ type env struct {
 	w      *worker.Worker
 	logs   *logBuffer
 	done   chan error
+	// outage is for a test that takes the queue down once only.
+	outage sync.Once
 }
 
 // start serves the embedded queue (its store in t.TempDir()) over
@@ -405,7 +421,9 @@ func start(t *testing.T, s setup) *env {
 		Version:     "test",
 		Hostname:    "test-host",
 	})
-	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
+	admin := tc.New(tc.Config{RootURL: rootURL, HTTPClient: &http.Client{Transport: markTester{transport}},
+		Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
+	e := &env{t: t, admin: admin, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
 	if s.hooks != nil {
 		s.hooks.e = e
 	}

@@ -27,9 +27,11 @@ type publisher struct{ r *run }
 var _ features.Publisher = publisher{}
 
 // call runs fn with the run's current queue client, retried within the
-// claim's window.
+// claim's window as it is when the call starts (a window that followed
+// reclaims would let a failing upload hold the run until its deadline).
 func (p publisher) call(ctx context.Context, fn func(context.Context, RunQueue) error) error {
-	return p.r.untilWindowEnds(ctx, 0, p.r.claimEnd, func(actx context.Context) error {
+	end := p.r.claimWindow()
+	return p.r.untilWindowEnds(ctx, 0, func() time.Time { return end }, func(actx context.Context) error {
 		return fn(actx, p.r.queue())
 	})
 }

@@ -21,7 +21,7 @@ import (
 // report succeeded; otherwise the queue resolved the run first.
 //
 // ctx should carry no deadline of its own: the report bounds its retries
-// by the claim (see reportWindow).
+// by the claim (see claimWindow).
 func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, success bool) {
 	var state, reason string
 	var call func(context.Context, RunQueue) error
@@ -62,7 +62,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		full += "/" + reason
 	}
 
-	end := r.reportWindow()
+	end := r.claimWindow()
 	ctx, cancel := context.WithDeadline(ctx, end.Add(callTimeout))
 	defer cancel()
 	err := r.untilWindowEnds(ctx, callTimeout, func() time.Time { return end }, func(actx context.Context) error {
@@ -95,19 +95,6 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 	r.mark("resolved")
 	r.w.hooks.emit(features.Event{Kind: features.Resolved, Run: r.ref(), At: r.w.now(), State: state, Reason: reason})
 	r.logger.Info("task timings", r.timings()...)
-}
-
-// reportWindow is until when a report is retried: the claim's takenUntil,
-// but at least minReportWindow from now.
-func (r *run) reportWindow() time.Time {
-	return latest(r.claimEnd(), r.w.now().Add(minReportWindow))
-}
-
-func latest(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // resolvedAs reports whether the queue says the run is resolved as state
