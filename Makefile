@@ -5,7 +5,7 @@ PKGS    := ./...
 # Tests that need a real dockerd fail instead of skipping when CI is set.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,3 +38,6 @@ clean: ## remove build output
 
 bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
 	$(GO) run ./test/bench $(BENCHFLAGS)
+
+chaos: setup ## SIGKILL a worker at random while faults hit its queue; prints a table of what was lost (must be zeros)
+	$(GO) run ./test/chaos -n 50 $(CHAOSFLAGS)

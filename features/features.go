@@ -116,6 +116,10 @@ type WorkerInfo struct {
 	InstanceID   string
 	InstanceType string
 	Region       string
+	// ContainerLabels are labels every container a feature creates for a
+	// task must carry, so that a restarted worker finds and removes what
+	// a killed one left.
+	ContainerLabels map[string]string
 	// Hostname is the name other machines reach this worker by (the
 	// `host` config key), for URLs such as the live log's.
 	Hostname string

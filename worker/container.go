@@ -179,11 +179,7 @@ func (r *run) containerSpec(img features.Image, prep *features.PrepareResponse) 
 		NetworkMode: prep.NetworkMode,
 		SecurityOpt: prep.SecurityOpt,
 		CpusetCpus:  prep.CpusetCpus,
-		Labels: map[string]string{
-			"dev.dockerworker.task-id":   r.taskID,
-			"dev.dockerworker.run-id":    strconv.Itoa(r.runID),
-			"dev.dockerworker.worker-id": cfg.WorkerID,
-		},
+		Labels:      r.containerLabels(),
 	}, nil
 }
 
@@ -362,4 +358,12 @@ type containerFiles struct {
 
 func (c containerFiles) CopyFrom(ctx context.Context, path string) (io.ReadCloser, bool, error) {
 	return c.d.CopyFrom(ctx, c.id, path)
+}
+
+// containerLabels label the task container with its run and its worker.
+func (r *run) containerLabels() map[string]string {
+	l := r.w.ownLabels()
+	l[labelTaskID] = r.taskID
+	l[labelRunID] = strconv.Itoa(r.runID)
+	return l
 }

@@ -44,4 +44,7 @@ type Docker interface {
 	Kill(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, bool, error)
+	// ListContainers lists the containers (stopped ones included) that
+	// carry all of labels.
+	ListContainers(ctx context.Context, labels map[string]string) ([]docker.ContainerState, error)
 }

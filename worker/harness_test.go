@@ -29,6 +29,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockerfake"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
@@ -297,6 +298,11 @@ type setup struct {
 	// (default: the admin client, scope *).
 	anonymousScopes *[]string
 	workerScopes    []string
+	// stateDir, when set, is the worker's journal directory; beforeRun is
+	// called with the queue up and before the worker starts (to leave
+	// what a killed worker process would).
+	stateDir  string
+	beforeRun func(t *testing.T, admin *tc.Client, fake *dockerfake.Fake, cfg *config.Config)
 }
 
 // env is a running worker, embedded queue and fake Docker in one synctest
@@ -408,7 +414,18 @@ func start(t *testing.T, s setup) *env {
 	feats = append(feats, backinglog.New(t.TempDir()), image.New(icfg))
 	feats = append(feats, s.extra...)
 	logs := &logBuffer{}
+	if s.beforeRun != nil {
+		s.beforeRun(t, client, fake, cfg)
+	}
+	var jnl *journal.Journal
+	if s.stateDir != "" {
+		if jnl, err = journal.Open(s.stateDir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { jnl.Close() })
+	}
 	w := worker.New(worker.Options{
+		Journal:     jnl,
 		Config:      cfg,
 		Queue:       workerClient,
 		StatusQueue: tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient}),

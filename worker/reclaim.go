@@ -78,6 +78,7 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 		r.creds = resp.Credentials
 		r.takenUntil = resp.TakenUntil
 		r.mu.Unlock()
+		r.journalReclaimed(resp.Credentials, resp.TakenUntil)
 		if failures > 0 {
 			r.logger.Info("reclaimed task after failures", "takenUntil", resp.TakenUntil, "failures", failures)
 		} else {

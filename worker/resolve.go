@@ -62,6 +62,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		full += "/" + reason
 	}
 
+	r.journalResolving(full)
 	end := r.claimWindow()
 	ctx, cancel := context.WithDeadline(ctx, end.Add(callTimeout))
 	defer cancel()

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tasklog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
@@ -59,6 +61,9 @@ type run struct {
 	takenUntil time.Time
 
 	active []activeFeature
+
+	// journal is the run's journal entry (nil without a journal).
+	journal *journal.Entry
 
 	// marks are when each phase of the run ended, for the timings record.
 	marks []mark
@@ -150,6 +155,8 @@ func (r *run) run() {
 		}
 	}()
 	ctx := r.ctx
+	r.beginJournal()
+	defer r.endJournal()
 	r.w.hooks.emit(features.Event{Kind: features.Claimed, Run: r.ref(), At: r.start})
 	r.logger.Info("run task")
 
@@ -177,22 +184,26 @@ func (r *run) run() {
 	// The log is complete: seal it before anything uploads it.
 	r.log.Close()
 
-	if kind != taskerr.CanceledKind {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-		req := &features.FinishRequest{Success: success, Aborted: !out.exited}
-		err := r.eachPhase("finish", false, func(f activeFeature) error {
-			if p, ok := f.tf.(features.Finisher); ok {
-				return p.Finish(fctx, req)
-			}
-			return nil
-		})
-		cancel()
-		if err != nil {
-			r.logger.Error("finishing task", "error", err)
-			out.err = errors.Join(out.err, err)
-			success = false
-			kind = taskerr.Classify(out.err)
+	// The logs are uploaded whatever the end, a cancelled run's too (the
+	// queue accepts artifacts of a run resolved exception for a while).
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	req := &features.FinishRequest{Success: success, Aborted: !out.exited}
+	err := r.eachPhase("finish", false, func(f activeFeature) error {
+		if p, ok := f.tf.(features.Finisher); ok {
+			return p.Finish(fctx, req)
 		}
+		return nil
+	})
+	cancel()
+	switch {
+	case err != nil && kind == taskerr.CanceledKind:
+		// The run is resolved already; nothing to change in its report.
+		r.logger.Warn("uploading the logs of a cancelled task", "error", err)
+	case err != nil:
+		r.logger.Error("finishing task", "error", err)
+		out.err = errors.Join(out.err, err)
+		success = false
+		kind = taskerr.Classify(out.err)
 	}
 	r.mark(features.PhaseLogUploaded)
 
@@ -247,6 +258,79 @@ func (r *run) cleanup(ctx context.Context) {
 			r.logger.Warn("feature cleanup failed", "feature", f.name, "error", err)
 		}
 	}
+}
+
+// beginJournal records the claim in the worker's journal and keeps a copy
+// of the task log there. A run the journal cannot record still runs: it
+// just cannot be recovered should the process die.
+func (r *run) beginJournal() {
+	j := r.w.opts.Journal
+	if j == nil {
+		return
+	}
+	r.mu.Lock()
+	c := journal.Claim{
+		TaskID:      r.taskID,
+		RunID:       r.runID,
+		WorkerGroup: r.w.cfg.WorkerGroup,
+		WorkerID:    r.w.cfg.WorkerID,
+		Credentials: r.creds,
+		TakenUntil:  r.takenUntil,
+		Expires:     r.def.Expires,
+		LogName:     payloadLog(r.def.Payload),
+	}
+	r.mu.Unlock()
+	e, err := j.Begin(c)
+	if err != nil {
+		r.logger.Error("[alert-operator] cannot journal the run; it cannot be recovered after a crash", "error", err)
+		return
+	}
+	r.journal = e
+	r.log.AddSink(e)
+}
+
+// journalReclaimed records new credentials in the journal.
+func (r *run) journalReclaimed(creds tc.Credentials, takenUntil time.Time) {
+	if r.journal == nil {
+		return
+	}
+	if err := r.journal.Reclaimed(creds, takenUntil); err != nil {
+		r.logger.Warn("journal the reclaim", "error", err)
+	}
+}
+
+// journalResolving records the resolution about to be reported.
+func (r *run) journalResolving(resolution string) {
+	if r.journal == nil {
+		return
+	}
+	if err := r.journal.Resolving(resolution); err != nil {
+		r.logger.Warn("journal the resolution", "error", err)
+	}
+}
+
+// endJournal deletes the run's journal entry.
+func (r *run) endJournal() {
+	if r.journal == nil {
+		return
+	}
+	if err := r.journal.Done(); err != nil {
+		r.logger.Warn("remove the journal entry", "error", err)
+	}
+}
+
+// payloadLog reads payload.log leniently (the payload is not validated
+// yet).
+func payloadLog(payload json.RawMessage) string {
+	var p struct {
+		Log any `json:"log"`
+	}
+	if json.Unmarshal(payload, &p) == nil {
+		if s, ok := p.Log.(string); ok {
+			return s
+		}
+	}
+	return ""
 }
 
 func (r *run) header() {

@@ -50,8 +50,8 @@ type scenario struct {
 	// may be uploaded.
 	wantLog    []string
 	wantKilled bool
-	// wantNoReports: the worker neither resolves run 0 nor creates
-	// artifacts for it.
+	// wantNoReports: the worker does not resolve run 0 (the queue did);
+	// it may still upload its logs.
 	wantNoReports bool
 	check         func(t *testing.T, e *env, taskID string)
 }
@@ -100,6 +100,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"exception", "scheduled", "deadline-exceeded"}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Unsuccessful task run with exit code: -1"},
 			check: func(t *testing.T, e *env, _ string) {
 				c := e.docker.Containers()[0]
 				if got := c.Stopped.Sub(c.Created); got != taskDeadline {
@@ -136,6 +137,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"exception", "scheduled", "canceled"}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Task was canceled by the queue."},
 		},
 		{
 			name:    "Runs().Cancel stops the run",
@@ -150,12 +152,13 @@ func TestRunner(t *testing.T) {
 					t.Error("Runs().Cancel found run 1, which the worker never held")
 				}
 			},
-			// As when the queue cancels: the container is killed, and
-			// neither the log nor a resolution is reported.
+			// As when the queue cancels: the container is killed, the log
+			// uploaded, and no resolution reported.
 			idle:          true,
 			wantRuns:      []runWant{{"running", "scheduled", ""}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"cancelled by the test"},
 		},
 		{
 			name: "reclaim answered 409 stops the task",
@@ -168,6 +171,7 @@ func TestRunner(t *testing.T) {
 			wantRuns:      []runWant{{"running", "scheduled", ""}},
 			wantKilled:    true,
 			wantNoReports: true,
+			wantLog:       []string{"Could not reclaim task."},
 			check: func(t *testing.T, e *env, taskID string) {
 				if got := len(e.faults.requests(taskID + "/runs/0/reclaim")); got != 1 {
 					t.Errorf("%d reclaims, want 1 (a conflict is not retried)", got)
@@ -178,7 +182,9 @@ func TestRunner(t *testing.T) {
 			// A reclaim failing with 5xx is retried until takenUntil, not
 			// given up after the client's few attempts. When the claim runs
 			// out, the run is the queue's (claim-expired, retried): the
-			// container is killed and nothing is reported for it.
+			// container is killed and no resolution is reported for it
+			// (its log is uploaded if the queue still takes it, as for a
+			// cancelled run).
 			name: "reclaim failing with 5xx until takenUntil loses the claim",
 			setup: setup{
 				script: func(spec docker.ContainerSpec) dockerfake.Script {
@@ -194,6 +200,7 @@ func TestRunner(t *testing.T) {
 				{"exception", "scheduled", "claim-expired"},
 				{"completed", "retry", "completed"},
 			},
+			wantLog:       []string{"working", "Task was canceled by the queue. claim lost: could not reclaim the task before takenUntil"},
 			wantKilled:    true,
 			wantNoReports: true,
 			check: func(t *testing.T, e *env, taskID string) {
@@ -402,7 +409,7 @@ func runScenario(t *testing.T, tt scenario) {
 		}
 		if tt.wantNoReports {
 			for _, r := range e.faults.requests(taskID + "/runs/0/") {
-				if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") {
+				if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") && !strings.Contains(r.Path, "/artifacts/") {
 					t.Errorf("the worker called %s %s", r.Method, r.Path)
 				}
 			}

@@ -54,5 +54,7 @@ func (t *taskView) Worker() features.WorkerInfo {
 		InstanceType:  c.InstanceType,
 		Region:        c.Region,
 		Hostname:      c.Host,
+
+		ContainerLabels: t.r.w.ownLabels(),
 	}
 }

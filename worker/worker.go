@@ -14,6 +14,7 @@ import (
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -46,6 +47,10 @@ type Options struct {
 	Hostname string
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Journal, when set, records every run the worker holds so that the
+	// next process can finish them if this one dies; Run finishes the
+	// runs a previous process left before it claims anything.
+	Journal *journal.Journal
 }
 
 // StopMode is how a worker stops.
@@ -268,7 +273,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	return runErr
 }
 
-// init calls every extension's Init, then the start hooks.
+// init calls every extension's Init, recovers what a previous process
+// left, then calls the start hooks.
 func (w *Worker) init(ctx context.Context) error {
 	h := &hostView{w: w}
 	var exts []features.Extension
@@ -284,6 +290,9 @@ func (w *Worker) init(ctx context.Context) error {
 		}
 	}
 	h.sealed = true
+	// What a killed process left goes first, so that the start hooks (the
+	// cache settling its instances, for one) see its containers gone.
+	w.recoverLeftovers(ctx)
 	for _, hook := range w.hooks.start {
 		if err := hook(ctx); err != nil {
 			return fmt.Errorf("before the first claim: %w", err)

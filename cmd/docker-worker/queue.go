@@ -160,6 +160,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.PublicIP == "" {
 		cfg.PublicIP = "127.0.0.1"
 	}
+	// The worker's journal lives beside the queue's state too.
+	if cfg.StateDir == config.DefaultStateDir {
+		cfg.StateDir = filepath.Join(q.DataDir, "worker-state")
+	}
 	// Chain of trust signs with a key of its own, kept beside the queue's
 	// state, unless the config names one.
 	if cfg.Ed25519SigningKeyLocation == config.DefaultEd25519SigningKeyLocation {

@@ -30,8 +30,9 @@ type Feature struct {
 }
 
 var (
-	_ features.Feature  = (*Feature)(nil)
-	_ features.AlwaysOn = (*Feature)(nil)
+	_ features.Feature   = (*Feature)(nil)
+	_ features.AlwaysOn  = (*Feature)(nil)
+	_ features.Recoverer = (*Feature)(nil)
 )
 
 // New returns the feature; tempDir may be empty.
@@ -97,6 +98,24 @@ func (k *task) Finish(ctx context.Context, _ *features.FinishRequest) error {
 		return err
 	}
 	if err := pub.Link(ctx, live, backing, k.t.Expires()); err != nil {
+		return fmt.Errorf("link live log: %w", err)
+	}
+	return nil
+}
+
+// Recover implements features.Recoverer: it uploads the log a killed
+// worker process left, under the names the task asked for.
+func (f *Feature) Recover(ctx context.Context, r features.RecoveredRun) error {
+	c := logcopy.Copy{What: "recovered task log", Dir: f.TempDir, Pattern: "task-log-*.log.gz"}
+	if err := c.Fill(ctx, r.OpenLog); err != nil {
+		return err
+	}
+	defer c.Cleanup(ctx)
+	live, backing := Names(r.PayloadLog)
+	if err := c.Upload(ctx, r.Artifacts, logcopy.Artifact{Name: backing, ContentType: contentType, Expires: r.Expires}); err != nil {
+		return err
+	}
+	if err := r.Artifacts.Link(ctx, live, backing, r.Expires); err != nil {
 		return fmt.Errorf("link live log: %w", err)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,7 +150,11 @@ func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, resp *fe
 		return taskerr.InternalError(fmt.Errorf("dind: socket directory: %w", err))
 	}
 	k.dir = dir
-	id, err := k.cfg.Docker.Create(ctx, SideContainerSpec(k.cfg.Image, dir, k.t.TaskID(), k.t.RunID()))
+	spec := SideContainerSpec(k.cfg.Image, dir, k.t.TaskID(), k.t.RunID())
+	// The worker's labels let a restarted worker remove a side container
+	// a killed one left.
+	maps.Copy(spec.Labels, k.t.Worker().ContainerLabels)
+	id, err := k.cfg.Docker.Create(ctx, spec)
 	if err != nil {
 		return taskerr.InternalError(fmt.Errorf("dind: create the service container: %w", err))
 	}

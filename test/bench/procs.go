@@ -134,8 +134,8 @@ func (e *env) startWorkerAt(ctx context.Context, rootURL string, capacity int, e
 	cfg := fmt.Sprintf("rootUrl: %s\ntaskcluster: {clientId: %s, accessToken: %s}\n"+
 		"provisionerId: bench\nworkerType: %s\nworkerGroup: bench\nworkerId: bench-1\n"+
 		"capacity: %d\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 2000}\nlogging: {liveLogBindAddress: 127.0.0.1}\n"+
-		"capacityManagement: {diskspaceThreshold: 1000000000}\n%s",
-		rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, extra)
+		"capacityManagement: {diskspaceThreshold: 1000000000}\nstateDir: %s\n%s",
+		rootURL, e.creds.ClientID, e.creds.AccessToken, wt, capacity, filepath.Join(e.dir, wt+"-state"), extra)
 	path := filepath.Join(e.dir, wt+".yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

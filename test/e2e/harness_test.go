@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +166,9 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 	t.Helper()
 	dc := dockertest.Require(t)
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	if cfg.StateDir == config.DefaultStateDir {
+		cfg.StateDir = t.TempDir()
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -321,3 +326,22 @@ func workerBinary(t *testing.T) string {
 
 // dockertestRequire fails (CI) or skips when no Docker daemon answers.
 func dockertestRequire(t *testing.T) { t.Helper(); dockertest.Require(t) }
+
+// wantOnlyLogs checks that a run the queue resolved (cancelled, deadline)
+// got its task log and no other artifact, once the worker is done with
+// it, and that the log holds line.
+func (q *queueEnv) wantOnlyLogs(t *testing.T, we *workerEnv, taskID string, line string) {
+	t.Helper()
+	for start := time.Now(); we.logs.count("task resolved") == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("the worker did not finish the run")
+		}
+	}
+	arts := q.artifacts(t, taskID, 0)
+	names := slices.Sorted(maps.Keys(arts))
+	if want := []string{"public/logs/live.log", "public/logs/live_backing.log"}; !slices.Equal(names, want) {
+		t.Errorf("artifacts of the resolved run: %v, want %v", names, want)
+		return
+	}
+	mustContain(t, q.logOf(t, taskID, 0, "public/logs/live_backing.log"), line)
+}

@@ -80,7 +80,7 @@ func TestReclaim(t *testing.T) {
 // reclaim_test "task canceled when reclaiming past deadline": the queue
 // resolves the run deadline-exceeded; the worker stops the task (at the
 // deadline itself, which bounds maxRunTime, or at the reclaim that then
-// answers 409) and reports nothing, uploading no log.
+// answers 409) and reports nothing; it uploads the task log.
 func TestReclaimPastDeadline(t *testing.T) {
 	q := startQueue(t, nil)
 	cfg := q.workerConfig("deadline")
@@ -100,9 +100,7 @@ func TestReclaimPastDeadline(t *testing.T) {
 	if we.logs.count("error reclaiming task")+we.logs.count("task deadline passed") == 0 {
 		t.Error("the worker logged neither the deadline nor a failed reclaim")
 	}
-	if arts := q.artifacts(t, id, 0); len(arts) != 0 {
-		t.Errorf("artifacts after cancellation: %v", arts)
-	}
+	q.wantOnlyLogs(t, we, id, "Unsuccessful task run with exit code: -1")
 }
 
 // writeConfig writes a worker config file for the built binary.
@@ -113,7 +111,8 @@ func writeConfig(t *testing.T, c *config.Config) string {
 		"provisionerId: " + c.ProvisionerID + "\nworkerType: " + c.WorkerType + "\n" +
 		"workerGroup: " + c.WorkerGroup + "\nworkerId: " + c.WorkerID + "\n" +
 		"workerNodeType: test-worker\npublicIp: 127.0.0.1\ntaskQueue: {pollInterval: 100, maxBackoff: 1000}\n" +
-		"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n"
+		"logging: {liveLogBindAddress: 127.0.0.1}\ncapacityManagement: {diskspaceThreshold: 1000000000}\n" +
+		"stateDir: " + t.TempDir() + "\n"
 	p := filepath.Join(t.TempDir(), "worker.yml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

@@ -120,7 +120,7 @@ var featureDeps = []string{
 }
 
 // testHelpers may be imported by any package's _test.go files.
-var testHelpers = []string{"worker/docker/dockertest", "worker/docker/dockerfake", "worker/pulse/pulsetest", "features/featuretest"}
+var testHelpers = []string{"worker/docker/dockertest", "worker/docker/dockerfake", "worker/pulse/pulsetest", "features/featuretest", "test/faultproxy"}
 
 // rules is the import allow-list; the first rule whose pkg matches the
 // importing package applies, and a package no rule matches is an error.
@@ -170,6 +170,8 @@ var forbidden = []struct {
 	{imp: "worker/pulse/pulsetest", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
 	{imp: "features/featuretest", except: []string{"test/..."}, tests: true,
+		why: "test helpers are for _test.go files"},
+	{imp: "test/faultproxy", except: []string{"test/..."}, tests: true,
 		why: "test helpers are for _test.go files"},
 }
 

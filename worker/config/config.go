@@ -61,6 +61,10 @@ type Config struct {
 	Registries         map[string]RegistryCredentials `yaml:"registries"`
 	Cache              CacheConfig                    `yaml:"cache"`
 	CapacityManagement CapacityManagementConfig       `yaml:"capacityManagement"`
+	// StateDir holds the worker's journal of the runs it holds (claims,
+	// temporary credentials, task logs so far) and its scratch files, so
+	// that a restarted worker can finish what a killed one left.
+	StateDir string `yaml:"stateDir"`
 	// DockerVolume is the filesystem whose free space is checked before
 	// claiming ("": Docker's data directory).
 	DockerVolume      string                  `yaml:"dockerVolume"`

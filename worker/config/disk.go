@@ -48,6 +48,7 @@ const (
 	DefaultRegistry             = "registry.hub.docker.com"
 	DefaultPullStallTimeout     = 5 * 60 * 1000
 	DefaultVolumeCachePath      = "/var/cache/docker-worker"
+	DefaultStateDir             = "/var/lib/docker-worker"
 	DefaultPurgeRequestInterval = 60 * 1000
 	DefaultDiskspaceThreshold   = 30_000_000_000
 	DefaultImageExpiration      = 2 * 60 * 60 * 1000
@@ -64,6 +65,7 @@ func (c *Config) defaultDisk() {
 		ContainerExpiration: DefaultContainerExpiration,
 	}
 	c.Registries = map[string]RegistryCredentials{}
+	c.StateDir = DefaultStateDir
 }
 
 // validateDisk checks the image, cache and disk keys.
@@ -73,6 +75,9 @@ func (c *Config) validateDisk(bad func(key, format string, args ...any)) {
 	}
 	if p := c.Cache.VolumeCachePath; !filepath.IsAbs(p) {
 		bad("cache.volumeCachePath", "must be an absolute path, got %q", p)
+	}
+	if p := c.StateDir; !filepath.IsAbs(p) {
+		bad("stateDir", "must be an absolute path, got %q", p)
 	}
 	if c.Cache.PurgeRequestInterval < 0 {
 		bad("cache.purgeRequestInterval", "must not be negative, got %d", c.Cache.PurgeRequestInterval)

@@ -30,6 +30,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/diskgc"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -80,6 +81,14 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	fail := func(err error) (*Worker, error) {
 		out.Close()
 		return nil, err
+	}
+	j, err := journal.Open(cfg.StateDir)
+	if err != nil {
+		return fail(fmt.Errorf("stateDir %s: %w", cfg.StateDir, err))
+	}
+	out.closers = append(out.closers, j.Close)
+	if opts.TempDir == "" {
+		opts.TempDir = j.TempDir()
 	}
 	dc := opts.Docker
 	if dc == nil {
@@ -136,6 +145,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		Validator:   validator,
 		Features:    feats,
 		Extensions:  exts,
+		Journal:     j,
 		Logger:      opts.Logger,
 		Version:     opts.Version,
 		Hostname:    opts.Hostname,

@@ -77,6 +77,7 @@ func TestBuildWithUnusableCertificate(t *testing.T) {
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
 	cfg.SSL.Certificate = filepath.Join(t.TempDir(), "absent.crt")
 	cfg.SSL.Key = filepath.Join(t.TempDir(), "absent.key")
+	cfg.StateDir = t.TempDir()
 	var logs bytes.Buffer
 	w, err := Build(t.Context(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Docker: dc})
 	if err != nil {

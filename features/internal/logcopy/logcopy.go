@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -41,6 +42,25 @@ func (c *Copy) Open(_ context.Context, _ *features.OpenRequest, resp *features.O
 	}
 	c.file = l
 	resp.LogSinks = append(resp.LogSinks, l)
+	return nil
+}
+
+// Fill creates the file from a complete log that open returns, instead of
+// collecting it from the task log (see Open).
+func (c *Copy) Fill(ctx context.Context, open func(context.Context) (io.ReadCloser, error)) error {
+	l, err := wa.NewLogFile(c.Dir, c.Pattern)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.What, err)
+	}
+	c.file = l
+	rc, err := open(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.What, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(l, rc); err != nil {
+		return fmt.Errorf("%s: %w", c.What, err)
+	}
 	return nil
 }
 

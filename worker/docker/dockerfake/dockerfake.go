@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -599,4 +600,31 @@ func (s *stream) Close() error {
 	}
 	s.signal()
 	return nil
+}
+
+// ListContainers lists the containers not removed whose spec carries all of
+// labels, in creation order.
+func (f *Fake) ListContainers(_ context.Context, labels map[string]string) ([]docker.ContainerState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []docker.ContainerState
+	for _, id := range f.order {
+		c := f.containers[id]
+		if c.Removed || !hasLabels(c.Spec.Labels, labels) {
+			continue
+		}
+		st := map[state]string{created: "created", running: "running", stopped: "exited"}[c.state]
+		out = append(out, docker.ContainerState{ID: id, ImageID: ImageID(c.Spec.Image), State: st,
+			Labels: maps.Clone(c.Spec.Labels), Created: c.Created})
+	}
+	return out, nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
