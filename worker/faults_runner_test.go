@@ -221,6 +221,41 @@ func TestRunnerFaults(t *testing.T) {
 			},
 		},
 		{
+			// reportCompleted hangs (no answer, no error) for 2 minutes:
+			// each attempt is abandoned after its timeout and retried,
+			// and the report goes through once the queue answers again.
+			name: "reportCompleted hanging for 2 minutes: retried after each timeout",
+			setup: setup{
+				script: exitsAfter(time.Minute),
+				hooks: &hooks{finish: func(_ context.Context, e *env) error {
+					e.outage.Do(func() {
+						e.faults.set(fault{"POST", "/runs/0/completed", -1})
+						go func() {
+							time.Sleep(2 * time.Minute)
+							e.faults.set()
+						}()
+					})
+					return nil
+				}},
+			},
+			payload:  payload(600, "true"),
+			wantRuns: []runWant{{"completed", "scheduled", "completed"}},
+			wantLog:  []string{"finished"},
+			check: func(t *testing.T, e *env, taskID string) {
+				reqs := onlyResolution(t, e, taskID, "completed")
+				var hung int
+				for _, r := range reqs {
+					if r.Faulted {
+						hung++
+					}
+				}
+				if hung < 2 || len(reqs) != hung+1 {
+					t.Errorf("%d reportCompleted calls, %d of them hung: want several hung, then one answered", len(reqs), hung)
+				}
+				noResolveErrors(t, e)
+			},
+		},
+		{
 			// Every reportCompleted is applied but its answer lost: the
 			// worker retries (the queue answers a repeated resolution with
 			// the status, but that answer is lost too) until the claim's

@@ -97,7 +97,9 @@ func (memAddr) String() string  { return "queue.test:80" }
 
 // fault makes the queue answer the requests whose method is method and
 // whose path ends with suffix with status, without handling them; status
-// 0 closes the connection without an answer (a network error).
+// 0 closes the connection without an answer (a network error), and a
+// negative status never answers (the request hangs until the client gives
+// up on it).
 type fault struct {
 	method, suffix string
 	status         int
@@ -174,13 +176,13 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	if down && r.Header.Get(testerHeader) == "" {
 		f.record(request{r.Method, p, time.Now(), true, 0})
-		injectFault(w, 0)
+		injectFault(w, r, 0)
 		return
 	}
 	for _, rule := range rules {
 		if rule.matches(r, p) {
 			f.record(request{r.Method, p, time.Now(), true, rule.status})
-			injectFault(w, rule.status)
+			injectFault(w, r, rule.status)
 			return
 		}
 	}
@@ -188,7 +190,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rule.matches(r, p) {
 			f.record(request{r.Method, p, time.Now(), true, rule.status})
 			f.next.ServeHTTP(discard{header: http.Header{}}, r)
-			injectFault(w, rule.status)
+			injectFault(w, r, rule.status)
 			return
 		}
 	}
@@ -197,8 +199,13 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // injectFault answers status with a Taskcluster error body, or, for status
-// 0, closes the connection without an answer.
-func injectFault(w http.ResponseWriter, status int) {
+// 0, closes the connection without an answer; for a negative status it
+// waits until the client goes away.
+func injectFault(w http.ResponseWriter, r *http.Request, status int) {
+	if status < 0 {
+		<-r.Context().Done()
+		return
+	}
 	if status == 0 {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
