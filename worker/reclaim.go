@@ -48,7 +48,9 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 			resp, err = r.queue().ReclaimTask(actx, r.taskID, r.runID)
 			if err != nil && transient(err) {
 				failures++
-				r.logger.Warn("reclaim failed; retrying until takenUntil", "takenUntil", until, "error", err)
+				if r.w.now().Before(until) {
+					r.logger.Warn("reclaim failed; retrying until takenUntil", "takenUntil", until, "error", err)
+				}
 			}
 			return err
 		})

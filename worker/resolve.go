@@ -15,10 +15,12 @@ import (
 // run: the queue resolved it) and emits the Resolved event.
 //
 // The report is one resolution, decided once and never changed: it is
-// retried (see report) but never replaced by another. A 409 answer is
-// checked against the task's status: when the run already holds exactly
+// retried within the claim's window (see untilWindowEnds) but never
+// replaced by another. A 409 answer, or a failure once the window is over,
+// is checked against the task's status: when the run already holds exactly
 // this resolution (an earlier attempt was applied but its answer lost) the
-// report succeeded; otherwise the queue resolved the run first.
+// report succeeded; after a 409 otherwise, the queue resolved the run
+// first.
 //
 // ctx should carry no deadline of its own: the report bounds its retries
 // by the claim (see claimWindow).
@@ -68,7 +70,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 	defer cancel()
 	err := r.untilWindowEnds(ctx, callTimeout, func() time.Time { return end }, func(actx context.Context) error {
 		err := call(actx, r.queue())
-		if err != nil && transient(err) {
+		if err != nil && transient(err) && r.w.now().Before(end) {
 			r.logger.Warn("report failed; retrying", "taskState", full, "until", end, "error", err)
 		}
 		return err
