@@ -11,14 +11,40 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
+	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/scopes"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
 
 // execute runs everything up to and including the Exited phase: the
 // always-on features, the header, validation, the payload features, the
-// scope check, the image, Prepare and the container.
+// scope check, the image, Prepare and the container. A run cut off by the
+// Docker daemon going away says so in its log; taskerr classifies it
+// worker-shutdown.
 func (r *run) execute(ctx context.Context) outcome {
+	out := r.executeSteps(ctx)
+	if de, ok := docker.AsDaemonError(out.err); ok {
+		msg := faultMessage(out.err)
+		r.logger.Error("task cut off by a Docker daemon fault", "error", msg)
+		r.log.Errorf("%s: %s", de.What, msg)
+	}
+	return out
+}
+
+// faultMessage is the message of the first of err's joined errors that
+// holds a Docker daemon error: the failed step with its cause.
+func faultMessage(err error) string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if _, ok := docker.AsDaemonError(e); ok {
+				return faultMessage(e)
+			}
+		}
+	}
+	return err.Error()
+}
+
+func (r *run) executeSteps(ctx context.Context) outcome {
 	out := outcome{exitCode: -1}
 	fail := func(err error) outcome { out.err = errors.Join(out.err, err); return out }
 

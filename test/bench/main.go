@@ -1,7 +1,8 @@
 // Command bench measures docker-worker against bare Docker on this machine:
 // per-task overhead over `docker run --rm`, throughput against a parallel
 // shell loop, worker memory, and (where the features exist) live-log latency,
-// artifact upload speed and cancellation latency. It starts the real binary
+// artifact upload speed, cancellation latency (status polling and Pulse)
+// and the time to the first claim after a crash. It starts the real binary
 // twice, as `docker-worker queue` and `docker-worker run`, talking over HTTP,
 // and the real dockerd. Every figure is paired with a baseline measured in
 // the same run, interleaved where possible. It prints a Markdown table and
@@ -30,8 +31,12 @@ func main() {
 	flag.IntVar(&o.taskImageMiB, "task-image-mib", 256, "size of the task image's data layer in MiB (0 skips the task-image rows)")
 	flag.IntVar(&o.taskImageRounds, "task-image-rounds", 2, "interleaved rounds of the task-image rows")
 	flag.IntVar(&o.statusPollMs, "status-poll-ms", 1000, "the worker's task.statusPollInterval for the cancellation row")
+	flag.IntVar(&o.pulseCancelN, "pulse-cancel-n", 20, "cancellations to time with a Pulse-only worker (0 skips)")
+	flag.StringVar(&o.pulseURL, "pulse-url", defaultBroker(), "RabbitMQ broker for the queue's Pulse messages and the Pulse cancellation row (empty skips the row)")
+	flag.IntVar(&o.crashRounds, "crash-rounds", 3, "rounds of first claim after a crash vs after a clean start (0 skips)")
 	flag.StringVar(&o.image, "image", "docker-worker-test/busybox:latest", "image for every task and docker run")
 	flag.StringVar(&o.out, "out", "bench-results.json", "where to write the JSON results")
+	flag.StringVar(&o.workerLogs, "worker-logs", "", "directory to keep each worker process's log in (default: not kept)")
 	flag.StringVar(&o.bin, "bin", "", "docker-worker binary (default: build ./cmd/docker-worker)")
 	flag.Parse()
 
@@ -41,4 +46,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// defaultBroker is the RabbitMQ broker test/setup-env.sh starts, or
+// DW_TEST_AMQP_URL when set (as the tests take it).
+func defaultBroker() string {
+	if u := os.Getenv("DW_TEST_AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
 }

@@ -22,6 +22,12 @@ func (e *env) createTask(ctx context.Context, w *workerProc, command []string, m
 // createTaskPayload submits a task whose payload is extra plus the image
 // and maxRunTime.
 func (e *env) createTaskPayload(ctx context.Context, w *workerProc, extra map[string]any, maxRunTime int) (string, error) {
+	return e.createTaskFor(ctx, w.workerType, extra, maxRunTime)
+}
+
+// createTaskFor is createTaskPayload for a worker type whose worker may
+// not run yet.
+func (e *env) createTaskFor(ctx context.Context, workerType string, extra map[string]any, maxRunTime int) (string, error) {
 	payload := map[string]any{"image": e.o.image, "maxRunTime": maxRunTime}
 	for k, v := range extra {
 		payload[k] = v
@@ -29,7 +35,7 @@ func (e *env) createTaskPayload(ctx context.Context, w *workerProc, extra map[st
 	now := time.Now().UTC()
 	ts := func(t time.Time) string { return t.Format("2006-01-02T15:04:05.000Z") }
 	def := map[string]any{
-		"provisionerId": "bench", "workerType": w.workerType,
+		"provisionerId": "bench", "workerType": workerType,
 		"created": ts(now), "deadline": ts(now.Add(2 * time.Hour)), "expires": ts(now.Add(24 * time.Hour)),
 		"payload": payload,
 		"metadata": map[string]any{"name": "bench", "description": "make bench", "owner": "bench@localhost",
@@ -225,7 +231,8 @@ func machine() string {
 }
 
 // cancellation times cancelTask → the task container gone, with the worker
-// polling task status every statusPollMs (it has no Pulse consumer yet).
+// polling task status every statusPollMs and no Pulse consumer (the
+// fallback path; pulseCancellation measures the Pulse one).
 func (e *env) cancellation(ctx context.Context, r *results) error {
 	w, err := e.startWorkerWith(ctx, 1, fmt.Sprintf("task: {statusPollInterval: %d}\n", e.o.statusPollMs))
 	if err != nil {

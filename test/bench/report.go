@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,13 @@ type results struct {
 	RSSIdleMiB               *float64 `json:"rss_idle_mib"`
 	RSS4TasksMiB             *float64 `json:"rss_4tasks_mib"`
 	CancelLatencyMs          *float64 `json:"cancel_latency_ms"`
+	// Cancellation through Pulse (no status polling): median and p99.
+	CancelLatencyPulseMs    *float64 `json:"cancel_latency_pulse_ms"`
+	CancelLatencyPulseP99Ms *float64 `json:"cancel_latency_pulse_p99_ms"`
+	// Process start → first claim (medians): restarted on the state of a
+	// SIGKILLed process that left running tasks, and a fresh start.
+	FirstClaimAfterCrashMs *float64 `json:"first_claim_after_crash_ms"`
+	FirstClaimCleanMs      *float64 `json:"first_claim_clean_ms"`
 	// Task image: first use claim→started over the shell pipeline, second
 	// use over a named local image, and downloads (in artifact sizes)
 	// when four tasks start at once on an uncached image.
@@ -46,11 +54,22 @@ type samples struct {
 	RSSIdleMiB              float64              `json:"rss_idle_mib"`
 	RSS4TasksMiB            float64              `json:"rss_4tasks_mib"`
 	CancelMs                []float64            `json:"cancel_ms"`
-	LivelogDelayMs          []float64            `json:"livelog_delay_ms"`
-	ArtifactIncompressible  uploadSample         `json:"artifact_incompressible"`
-	ArtifactText            uploadSample         `json:"artifact_text"`
-	StatusPollMs            int                  `json:"status_poll_ms"`
-	TaskImage               taskImageSample      `json:"task_image"`
+	PulseCancelMs           []float64            `json:"pulse_cancel_ms"`
+	FirstClaimCleanMs       []float64            `json:"first_claim_clean_ms"`
+	FirstClaimAfterCrashMs  []float64            `json:"first_claim_after_crash_ms"`
+	// Per crash round: the killed process's containers still there at the
+	// restarted worker's first claim, and what its recovery removed.
+	CrashLeftoverContainers []int `json:"crash_leftover_containers"`
+	CrashContainersRemoved  []int `json:"crash_containers_removed"`
+	// Per crash round: the restarted worker's containers left after the
+	// bench cancelled the tasks and stopped it (SIGTERM); the bench
+	// removes them.
+	CrashLeftAfterStop     []int           `json:"crash_left_after_stop"`
+	LivelogDelayMs         []float64       `json:"livelog_delay_ms"`
+	ArtifactIncompressible uploadSample    `json:"artifact_incompressible"`
+	ArtifactText           uploadSample    `json:"artifact_text"`
+	StatusPollMs           int             `json:"status_poll_ms"`
+	TaskImage              taskImageSample `json:"task_image"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -65,6 +84,13 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMaxInt(xs []int) (int, int) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	return slices.Min(xs), slices.Max(xs)
 }
 
 func minMax(xs []float64) (float64, float64) {
@@ -130,6 +156,12 @@ func run(ctx context.Context, o options) error {
 		}
 		return err
 	}
+	if err := optional("cancel_latency_pulse_ms", "cancellation through Pulse", e.pulseCancellation); err != nil {
+		return err
+	}
+	if err := optional("first_claim_after_crash_ms", "first claim after a crash", e.crashRecovery); err != nil {
+		return err
+	}
 	if err := optional("livelog_p99_ms", "live log latency", e.livelog); err != nil {
 		return err
 	}
@@ -143,6 +175,18 @@ func run(ctx context.Context, o options) error {
 	if err := optional("task_image_first_ratio", "task image", e.taskImage); err != nil {
 		return err
 	}
+	r.summarize(o)
+	fmt.Println(table(r, o))
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+}
+
+// summarize sets the headline figures from the samples, and the reason
+// for each one left null.
+func (r *results) summarize(o options) {
 	s := &r.Samples
 	if ti := s.TaskImage; len(ti.FirstWorkerMs) > 0 && ti.ArtifactBytes > 0 {
 		r.TaskImageFirstRatio = ptr(median(ti.FirstWorkerMs) / median(ti.FirstPipelineMs))
@@ -171,13 +215,18 @@ func run(ctx context.Context, o options) error {
 	} else {
 		r.NotMeasured["cancel_latency_ms"] = "skipped (-cancel-n 0)"
 	}
-
-	fmt.Println(table(r, o))
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
+	if d := s.PulseCancelMs; len(d) > 0 {
+		r.CancelLatencyPulseMs = ptr(median(d))
+		r.CancelLatencyPulseP99Ms = ptr(percentile(d, 0.99))
+	} else if why, ok := r.NotMeasured["cancel_latency_pulse_ms"]; ok {
+		r.NotMeasured["cancel_latency_pulse_p99_ms"] = why
 	}
-	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+	if len(s.FirstClaimAfterCrashMs) > 0 {
+		r.FirstClaimAfterCrashMs = ptr(median(s.FirstClaimAfterCrashMs))
+		r.FirstClaimCleanMs = ptr(median(s.FirstClaimCleanMs))
+	} else if why, ok := r.NotMeasured["first_claim_after_crash_ms"]; ok {
+		r.NotMeasured["first_claim_clean_ms"] = why
+	}
 }
 
 // table renders the Markdown summary.
@@ -198,8 +247,27 @@ func table(r *results, o options) string {
 	fmt.Fprintf(&b, "| worker RSS, %d tasks | peak while %d tasks print for 5 s (50 ms samples) | %.1f MiB | | | < 60 MiB |\n", o.capacity, o.capacity, s.RSS4TasksMiB)
 	if len(s.CancelMs) > 0 {
 		lo, hi := minMax(s.CancelMs)
-		fmt.Fprintf(&b, "| cancellation | %d × cancelTask → container gone (status polled every %d ms; no Pulse yet) | median %.0f ms (min %.0f, max %.0f) | | | ≤ 2000 ms with Pulse |\n",
+		fmt.Fprintf(&b, "| cancellation, status polling | %d × cancelTask → container gone, worker without Pulse polling task status every %d ms (the fallback path) | median %.0f ms (min %.0f, max %.0f) | | | within the poll interval |\n",
 			len(s.CancelMs), s.StatusPollMs, median(s.CancelMs), lo, hi)
+	}
+	if d := s.PulseCancelMs; len(d) > 0 {
+		lo, _ := minMax(d)
+		fmt.Fprintf(&b, "| cancellation, Pulse | %d × cancelTask → container gone, worker stopped by the queue's task-exception message (no status polling) | median %.0f ms, p99 %.0f ms (min %.0f) | | | p99 ≤ 1000 ms |\n",
+			len(d), *r.CancelLatencyPulseMs, *r.CancelLatencyPulseP99Ms, lo)
+	}
+	if a, c := s.FirstClaimAfterCrashMs, s.FirstClaimCleanMs; len(a) > 0 {
+		alo, ahi := minMax(a)
+		clo, chi := minMax(c)
+		sum := func(xs []int) (n int) {
+			for _, x := range xs {
+				n += x
+			}
+			return n
+		}
+		removed, _ := minMaxInt(s.CrashContainersRemoved)
+		fmt.Fprintf(&b, "| first claim after a crash | process start → first `claimed task`, %d rounds: restarted on the state directory of a SIGKILLed worker that ran %d tasks (recovery first: removes their containers, uploads their logs, resolves them worker-shutdown) vs a fresh worker with an empty state directory and one task pending | median %.0f ms (%.0f–%.0f); recovery removed ≥ %d containers a round; %d of the killed process's containers left at the first claim, %d of the restarted worker's after it stopped | median %.0f ms (%.0f–%.0f) | ratio %.2f, %+.0f ms | 0 containers left |\n",
+			len(a), crashOrphans, *r.FirstClaimAfterCrashMs, alo, ahi, removed, sum(s.CrashLeftoverContainers), sum(s.CrashLeftAfterStop),
+			*r.FirstClaimCleanMs, clo, chi, *r.FirstClaimAfterCrashMs / *r.FirstClaimCleanMs, *r.FirstClaimAfterCrashMs-*r.FirstClaimCleanMs)
 	}
 	if d := s.LivelogDelayMs; len(d) > 0 {
 		_, hi := minMax(d)
@@ -233,7 +301,7 @@ func table(r *results, o options) string {
 		fmt.Fprintf(&b, "| task image, 4 concurrent first uses | artifact bytes served by the queue | %.2f × the artifact (%d of %d bytes) | | | once |\n",
 			*r.TaskImageConcurrentDownloads, ti.ConcurrentBytes, ti.ArtifactBytes)
 	}
-	for _, k := range []string{"livelog_p99_ms", "artifact_upload_ratio", "artifact_peak_rss_growth_mib", "cancel_latency_ms", "task_image_first_ratio"} {
+	for _, k := range []string{"livelog_p99_ms", "artifact_upload_ratio", "artifact_peak_rss_growth_mib", "cancel_latency_ms", "cancel_latency_pulse_ms", "first_claim_after_crash_ms", "task_image_first_ratio"} {
 		if why, ok := r.NotMeasured[k]; ok {
 			fmt.Fprintf(&b, "| %s | not measured: %s | | | | |\n", k, why)
 		}

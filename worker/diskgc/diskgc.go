@@ -35,6 +35,8 @@ const (
 	WorkerLabel = "dev.dockerworker.worker-id"
 	TaskLabel   = "dev.dockerworker.task-id"
 	RunLabel    = "dev.dockerworker.run-id"
+	// StateLabel is the identity of the worker's state directory.
+	StateLabel = "dev.dockerworker.state-id"
 )
 
 // Docker is what the collector needs of the Docker client.

@@ -5,6 +5,11 @@
 // tag of the caller's choosing, tags and lists local images, and runs task
 // containers through create, attach, start, wait, kill and remove.
 //
+// A call that the daemon cuts off rather than answers (it cannot be
+// reached, or a connection or stream to it breaks) fails with a
+// [DaemonError] under the call's usual message, so that the worker can
+// tell a daemon that went away from an error of the task.
+//
 // It is used by the worker core and its features; nothing here knows about
 // Taskcluster. A [Client] is safe for concurrent use.
 package docker
@@ -37,12 +42,22 @@ type Client struct {
 // negotiates the API version and pings the daemon. It fails if the daemon
 // does not answer before ctx is done.
 func New(ctx context.Context) (*Client, error) {
-	api, err := client.New(client.FromEnv)
+	return connect(ctx, client.FromEnv)
+}
+
+// NewHost is [New] for the daemon at host ("unix:///path/to/docker.sock",
+// "tcp://127.0.0.1:2375"), whatever the environment says.
+func NewHost(ctx context.Context, host string) (*Client, error) {
+	return connect(ctx, client.WithHost(host))
+}
+
+func connect(ctx context.Context, opt client.Opt) (*Client, error) {
+	api, err := client.New(opt)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), err), api.Close())
+		return nil, errors.Join(fmt.Errorf("ping docker daemon at %s: %w", api.DaemonHost(), fault(err)), api.Close())
 	}
 	return &Client{api: api}, nil
 }
@@ -56,7 +71,7 @@ func (c *Client) Close() error {
 // Ping checks that the daemon answers.
 func (c *Client) Ping(ctx context.Context) error {
 	if _, err := c.api.Ping(ctx, client.PingOptions{}); err != nil {
-		return fmt.Errorf("ping docker daemon: %w", err)
+		return fmt.Errorf("ping docker daemon: %w", fault(err))
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ func (c *Client) Commit(ctx context.Context, id, ref string) (string, error) {
 	}
 	res, err := c.api.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: image})
 	if err != nil {
-		return "", fmt.Errorf("commit container %s as %s: %w", id, image, err)
+		return "", fmt.Errorf("commit container %s as %s: %w", id, image, fault(err))
 	}
 	return res.ID, nil
 }
@@ -33,7 +33,7 @@ func (c *Client) SaveImage(ctx context.Context, ref string) (io.ReadCloser, erro
 	}
 	res, err := c.api.ImageSave(ctx, []string{image})
 	if err != nil {
-		return nil, fmt.Errorf("save image %s: %w", image, err)
+		return nil, fmt.Errorf("save image %s: %w", image, fault(err))
 	}
 	return res, nil
 }

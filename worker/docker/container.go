@@ -77,7 +77,7 @@ func (c *Client) Create(ctx context.Context, spec ContainerSpec) (string, error)
 		HostConfig: hc,
 	})
 	if err != nil {
-		return "", fmt.Errorf("create container from %q: %w", spec.Image, err)
+		return "", fmt.Errorf("create container from %q: %w", spec.Image, fault(err))
 	}
 	return res.ID, nil
 }
@@ -91,7 +91,7 @@ func (c *Client) Create(ctx context.Context, spec ContainerSpec) (string, error)
 func (c *Client) Attach(ctx context.Context, id string) (io.ReadCloser, error) {
 	info, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("attach to container %s: %w", id, err)
+		return nil, fmt.Errorf("attach to container %s: %w", id, fault(err))
 	}
 	tty := info.Container.Config != nil && info.Container.Config.Tty
 
@@ -101,7 +101,7 @@ func (c *Client) Attach(ctx context.Context, id string) (io.ReadCloser, error) {
 		Stderr: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("attach to container %s: %w", id, err)
+		return nil, fmt.Errorf("attach to container %s: %w", id, fault(err))
 	}
 	hr := res.HijackedResponse
 	stop := context.AfterFunc(ctx, hr.Close)
@@ -135,14 +135,16 @@ func (s *attachStream) Close() error { return s.close() }
 // start, for example because its command does not exist.
 func (c *Client) Start(ctx context.Context, id string) error {
 	if _, err := c.api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start container %s: %w", id, err)
+		return fmt.Errorf("start container %s: %w", id, fault(err))
 	}
 	return nil
 }
 
 // Wait blocks until the container is not running and returns its exit
 // code. If the container is not running when Wait is called it returns at
-// once. Cancelling ctx abandons the wait, not the container.
+// once. Cancelling ctx abandons the wait, not the container. A wait the
+// daemon cuts off (its connection breaks, the container vanishes) fails
+// with a [DaemonError].
 func (c *Client) Wait(ctx context.Context, id string) (int, error) {
 	res := c.api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
@@ -152,7 +154,12 @@ func (c *Client) Wait(ctx context.Context, id string) (int, error) {
 		}
 		return int(r.StatusCode), nil
 	case err := <-res.Error:
-		return 0, fmt.Errorf("wait for container %s: %w", id, err)
+		if isNotFound(err) {
+			// The worker waits only on containers it created and has
+			// not removed: one that is gone went with the daemon.
+			err = &DaemonError{What: vanished, Err: err}
+		}
+		return 0, fmt.Errorf("wait for container %s: %w", id, fault(err))
 	case <-ctx.Done():
 		return 0, fmt.Errorf("wait for container %s: %w", id, context.Cause(ctx))
 	}
@@ -168,7 +175,7 @@ func (c *Client) Kill(ctx context.Context, id string) error {
 	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running"):
 		return nil
 	}
-	return fmt.Errorf("kill container %s: %w", id, err)
+	return fmt.Errorf("kill container %s: %w", id, fault(err))
 }
 
 // Remove force-removes the container (killing it if it runs) together
@@ -177,7 +184,7 @@ func (c *Client) Kill(ctx context.Context, id string) error {
 func (c *Client) Remove(ctx context.Context, id string) error {
 	_, err := c.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("remove container %s: %w", id, err)
+		return fmt.Errorf("remove container %s: %w", id, fault(err))
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func (c *Client) ListContainers(ctx context.Context, labels map[string]string) (
 	}
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, fmt.Errorf("list containers: %w", fault(err))
 	}
 	out := make([]ContainerState, 0, len(res.Items))
 	for _, s := range res.Items {
@@ -53,7 +53,7 @@ func (c *Client) ListContainers(ctx context.Context, labels map[string]string) (
 			case isNotFound(err):
 				continue // removed meanwhile
 			case err != nil:
-				return nil, fmt.Errorf("inspect container %s: %w", s.ID, err)
+				return nil, fmt.Errorf("inspect container %s: %w", s.ID, fault(err))
 			}
 			if st := in.Container.State; st != nil {
 				cs.FinishedAt, _ = time.Parse(time.RFC3339Nano, st.FinishedAt)
@@ -69,7 +69,7 @@ func (c *Client) ListContainers(ctx context.Context, labels map[string]string) (
 func (c *Client) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 	cs, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, fmt.Errorf("list containers: %w", fault(err))
 	}
 	used := map[string]bool{}
 	for _, s := range cs.Items {
@@ -83,7 +83,7 @@ func (c *Client) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 func (c *Client) DataRoot(ctx context.Context) (string, error) {
 	res, err := c.api.Info(ctx, client.InfoOptions{})
 	if err != nil {
-		return "", fmt.Errorf("docker info: %w", err)
+		return "", fmt.Errorf("docker info: %w", fault(err))
 	}
 	return res.Info.DockerRootDir, nil
 }
@@ -100,7 +100,7 @@ type LocalImage struct {
 func (c *Client) ImagesMatching(ctx context.Context, pattern string) ([]LocalImage, error) {
 	res, err := c.api.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("reference", pattern)})
 	if err != nil {
-		return nil, fmt.Errorf("list images %s: %w", pattern, err)
+		return nil, fmt.Errorf("list images %s: %w", pattern, fault(err))
 	}
 	out := make([]LocalImage, 0, len(res.Items))
 	for _, s := range res.Items {

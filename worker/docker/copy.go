@@ -21,7 +21,7 @@ func (c *Client) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, 
 		if isNotFound(err) {
 			return nil, false, fmt.Errorf("%w: %v", fs.ErrNotExist, err)
 		}
-		return nil, false, fmt.Errorf("copy %s from container %s: %w", path, id, err)
+		return nil, false, fmt.Errorf("copy %s from container %s: %w", path, id, fault(err))
 	}
 	return res.Content, res.Stat.Mode.IsDir(), nil
 }

@@ -40,11 +40,11 @@ func (c *Client) Exec(ctx context.Context, id string, opts ExecOptions) (*Exec, 
 		Cmd:          opts.Cmd,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("exec in container %s: %w", id, err)
+		return nil, fmt.Errorf("exec in container %s: %w", id, fault(err))
 	}
 	res, err := c.api.ExecAttach(ctx, created.ID, client.ExecAttachOptions{TTY: opts.TTY})
 	if err != nil {
-		return nil, fmt.Errorf("start exec %s in container %s: %w", created.ID, id, err)
+		return nil, fmt.Errorf("start exec %s in container %s: %w", created.ID, id, fault(err))
 	}
 	return &Exec{c: c, id: created.ID, tty: opts.TTY, hr: res.HijackedResponse}, nil
 }
@@ -71,7 +71,7 @@ func (e *Exec) CloseStdin() error { return e.hr.CloseWrite() }
 // Resize sets the terminal size of a process started with a TTY.
 func (e *Exec) Resize(ctx context.Context, height, width uint) error {
 	if _, err := e.c.api.ExecResize(ctx, e.id, client.ExecResizeOptions{Height: height, Width: width}); err != nil {
-		return fmt.Errorf("resize exec %s: %w", e.id, err)
+		return fmt.Errorf("resize exec %s: %w", e.id, fault(err))
 	}
 	return nil
 }
@@ -81,7 +81,7 @@ func (e *Exec) Resize(ctx context.Context, height, width uint) error {
 func (e *Exec) ExitCode(ctx context.Context) (code int, running bool, err error) {
 	res, err := e.c.api.ExecInspect(ctx, e.id, client.ExecInspectOptions{})
 	if err != nil {
-		return 0, false, fmt.Errorf("inspect exec %s: %w", e.id, err)
+		return 0, false, fmt.Errorf("inspect exec %s: %w", e.id, fault(err))
 	}
 	return res.ExitCode, res.Running, nil
 }

@@ -207,6 +207,10 @@ func (c *Client) pullWithRetries(ctx context.Context, image string, pl *pull, p 
 		if refused(err) {
 			return "", fmt.Errorf("pull image %q: %w: %w", image, ErrPullRefused, err)
 		}
+		if _, ok := AsDaemonError(err); ok {
+			// Another attempt cannot succeed before the daemon is back.
+			return "", fmt.Errorf("pull image %q: %w", image, err)
+		}
 		if n >= attempts {
 			return "", fmt.Errorf("pull image %q failed after %d attempts: %w", image, attempts, err)
 		}
@@ -249,13 +253,13 @@ func (c *Client) pullOnce(ctx context.Context, image string, pl *pull, opts clie
 
 	resp, err := c.api.ImagePull(ctx, image, opts)
 	if err != nil {
-		return err
+		return fault(err)
 	}
 	defer resp.Close()
 	started := make(map[string]time.Time)
 	for m, err := range resp.JSONMessages(ctx) {
 		if err != nil {
-			return err
+			return fault(err)
 		}
 		if watchdog != nil {
 			watchdog.Reset(stall)
@@ -324,7 +328,7 @@ func progressLine(pl *pull, m jsonstream.Message, started map[string]time.Time) 
 func (c *Client) imageID(ctx context.Context, image string) (string, error) {
 	res, err := c.api.ImageInspect(ctx, image)
 	if err != nil {
-		return "", err
+		return "", fault(err)
 	}
 	return res.ID, nil
 }
@@ -339,7 +343,7 @@ func (c *Client) RemoveImage(ctx context.Context, ref string) error {
 	}
 	_, err = c.api.ImageRemove(ctx, image, client.ImageRemoveOptions{})
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("remove image %q: %w", image, err)
+		return fmt.Errorf("remove image %q: %w", image, fault(err))
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ type ImageConfig struct {
 func (c *Client) InspectImage(ctx context.Context, ref string) (ImageConfig, error) {
 	res, err := c.api.ImageInspect(ctx, ref)
 	if err != nil {
-		return ImageConfig{}, fmt.Errorf("inspect image %q: %w", ref, err)
+		return ImageConfig{}, fmt.Errorf("inspect image %q: %w", ref, fault(err))
 	}
 	out := ImageConfig{ID: res.ID}
 	if cfg := res.Config; cfg != nil {

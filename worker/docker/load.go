@@ -116,7 +116,7 @@ func (c *Client) LoadImage(ctx context.Context, r io.Reader, ref string) (string
 func (c *Client) load(ctx context.Context, archive io.Reader) error {
 	res, err := c.api.ImageLoad(ctx, archive, client.ImageLoadWithQuiet(true))
 	if err != nil {
-		return err
+		return fault(err)
 	}
 	defer res.Close()
 	dec := json.NewDecoder(res)
@@ -130,7 +130,7 @@ func (c *Client) load(ctx context.Context, archive io.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("read the daemon's response: %w", err)
+			return fmt.Errorf("read the daemon's response: %w", fault(err))
 		}
 		switch {
 		case m.Error != nil && m.Error.Message != "":

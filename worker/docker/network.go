@@ -31,7 +31,7 @@ func (c *Client) CreateNetwork(ctx context.Context, name string, labels map[stri
 		Labels: labels,
 	})
 	if err != nil {
-		return Network{}, fmt.Errorf("create network %s: %w", name, err)
+		return Network{}, fmt.Errorf("create network %s: %w", name, fault(err))
 	}
 	n, err := c.InspectNetwork(ctx, res.ID)
 	if err != nil {
@@ -44,7 +44,7 @@ func (c *Client) CreateNetwork(ctx context.Context, name string, labels map[stri
 func (c *Client) InspectNetwork(ctx context.Context, id string) (Network, error) {
 	res, err := c.api.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
 	if err != nil {
-		return Network{}, fmt.Errorf("inspect network %s: %w", id, err)
+		return Network{}, fmt.Errorf("inspect network %s: %w", id, fault(err))
 	}
 	n := toNetwork(res.Network.Network)
 	if !n.Subnet.IsValid() || !n.Gateway.IsValid() {
@@ -81,7 +81,7 @@ func (c *Client) ListNetworks(ctx context.Context, labels map[string]string) ([]
 	}
 	res, err := c.api.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
-		return nil, fmt.Errorf("list networks: %w", err)
+		return nil, fmt.Errorf("list networks: %w", fault(err))
 	}
 	out := make([]Network, 0, len(res.Items))
 	for _, s := range res.Items {
@@ -99,7 +99,7 @@ func (c *Client) RemoveNetwork(ctx context.Context, id string) error {
 	case isNotFound(err):
 		return nil
 	case err != nil:
-		return fmt.Errorf("inspect network %s: %w", id, err)
+		return fmt.Errorf("inspect network %s: %w", id, fault(err))
 	}
 	var errs []error
 	for cid := range in.Network.Containers {

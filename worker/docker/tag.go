@@ -22,7 +22,7 @@ func (c *Client) TagImage(ctx context.Context, id, ref string) error {
 	}
 	target := reference.FamiliarString(reference.TagNameOnly(named))
 	if _, err := c.api.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: target}); err != nil {
-		return fmt.Errorf("tag image %s as %q: %w", id, target, err)
+		return fmt.Errorf("tag image %s as %q: %w", id, target, fault(err))
 	}
 	return nil
 }
@@ -43,7 +43,7 @@ func (c *Client) ListTags(ctx context.Context, repository string) ([]string, err
 		Filters: make(client.Filters).Add("reference", reference.FamiliarName(repo)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list images of %q: %w", repository, err)
+		return nil, fmt.Errorf("list images of %q: %w", repository, fault(err))
 	}
 	// The filter also matches by pattern and returns every tag of each
 	// matching image, so keep only this repository's tags.

@@ -4,6 +4,13 @@
 // example MalformedPayload(err)); the runner calls [Classify] once, on the
 // joined errors of a task, to pick how the run is resolved. Unclassified
 // errors resolve the run as failed, as docker-worker did.
+//
+// Errors of what the worker runs on are classified where they arise,
+// without this package: an error with a method WorkerFault() bool that
+// returns true (the Docker client's errors of a daemon that went away,
+// say) resolves the run worker-shutdown, so that the queue runs the task
+// again elsewhere. The task is not at fault, and is not charged with being
+// intermittent either.
 package taskerr
 
 import "fmt"
@@ -89,8 +96,36 @@ func Malformedf(format string, args ...any) error {
 	return MalformedPayload(fmt.Errorf(format, args...))
 }
 
+// workerFault is an error of what the worker runs on (see the package doc).
+type workerFault interface {
+	WorkerFault() bool
+}
+
+// Fault returns the first error in err's tree (depth first) that is a
+// fault of what the worker runs on (see the package doc), or nil.
+func Fault(err error) error {
+	if err == nil {
+		return nil
+	}
+	if f, ok := err.(workerFault); ok && f.WorkerFault() {
+		return err
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, c := range u.Unwrap() {
+			if f := Fault(c); f != nil {
+				return f
+			}
+		}
+	case interface{ Unwrap() error }:
+		return Fault(u.Unwrap())
+	}
+	return nil
+}
+
 // Classify returns the resolution for err: the highest Kind found anywhere in
-// its tree (errors.Join and %w chains), or Failed when none is marked.
+// its tree (errors.Join and %w chains), or Failed when none is marked. A
+// worker fault anywhere in the tree counts as WorkerShutdownKind.
 func Classify(err error) Kind {
 	best := Failed
 	var walk func(error)
@@ -98,12 +133,11 @@ func Classify(err error) Kind {
 		if e == nil {
 			return
 		}
-		var te *Error
-		if x, ok := e.(*Error); ok {
-			te = x
-		}
-		if te != nil && te.Kind > best {
+		if te, ok := e.(*Error); ok && te.Kind > best {
 			best = te.Kind
+		}
+		if f, ok := e.(workerFault); ok && f.WorkerFault() && WorkerShutdownKind > best {
+			best = WorkerShutdownKind
 		}
 		switch u := e.(type) {
 		case interface{ Unwrap() []error }:

@@ -119,7 +119,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err != nil {
 		return fail(err)
 	}
-	exts := append([]features.Extension{disk}, opts.Extensions...)
+	exts := append([]features.Extension{disk, newDockerHealthExtension(cfg, j.ID(), dc, opts.Logger)}, opts.Extensions...)
 	if cfg.Pulse.URL != "" {
 		pe, err := newPulseExtension(cfg, opts.Logger)
 		if err != nil {

@@ -1,5 +1,7 @@
-// Package dockertest gates tests that need a real Docker daemon and names
-// the images that test/setup-env.sh prepares for them. Only tests import it.
+// Package dockertest gates tests that need a real Docker daemon, names
+// the images that test/setup-env.sh prepares for them, and offers a socket
+// proxy to the daemon that a test can cut ([Proxy]), to take the daemon
+// away from a client without stopping it. Only tests import it.
 package dockertest
 
 import (
