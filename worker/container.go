@@ -211,11 +211,15 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 		out.err = errors.Join(out.err, err)
 		return out
 	}
-	id, err := d.Create(ctx, spec)
+	// The create is not cut short by an abort: the daemon would create
+	// the container anyway and the worker would never learn its id to
+	// remove it. An abort that came meanwhile is honoured right after.
+	cctx, cancelCreate := context.WithTimeout(bg, createTimeout)
+	id, err := d.Create(cctx, spec)
+	cancelCreate()
 	if err != nil {
 		return startErr(fmt.Errorf("create container: %w", err))
 	}
-	r.mark(features.PhaseCreated)
 	defer func() {
 		rctx, cancel := context.WithTimeout(bg, removeTimeout)
 		defer cancel()
@@ -223,6 +227,11 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 			r.logger.Warn("container removal error", "container", id, "error", err)
 		}
 	}()
+	if ctx.Err() != nil {
+		out.err = errors.Join(out.err, context.Cause(ctx))
+		return out
+	}
+	r.mark(features.PhaseCreated)
 	stream, err := d.Attach(ctx, id)
 	if err != nil {
 		return startErr(fmt.Errorf("attach container: %w", err))

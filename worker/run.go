@@ -32,6 +32,8 @@ const (
 	killTimeout = 30 * time.Second
 	// removeTimeout bounds removing the container.
 	removeTimeout = time.Minute
+	// createTimeout bounds creating it.
+	createTimeout = 2 * time.Minute
 	// resolveTimeout bounds the report of a run whose runner panicked.
 	resolveTimeout = 2 * time.Minute
 )

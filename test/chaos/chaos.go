@@ -210,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer w.kill()
 	if o.Faults {
 		proxy.SetRates(faultproxy.Rates{
-			ErrorBefore: 0.03, ErrorAfter: 0.03, DropRequestBody: 0.01, DropResponseBody: 0.02,
+			ErrorBefore: 0.03, ErrorAfter: 0.03, DropRequestBody: 0.01, DropResponseBody: 0.02, DropAnswer: 0.01,
 			Delay: 0.05, DelayMin: 10 * time.Millisecond, DelayMax: 300 * time.Millisecond,
 		})
 	}

@@ -2,7 +2,7 @@
 // injects the faults a worker meets on real networks: 5xx answers given
 // instead of forwarding or after the upstream already applied the request,
 // added delays, connections dropped in the middle of the request or the
-// response body, requests that are accepted and never answered (a black
+// response body or after forwarding with no answer at all, requests that are accepted and never answered (a black
 // hole), and periods in which the whole address refuses connections before
 // coming back on the same port.
 //
@@ -48,11 +48,17 @@ const (
 	DropRequestBody
 	// DropResponseBody forwards the request, sends the status line, the
 	// headers (with the full Content-Length) and part of the body, then
-	// closes the connection.
+	// closes the connection. An answer without a body is cut after its
+	// status line, so the client still gets no complete answer.
 	DropResponseBody
 	// BlackHole accepts the request and never answers; the connection is
 	// held until the client closes it or the proxy is closed.
 	BlackHole
+	// DropAnswer forwards the request and closes the connection without
+	// sending a byte of the answer: the upstream applied the request, the
+	// client sees the connection end. (net/http's transport resends an
+	// idempotent request that meets this on a reused connection.)
+	DropAnswer
 )
 
 func (f Fault) String() string {
@@ -69,6 +75,8 @@ func (f Fault) String() string {
 		return "drop-response-body"
 	case BlackHole:
 		return "black-hole"
+	case DropAnswer:
+		return "drop-answer"
 	}
 	return "fault(" + strconv.Itoa(int(f)) + ")"
 }
@@ -83,6 +91,7 @@ type Rates struct {
 	DropRequestBody  float64
 	DropResponseBody float64
 	BlackHole        float64
+	DropAnswer       float64
 	// Delay is the fraction of requests held for a random time between
 	// DelayMin and DelayMax before anything else happens.
 	Delay              float64
@@ -97,12 +106,12 @@ type Rates struct {
 }
 
 func (r Rates) check() error {
-	for _, v := range []float64{r.ErrorBefore, r.ErrorAfter, r.DropRequestBody, r.DropResponseBody, r.BlackHole, r.Delay} {
+	for _, v := range []float64{r.ErrorBefore, r.ErrorAfter, r.DropRequestBody, r.DropResponseBody, r.BlackHole, r.DropAnswer, r.Delay} {
 		if v < 0 || v > 1 {
 			return fmt.Errorf("faultproxy: rate %v is not between 0 and 1", v)
 		}
 	}
-	if sum := r.ErrorBefore + r.ErrorAfter + r.DropRequestBody + r.DropResponseBody + r.BlackHole; sum > 1+1e-9 {
+	if sum := r.ErrorBefore + r.ErrorAfter + r.DropRequestBody + r.DropResponseBody + r.BlackHole + r.DropAnswer; sum > 1+1e-9 {
 		return fmt.Errorf("faultproxy: the fault rates add up to %v, more than 1", sum)
 	}
 	if r.DelayMin < 0 || r.DelayMax < r.DelayMin {
@@ -415,7 +424,7 @@ func (p *Proxy) draw(r *http.Request) (Fault, time.Duration, int) {
 			rate float64
 		}{
 			{BlackHole, rates.BlackHole}, {ErrorBefore, rates.ErrorBefore}, {DropRequestBody, rates.DropRequestBody},
-			{ErrorAfter, rates.ErrorAfter}, {DropResponseBody, rates.DropResponseBody},
+			{ErrorAfter, rates.ErrorAfter}, {DropResponseBody, rates.DropResponseBody}, {DropAnswer, rates.DropAnswer},
 		} {
 			if x < c.rate {
 				f = c.f
@@ -484,6 +493,18 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, "injected after forwarding")
 	case DropResponseBody:
 		p.dropResponseBody(w, r)
+	case DropAnswer:
+		resp, err := p.forward(r)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if c, ok := p.hijack(w); ok {
+			p.release(c)
+			c.Close()
+		}
 	default:
 		p.pass(w, r)
 	}
@@ -579,6 +600,10 @@ func (p *Proxy) dropResponseBody(w http.ResponseWriter, r *http.Request) {
 		h.Del(k)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if len(body) == 0 {
+		_, _ = io.WriteString(c, b.String())
+		return
+	}
 	_ = h.Write(&b)
 	b.WriteString("\r\n")
 	if _, err := io.WriteString(c, b.String()); err != nil {

@@ -176,6 +176,55 @@ func TestDropResponseBody(t *testing.T) {
 	}
 }
 
+// An answer without a body is cut in its headers.
+func TestDropResponseWithoutBody(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(empty.Close)
+	p := start(t, empty.URL, Config{})
+	p.Queue(DropResponseBody)
+	req, _ := http.NewRequest(http.MethodPut, p.URL()+"/x", strings.NewReader("b"))
+	resp, err := client(10 * time.Second).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got a complete answer %d", resp.StatusCode)
+	}
+	if c := p.Counts(); c.Forwarded != 1 || c.Injected[DropResponseBody] != 1 {
+		t.Errorf("counts %+v", c)
+	}
+}
+
+// DropAnswer applies the request upstream and answers nothing; a client
+// whose keep-alive connection meets it resends a GET by itself, which the
+// upstream then sees twice.
+func TestDropAnswer(t *testing.T) {
+	up := newUpstream(t)
+	p := start(t, up.URL, Config{})
+	p.Queue(DropAnswer)
+	_, err := client(10*time.Second).Post(p.URL()+"/x", "text/plain", strings.NewReader("applied"))
+	if err == nil {
+		t.Fatal("got an answer")
+	}
+	if up.hits.Load() != 1 {
+		t.Errorf("upstream hits %d, want 1", up.hits.Load())
+	}
+
+	keepAlive := &http.Client{Timeout: 10 * time.Second}
+	for i := range 2 {
+		if i == 1 {
+			p.Queue(DropAnswer)
+		}
+		resp, err := keepAlive.Get(p.URL() + "/y")
+		if err != nil {
+			t.Fatalf("GET %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if c := p.Counts(); up.hits.Load() != 4 || c.Injected[DropAnswer] != 2 || c.Forwarded != 4 {
+		t.Errorf("upstream hits %d, counts %+v; want the second GET resent", up.hits.Load(), c)
+	}
+}
+
 func TestBlackHole(t *testing.T) {
 	up := newUpstream(t)
 	p, err := New(Config{Target: up.URL, Rates: Rates{BlackHole: 1}})

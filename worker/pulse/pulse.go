@@ -53,9 +53,21 @@ type Config struct {
 	// Backoff is the pause between reconnection attempts; a zero Base
 	// means [DefaultBackoff].
 	Backoff backoff.Policy
-	// DialTimeout bounds each connection attempt; zero means 10 seconds.
+	// DialTimeout bounds each connection attempt, the TCP dial and the
+	// AMQP handshake together; zero means [DefaultDialTimeout].
 	DialTimeout time.Duration
+	// Heartbeat is the AMQP heartbeat interval the consumer asks for (the
+	// broker may lower it; whole seconds): a connection that carries no
+	// frame for one and a half intervals is taken as dead and redialled. Zero means
+	// [DefaultHeartbeat].
+	Heartbeat time.Duration
 }
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultDialTimeout = 10 * time.Second
+	DefaultHeartbeat   = 10 * time.Second
+)
 
 // ExceptionFunc is told about a run of the worker that the queue resolved
 // as exception: its task ID, run ID and reasonResolved ("canceled",
@@ -92,7 +104,10 @@ func New(cfg Config, on ExceptionFunc) (*Consumer, error) {
 		cfg.Backoff = DefaultBackoff
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 10 * time.Second
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -163,6 +178,11 @@ func (c *Consumer) session(ctx context.Context) (bound bool, err error) {
 	})
 	defer stopRaw()
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
+		// Heartbeats are what notice a connection that went silent
+		// without a FIN or RST (a dead NAT entry, a frozen broker): the
+		// client gives up on a connection that carried nothing for 1.5
+		// intervals. A heartbeat=N parameter in the URL overrides it.
+		Heartbeat: c.cfg.Heartbeat,
 		Dial: func(network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: c.cfg.DialTimeout}
 			nc, err := d.DialContext(ctx, network, addr)

@@ -3,7 +3,8 @@ package pulse
 import (
 	"context"
 	"encoding/json"
-	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
+	"go.dockerworker.dev/docker-worker/worker/pulse/pulsetest"
 )
 
 func TestRoutingKey(t *testing.T) {
@@ -151,12 +153,17 @@ type call struct {
 // start runs a consumer for wg/w1 until the test ends and returns its calls.
 func start(t *testing.T, brokerURL string) (*Consumer, <-chan call) {
 	t.Helper()
+	return startWith(t, Config{URL: brokerURL})
+}
+
+// startWith is start with more of the config; URL must be set.
+func startWith(t *testing.T, cfg Config) (*Consumer, <-chan call) {
+	t.Helper()
 	calls := make(chan call, 16)
-	c, err := New(Config{
-		URL: brokerURL, WorkerGroup: "wg", WorkerID: "w1",
-		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Backoff: backoff.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond},
-	}, func(taskID string, runID int, reason string) { calls <- call{taskID, runID, reason} })
+	cfg.WorkerGroup, cfg.WorkerID = "wg", "w1"
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Backoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+	c, err := New(cfg, func(taskID string, runID int, reason string) { calls <- call{taskID, runID, reason} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,5 +295,71 @@ func TestConsumerStopsDuringHandshake(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the consumer waited for the handshake to time out before stopping")
+	}
+}
+
+// A connection that goes silent without closing (no FIN, no RST) is given
+// up by the heartbeat and replaced; without heartbeats the consumer would
+// wait on it forever.
+func TestConsumerHeartbeatNoticesSilentBroker(t *testing.T) {
+	broker := pulsetest.Require(t)
+	publish := publisher(t, broker)
+	p := pulsetest.NewProxy(t, broker)
+	c, calls := startWith(t, Config{URL: p.URL, Heartbeat: time.Second})
+	waitBindings(t, c, 1)
+
+	p.Stall()
+	waitBindings(t, c, 2)
+	publish(exceptionBody("after-stall", 0, "wg", "w1"))
+	select {
+	case got := <-calls:
+		if diff := cmp.Diff(call{"after-stall", 0, "canceled"}, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no call after the stalled connection was replaced")
+	}
+}
+
+// A broker that accepts connections but never completes the handshake
+// costs each attempt DialTimeout, after which the consumer dials again.
+func TestConsumerRedialsAfterHandshakeTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	startWith(t, Config{URL: "amqp://u:p@" + l.Addr().String() + "/", DialTimeout: 200 * time.Millisecond})
+	var first net.Conn
+	select {
+	case first = <-accepted:
+		defer first.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer did not connect")
+	}
+	// The consumer sends its protocol header, waits for an answer that
+	// never comes, and closes the connection.
+	if err := first.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, first)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatal("the consumer kept the silent connection open")
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer did not dial again after the handshake timed out")
 	}
 }

@@ -35,8 +35,12 @@ type Config struct {
 	RootURL string
 	// Credentials sign every request; nil sends unauthenticated requests.
 	Credentials *Credentials
-	// HTTPClient sends the requests; nil means a new default http.Client.
-	// Its CheckRedirect is not used by Download, which follows redirects itself.
+	// HTTPClient sends the requests; nil means an http.Client whose
+	// transport bounds dialing (DefaultDialTimeout), the TLS handshake
+	// (DefaultTLSHandshakeTimeout) and the wait for response headers (the
+	// attempt timeout). Its CheckRedirect is not used by Download, which
+	// follows redirects itself. Its Timeout, if any, bounds every attempt,
+	// long transfers included, so it is best left zero.
 	HTTPClient *http.Client
 	// Retries is how many times a request is retried after a 5xx answer or a
 	// network error: 0 means DefaultRetries, a negative value disables retries.
@@ -45,6 +49,16 @@ type Config struct {
 	// retry waits BaseDelay × 2^(n−1), at most MaxDelay, ±25 % jitter; zero
 	// means DefaultBaseDelay and DefaultMaxDelay.
 	BaseDelay, MaxDelay time.Duration
+	// AttemptTimeout bounds each attempt of a JSON call (Request and the
+	// calls built on it), from sending the request to the last byte of the
+	// answer; an attempt that runs out is retried like a network error.
+	// Zero means DefaultAttemptTimeout; negative means no bound.
+	AttemptTimeout time.Duration
+	// StallTimeout aborts an attempt of a download (Download, Open) or an
+	// upload (PutArtifact, UploadObjectArtifact) that moves no byte for
+	// this long; there is no bound on the total time of a transfer that
+	// keeps moving. Zero means DefaultStallTimeout; negative means no bound.
+	StallTimeout time.Duration
 	// Now is the clock used for Hawk timestamps; nil means time.Now.
 	Now func() time.Time
 }
@@ -58,6 +72,8 @@ type Client struct {
 	retries int
 	backoff backoff.Policy
 	now     func() time.Time
+
+	attemptTimeout, stallTimeout time.Duration
 }
 
 // New returns a Client for cfg, filling in defaults.
@@ -68,13 +84,20 @@ func New(cfg Config) *Client {
 		retries: cfg.Retries,
 		backoff: backoff.Policy{Base: cfg.BaseDelay, Max: cfg.MaxDelay, Jitter: retryJitter},
 		now:     cfg.Now,
+
+		attemptTimeout: durationOr(cfg.AttemptTimeout, DefaultAttemptTimeout),
+		stallTimeout:   durationOr(cfg.StallTimeout, DefaultStallTimeout),
 	}
 	if cfg.Credentials != nil {
 		creds := cloneCredentials(*cfg.Credentials)
 		c.creds = &creds
 	}
 	if c.http == nil {
-		c.http = &http.Client{}
+		c.http = &http.Client{Transport: newTransport(transportTimeouts{
+			dial:           DefaultDialTimeout,
+			tlsHandshake:   DefaultTLSHandshakeTimeout,
+			responseHeader: c.attemptTimeout,
+		})}
 	}
 	switch {
 	case c.retries == 0:
@@ -92,6 +115,17 @@ func New(cfg Config) *Client {
 		c.now = time.Now
 	}
 	return c
+}
+
+// durationOr is d, or def when d is zero; a negative d (no bound) is 0.
+func durationOr(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 func cloneCredentials(c Credentials) Credentials {
@@ -127,9 +161,11 @@ func (c *Client) ServiceURL(service, path string) string {
 // segments must already be escaped with PathEscape; they are sent, and signed,
 // exactly as given. in, when non-nil, is sent as a JSON body (a
 // json.RawMessage is sent as is); out, when non-nil, receives the decoded
-// JSON answer (an empty 2xx body leaves it untouched). 5xx answers and
-// network errors are retried with backoff, each attempt freshly signed; other
-// non-2xx answers return an *APIError at once.
+// JSON answer (an empty 2xx body leaves it untouched). 5xx answers,
+// network errors and attempts that time out (Config.AttemptTimeout) are
+// retried with backoff, each attempt freshly signed; other non-2xx answers
+// return an *APIError at once, except a 401 refusing a replayed nonce (see
+// send).
 func (c *Client) Request(ctx context.Context, service, method, path string, query url.Values, in, out any) error {
 	rawURL := c.ServiceURL(service, path)
 	if len(query) > 0 {
@@ -149,28 +185,33 @@ func (c *Client) Request(ctx context.Context, service, method, path string, quer
 	}
 	var respBody []byte
 	err = c.retry(ctx, func() (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+		actx, cancel := c.attemptContext(ctx)
+		defer cancel()
+		resp, err := c.send(c.http, true, func() (*http.Request, error) {
+			req, err := http.NewRequestWithContext(actx, method, rawURL, nil)
+			if err != nil {
+				return nil, fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
+			}
+			if body != nil {
+				req.Body = io.NopCloser(bytes.NewReader(body))
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+				req.ContentLength = int64(len(body))
+				req.Header.Set("Content-Type", "application/json")
+			}
+			req.Header.Set("Accept", "application/json")
+			return req, nil
+		})
 		if err != nil {
-			return false, fmt.Errorf("tc: %s %s: %w", method, rawURL, err)
-		}
-		if body != nil {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-			req.ContentLength = int64(len(body))
-			req.Header.Set("Content-Type", "application/json")
-		}
-		req.Header.Set("Accept", "application/json")
-		if err := c.sign(req); err != nil {
+			var se *sendError
+			if errors.As(err, &se) {
+				return true, fmt.Errorf("tc: %s %s: %w", method, rawURL, attemptError(ctx, actx, withoutURL(se.err)))
+			}
 			return false, err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			return true, fmt.Errorf("tc: %s %s: %w", method, rawURL, withoutURL(err))
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 		if err != nil {
-			return true, fmt.Errorf("tc: %s %s: read response: %w", method, rawURL, err)
+			return true, fmt.Errorf("tc: %s %s: read response: %w", method, rawURL, attemptError(ctx, actx, err))
 		}
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return resp.StatusCode >= 500, newAPIError(method, rawURL, resp.StatusCode, b)
@@ -202,6 +243,71 @@ func (c *Client) sign(req *http.Request) error {
 	}
 	req.Header.Set("Authorization", h)
 	return nil
+}
+
+// maxResigns bounds how many times send signs and sends one request
+// again after the server refused its nonce as already used.
+const maxResigns = 2
+
+// sendError is a failure to get any answer from the server (a network
+// error or a timeout), as opposed to a failure to build or sign the request.
+type sendError struct{ err error }
+
+func (e *sendError) Error() string { return e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
+
+// send builds a request with build, signs it when sign is set, and sends it
+// with hc. Every send carries a fresh signature, but net/http's transport
+// may send one request twice on its own: when a reused keep-alive
+// connection dies after the request went out and before any answer came,
+// it resends an idempotent request (a GET) with the same headers, so the
+// same Hawk nonce reaches the server twice and the server, which already
+// saw it, answers 401. A 401 that names the nonce is therefore taken as
+// this replay, and the request is built, signed afresh and sent again (at
+// most maxResigns times); the answer's body is kept for the caller
+// otherwise. Errors from hc.Do come back as *sendError.
+func (c *Client) send(hc *http.Client, sign bool, build func() (*http.Request, error)) (*http.Response, error) {
+	for n := 0; ; n++ {
+		req, err := build()
+		if err != nil {
+			return nil, err
+		}
+		if sign {
+			if err := c.sign(req); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, &sendError{err}
+		}
+		if resp.StatusCode != http.StatusUnauthorized || req.Header.Get("Authorization") == "" || n >= maxResigns {
+			return resp, nil
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+		resp.Body.Close()
+		if err != nil {
+			return nil, &sendError{fmt.Errorf("read response: %w", err)}
+		}
+		if !nonceRefused(b) {
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			return resp, nil
+		}
+	}
+}
+
+// nonceRefused reports whether a 401 body says the request's Hawk nonce
+// was refused: Taskcluster's auth service answers "Invalid nonce", the
+// embedded queue "hawk nonce ... was already used".
+func nonceRefused(body []byte) bool {
+	msg := string(body)
+	var tcErr struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &tcErr) == nil && tcErr.Message != "" {
+		msg = tcErr.Message
+	}
+	return strings.Contains(strings.ToLower(msg), "nonce")
 }
 
 // retry runs attempt until it succeeds, fails with retry == false, or the

@@ -9,4 +9,13 @@
 // [Client.UploadObjectArtifact]), reading tasks and downloading artifacts.
 // A [Client] is safe for concurrent use; [Client.WithCredentials] derives a
 // client for one run's temporary credentials.
+//
+// No call waits forever: each attempt of a JSON call has a time limit
+// ([Config.AttemptTimeout]), downloads and uploads are aborted when they
+// stop moving bytes ([Config.StallTimeout]), and the default transport
+// bounds dialing, the TLS handshake and the wait for response headers; a
+// timed-out attempt is retried like a network error and its error wraps
+// [ErrTimeout]. Every attempt is signed afresh, and a request that
+// net/http resent on its own with an already used Hawk nonce is signed
+// again and resent (see [Client.Request]).
 package tc

@@ -45,6 +45,9 @@ type objectWorld struct {
 	// they run out).
 	putHeaders  map[string]string
 	putStatuses []int
+	// storage, when set, is the base URL of the putUrl instead of srv's
+	// (e.g. a fault proxy in front of srv).
+	storage string
 
 	mu       sync.Mutex
 	calls    []objectCall
@@ -102,10 +105,14 @@ func (w *objectWorld) serve(rw http.ResponseWriter, r *http.Request, auth *hawkR
 		})
 	case r.Method == http.MethodPut && call.Path == "/api/object/v1/upload/"+PathEscape(objectName):
 		w.validate("object/v1/create-upload-request.json", body)
+		storage := w.srv.URL
+		if w.storage != "" {
+			storage = w.storage
+		}
 		w.reply(rw, "object/v1/create-upload-response.json", map[string]any{
 			"projectId": objectProject, "uploadId": objectUploadID, "expires": "2027-01-02T03:04:05.678Z",
 			"uploadMethod": map[string]any{"putUrl": map[string]any{
-				"url":     w.srv.URL + "/storage/" + objectName + "?X-Amz-Signature=secret",
+				"url":     storage + "/storage/" + objectName + "?X-Amz-Signature=secret",
 				"expires": "2026-01-01T00:45:00.000Z", "headers": w.putHeaders,
 			}},
 		})

@@ -23,18 +23,25 @@ type Body struct {
 // origin signed when the client has credentials, redirects followed,
 // other hosts sent no Authorization) but tries once and hands back the
 // body undecoded, for the caller to stream and close. A non-2xx answer is
-// an *APIError.
+// an *APIError. Waiting for the answer, and each Read of the body, is
+// bounded by the stall timeout (Config.StallTimeout); a Read that times
+// out fails with an error that wraps ErrTimeout. Time between the
+// caller's reads does not count.
 func (c *Client) Open(ctx context.Context, rawURL string) (*Body, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("tc: download %s: %w", rawURL, err)
 	}
-	resp, _, err := c.follow(ctx, u)
+	actx, wd := c.stallGuard(ctx)
+	wd.arm()
+	resp, _, err := c.follow(ctx, actx, u)
+	wd.disarm()
 	if err != nil {
+		wd.stop()
 		return nil, err
 	}
 	return &Body{
-		ReadCloser:      resp.Body,
+		ReadCloser:      &watchedBody{rc: resp.Body, ctx: ctx, act: actx, wd: wd},
 		ContentEncoding: resp.Header.Get("Content-Encoding"),
 		ContentType:     resp.Header.Get("Content-Type"),
 		ContentLength:   resp.ContentLength,

@@ -21,61 +21,96 @@ const errorBodyLimit = 64 << 10
 // Requests to the client's root URL host are Hawk-signed when the client has
 // credentials; redirects (the queue answers 303 to storage) are followed, and
 // requests to any other host carry no Authorization. A Content-Encoding: gzip
-// body is un-gzipped. Failures before any byte reaches w are retried like
-// Request; a failure while copying is not, since w already holds part of the
-// body.
+// body is un-gzipped. An attempt that moves no byte for the stall timeout
+// (Config.StallTimeout) is aborted. Failures before any byte reaches w are
+// retried like Request; a failure once w holds part of the body is not.
 func (c *Client) Download(ctx context.Context, rawURL string, w io.Writer) (contentType string, err error) {
 	start, err := url.Parse(rawURL)
 	if err != nil {
 		return "", fmt.Errorf("tc: download %s: %w", rawURL, err)
 	}
-	var resp *http.Response
-	if err := c.retry(ctx, func() (bool, error) {
-		r, retry, err := c.follow(ctx, start)
-		resp = r
-		return retry, err
-	}); err != nil {
+	err = c.retry(ctx, func() (bool, error) {
+		actx, wd := c.stallGuard(ctx)
+		defer wd.stop()
+		wd.arm()
+		resp, retry, err := c.follow(ctx, actx, start)
+		wd.disarm()
+		if err != nil {
+			return retry, err
+		}
+		body := &watchedBody{rc: resp.Body, ctx: ctx, act: actx, wd: wd}
+		defer body.Close()
+		where := redact(resp.Request.URL)
+		src := io.Reader(body)
+		if strings.EqualFold(strings.TrimSpace(resp.Header.Get("Content-Encoding")), "gzip") {
+			zr, err := gzip.NewReader(body)
+			if err != nil {
+				// A transfer failure before the gzip header is complete is
+				// worth another attempt; a body that is not gzip is not.
+				retry := !errors.Is(err, gzip.ErrHeader) && !errors.Is(err, gzip.ErrChecksum)
+				return retry, fmt.Errorf("tc: download %s: gzip: %w", where, err)
+			}
+			defer zr.Close()
+			src = zr
+		}
+		cw := &countingWriter{w: w}
+		if _, err := io.Copy(cw, src); err != nil {
+			return cw.n == 0 && !errors.Is(err, gzip.ErrHeader) && !errors.Is(err, gzip.ErrChecksum) && !errors.Is(err, errWrite),
+				fmt.Errorf("tc: download %s: %w", where, err)
+		}
+		contentType = resp.Header.Get("Content-Type")
+		return false, nil
+	})
+	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	body := io.Reader(resp.Body)
-	if strings.EqualFold(strings.TrimSpace(resp.Header.Get("Content-Encoding")), "gzip") {
-		zr, err := gzip.NewReader(resp.Body)
-		if err != nil {
-			return "", fmt.Errorf("tc: download %s: gzip: %w", redact(resp.Request.URL), err)
-		}
-		defer zr.Close()
-		body = zr
+	return contentType, nil
+}
+
+// errWrite marks a failure of the destination of a download, which is not
+// retried.
+var errWrite = errors.New("write")
+
+// countingWriter counts what reaches w and marks w's failures with errWrite.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errWrite, err)
 	}
-	if _, err := io.Copy(w, body); err != nil {
-		return "", fmt.Errorf("tc: download %s: %w", redact(resp.Request.URL), err)
-	}
-	return resp.Header.Get("Content-Type"), nil
+	return n, err
 }
 
 // follow GETs u and follows redirects by hand, so that only requests to the
-// root URL's origin are signed. It returns the final 2xx response, or an
-// error and whether retrying may help.
-func (c *Client) follow(ctx context.Context, u *url.URL) (*http.Response, bool, error) {
+// root URL's origin are signed. The requests run under actx, a child of ctx
+// that may end on its own (a stall). It returns the final 2xx response, or
+// an error and whether retrying may help.
+func (c *Client) follow(ctx, actx context.Context, u *url.URL) (*http.Response, bool, error) {
 	hc := *c.http
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	root, _ := url.Parse(c.rootURL)
 	for hop := 0; ; hop++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, false, fmt.Errorf("tc: download %s: %w", redact(u), err)
-		}
-		// Ask for gzip ourselves so the transport leaves decoding to Download
-		// whether or not the server was asked.
-		req.Header.Set("Accept-Encoding", "gzip")
-		if root != nil && sameOrigin(u, root) {
-			if err := c.sign(req); err != nil {
-				return nil, false, err
+		resp, err := c.send(&hc, root != nil && sameOrigin(u, root), func() (*http.Request, error) {
+			req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
+			if err != nil {
+				return nil, fmt.Errorf("tc: download %s: %w", redact(u), err)
 			}
-		}
-		resp, err := hc.Do(req)
+			// Ask for gzip ourselves so the transport leaves decoding to
+			// Download whether or not the server was asked.
+			req.Header.Set("Accept-Encoding", "gzip")
+			return req, nil
+		})
 		if err != nil {
-			return nil, true, fmt.Errorf("tc: download %s: %w", redact(u), withoutURL(err))
+			var se *sendError
+			if errors.As(err, &se) {
+				return nil, true, fmt.Errorf("tc: download %s: %w", redact(u), attemptError(ctx, actx, withoutURL(se.err)))
+			}
+			return nil, false, err
 		}
 		switch resp.StatusCode {
 		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
@@ -132,9 +167,11 @@ func drain(body io.ReadCloser) {
 // PutArtifact uploads size bytes to a presigned putURL (from an s3
 // CreateArtifact answer) with a plain, unsigned PUT carrying Content-Type,
 // Content-Length and, when contentEncoding is not empty, Content-Encoding.
-// open is called once per attempt, with ctx, and must return the body from
-// its start; PutArtifact closes what it returns. 5xx answers and network
-// errors are retried like Request; only a 2xx answer is success.
+// open is called once per attempt, with a context derived from ctx, and
+// must return the body from its start; PutArtifact closes what it returns.
+// 5xx answers, network errors (a connection dropped mid-body included) and
+// attempts that stall (Config.StallTimeout) are retried like Request; only
+// a 2xx answer is success.
 func (c *Client) PutArtifact(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, contentType, contentEncoding string) error {
 	h := http.Header{}
 	h.Set("Content-Type", contentType)
@@ -145,7 +182,10 @@ func (c *Client) PutArtifact(ctx context.Context, putURL string, open func(conte
 }
 
 // put PUTs size bytes from open to the presigned putURL with header, no
-// Authorization, retrying like Request.
+// Authorization, retrying like Request. Each attempt opens the body afresh
+// and is aborted when it moves no byte for the stall timeout (the wait for
+// the answer after the last byte included); a connection that drops
+// mid-body is retried from the start.
 func (c *Client) put(ctx context.Context, putURL string, open func(context.Context) (io.ReadCloser, error), size int64, header http.Header) error {
 	u, err := url.Parse(putURL)
 	if err != nil {
@@ -153,11 +193,13 @@ func (c *Client) put(ctx context.Context, putURL string, open func(context.Conte
 	}
 	where := redact(u)
 	return c.retry(ctx, func() (bool, error) {
-		body, err := open(ctx)
+		actx, wd := c.stallGuard(ctx)
+		defer wd.stop()
+		body, err := open(actx)
 		if err != nil {
 			return false, fmt.Errorf("tc: put %s: open body: %w", where, err)
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, putURL, body)
+		req, err := http.NewRequestWithContext(actx, http.MethodPut, putURL, &progressBody{rc: body, wd: wd})
 		if err != nil {
 			body.Close()
 			return false, fmt.Errorf("tc: put %s: %w", where, err)
@@ -170,9 +212,10 @@ func (c *Client) put(ctx context.Context, putURL string, open func(context.Conte
 		for k, v := range header {
 			req.Header[k] = append([]string(nil), v...)
 		}
+		wd.arm()
 		resp, err := c.http.Do(req) // Do closes req.Body
 		if err != nil {
-			return true, fmt.Errorf("tc: put %s: %w", where, withoutURL(err))
+			return true, fmt.Errorf("tc: put %s: %w", where, attemptError(ctx, actx, withoutURL(err)))
 		}
 		defer drain(resp.Body)
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {

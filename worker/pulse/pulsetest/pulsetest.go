@@ -1,7 +1,8 @@
 // Package pulsetest gives tests the RabbitMQ broker test/setup-env.sh
 // starts, and a loopback TCP proxy in front of it whose connections a test
-// can cut (as a broker restart or a network failure would) or refuse. For
-// tests only.
+// can cut (as a broker restart or a network failure would), stall (as a
+// dead NAT entry or a frozen broker would: no bytes, no FIN) or refuse.
+// For tests only.
 package pulsetest
 
 import (
@@ -49,6 +50,9 @@ type Proxy struct {
 	mu       sync.Mutex
 	conns    []net.Conn
 	refusing bool
+	// stalled is closed by Stall to stop the connections open at the time;
+	// each connection keeps the channel that was current when it opened.
+	stalled chan struct{}
 }
 
 // NewProxy starts a proxy to brokerURL's host, stopped when the test ends.
@@ -64,7 +68,7 @@ func NewProxy(t testing.TB, brokerURL string) *Proxy {
 		t.Fatal(err)
 	}
 	u.Host = l.Addr().String()
-	p := &Proxy{URL: u.String()}
+	p := &Proxy{URL: u.String(), stalled: make(chan struct{})}
 	t.Cleanup(func() { l.Close(); p.Cut() })
 	go func() {
 		for {
@@ -86,12 +90,49 @@ func NewProxy(t testing.TB, brokerURL string) *Proxy {
 			}
 			p.mu.Lock()
 			p.conns = append(p.conns, in, out)
+			stalled := p.stalled
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
+			go func() { pipe(out, in, stalled) }()
+			go func() { pipe(in, out, stalled) }()
 		}
 	}()
 	return p
+}
+
+// pipe copies from src to dst until either fails, then closes dst. Once
+// stalled is closed it stops forwarding and leaves dst open, so the far
+// side learns nothing (not even that src closed) until the connection is
+// cut or the test ends.
+func pipe(dst, src net.Conn, stalled <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-stalled:
+			_, _ = io.Copy(io.Discard, src)
+			return
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				dst.Close()
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// Stall makes the connections open now stop passing bytes either way
+// without closing them; connections opened later are not affected.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.stalled)
+	p.stalled = make(chan struct{})
 }
 
 // SetRefusing makes the proxy close new connections at once (or not).
