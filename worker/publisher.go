@@ -30,10 +30,7 @@ var _ features.Publisher = publisher{}
 // claim's window as it is when the call starts (a window that followed
 // reclaims would let a failing upload hold the run until its deadline).
 func (p publisher) call(ctx context.Context, fn func(context.Context, RunQueue) error) error {
-	end := p.r.claimWindow()
-	return p.r.untilWindowEnds(ctx, 0, func() time.Time { return end }, func(actx context.Context) error {
-		return fn(actx, p.r.queue())
-	})
+	return fn(tc.RetryUntil(ctx, p.r.claimWindow()), p.r.queue())
 }
 
 // infra marks err worker-shutdown when it is a failure of the

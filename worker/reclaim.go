@@ -41,19 +41,8 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 			return
 		}
 		r.logger.Info("reclaiming task")
-		var resp *tc.TaskReclaimResponse
-		failures := 0
-		err := r.untilWindowEnds(ctx, callTimeout, func() time.Time { return until }, func(actx context.Context) error {
-			var err error
-			resp, err = r.queue().ReclaimTask(actx, r.taskID, r.runID)
-			if err != nil && transient(err) {
-				failures++
-				if r.w.now().Before(until) {
-					r.logger.Warn("reclaim failed; retrying until takenUntil", "takenUntil", until, "error", err)
-				}
-			}
-			return err
-		})
+		start := r.w.now()
+		resp, err := r.queue().ReclaimTask(tc.RetryUntil(ctx, until), r.taskID, r.runID)
 		if err != nil {
 			select {
 			case <-stop:
@@ -81,10 +70,6 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 		r.takenUntil = resp.TakenUntil
 		r.mu.Unlock()
 		r.journalReclaimed(resp.Credentials, resp.TakenUntil)
-		if failures > 0 {
-			r.logger.Info("reclaimed task after failures", "takenUntil", resp.TakenUntil, "failures", failures)
-		} else {
-			r.logger.Info("reclaimed task", "takenUntil", resp.TakenUntil)
-		}
+		r.logger.Info("reclaimed task", "takenUntil", resp.TakenUntil, "took", r.w.now().Sub(start))
 	}
 }

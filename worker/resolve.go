@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
@@ -15,15 +14,15 @@ import (
 // run: the queue resolved it) and emits the Resolved event.
 //
 // The report is one resolution, decided once and never changed: it is
-// retried within the claim's window (see untilWindowEnds) but never
-// replaced by another. A 409 answer, or a failure once the window is over,
+// retried within the claim's window (see claimWindow) but never replaced
+// by another. A 409 answer, or a failure once the window is over,
 // is checked against the task's status: when the run already holds exactly
 // this resolution (an earlier attempt was applied but its answer lost) the
 // report succeeded; after a 409 otherwise, the queue resolved the run
 // first.
 //
 // ctx should carry no deadline of its own: the report bounds its retries
-// by the claim (see claimWindow).
+// by the claim (see claimWindow), and the tc client bounds each attempt.
 func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, success bool) {
 	var state, reason string
 	var call func(context.Context, RunQueue) error
@@ -66,15 +65,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 
 	r.journalResolving(full)
 	end := r.claimWindow()
-	ctx, cancel := context.WithDeadline(ctx, end.Add(callTimeout))
-	defer cancel()
-	err := r.untilWindowEnds(ctx, callTimeout, func() time.Time { return end }, func(actx context.Context) error {
-		err := call(actx, r.queue())
-		if err != nil && transient(err) && r.w.now().Before(end) {
-			r.logger.Warn("report failed; retrying", "taskState", full, "until", end, "error", err)
-		}
-		return err
-	})
+	err := call(tc.RetryUntil(ctx, end), r.queue())
 	applied := false
 	if err != nil && (tc.IsConflict(err) || transient(err)) {
 		// A conflict, or a failure that may hide an attempt the queue
@@ -103,9 +94,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 // resolvedAs reports whether the queue says the run is resolved as state
 // (with reason, for an exception).
 func (r *run) resolvedAs(ctx context.Context, state, reason string) bool {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-	defer cancel()
-	resp, err := r.w.status.status(sctx, r.taskID)
+	resp, err := r.w.status.status(ctx, r.taskID)
 	if err != nil {
 		r.logger.Warn("could not read the task status after a failed report", "error", err)
 		return false
