@@ -96,10 +96,17 @@ func (memAddr) Network() string { return "mem" }
 func (memAddr) String() string  { return "queue.test:80" }
 
 // fault makes the queue answer the requests whose method is method and
-// whose path ends with suffix with status, without handling them.
+// whose path ends with suffix with status, without handling them; status
+// 0 closes the connection without an answer (a network error), and a
+// negative status never answers (the request hangs until the client gives
+// up on it).
 type fault struct {
 	method, suffix string
 	status         int
+}
+
+func (f fault) matches(r *http.Request, p string) bool {
+	return r.Method == f.method && strings.HasSuffix(p, f.suffix)
 }
 
 // request is one request the queue received.
@@ -107,35 +114,120 @@ type request struct {
 	Method, Path string // Path without the /api/queue/v1 prefix
 	At           time.Time
 	Faulted      bool
+	Status       int // the injected answer (0: none, or the connection closed)
+}
+
+// testerHeader marks the requests of the test's own admin client, which
+// reach the queue even while it is down for the worker (setDown).
+const testerHeader = "X-Runner-Test"
+
+// markTester is a RoundTripper that sets testerHeader.
+type markTester struct{ next http.RoundTripper }
+
+func (m markTester) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(testerHeader, "1")
+	return m.next.RoundTrip(r)
 }
 
 // faults is an http.Handler in front of the queue that injects faults and
-// records every request.
+// records every request. rules are set when the environment starts; set,
+// setAfter and setDown change what is injected while a test runs.
 type faults struct {
 	next  http.Handler
 	rules []fault
 
 	mu   sync.Mutex
 	seen []request
+	// after are faults applied once the queue handled the request: its
+	// answer is thrown away and the fault's is sent instead.
+	after []fault
+	// down drops every request, as a queue that cannot be reached.
+	down bool
+}
+
+// set replaces the faults answered instead of the queue.
+func (f *faults) set(rules ...fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = rules
+}
+
+// setAfter replaces the faults answered after the queue handled the
+// request (the request is applied, its answer lost).
+func (f *faults) setAfter(rules ...fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.after = rules
+}
+
+// setDown makes the queue unreachable (every connection is closed without
+// an answer) or reachable again.
+func (f *faults) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
 }
 
 func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := strings.TrimPrefix(r.URL.Path, "/api/queue/v1")
-	for _, rule := range f.rules {
-		if r.Method == rule.method && strings.HasSuffix(p, rule.suffix) {
-			f.record(request{r.Method, p, time.Now(), true})
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(rule.status)
-			json.NewEncoder(w).Encode(map[string]any{
-				"code":    http.StatusText(rule.status),
-				"message": "injected by the test",
-			})
+	f.mu.Lock()
+	down, rules, after := f.down, f.rules, f.after
+	f.mu.Unlock()
+	if down && r.Header.Get(testerHeader) == "" {
+		f.record(request{r.Method, p, time.Now(), true, 0})
+		injectFault(w, r, 0)
+		return
+	}
+	for _, rule := range rules {
+		if rule.matches(r, p) {
+			f.record(request{r.Method, p, time.Now(), true, rule.status})
+			injectFault(w, r, rule.status)
 			return
 		}
 	}
-	f.record(request{r.Method, p, time.Now(), false})
+	for _, rule := range after {
+		if rule.matches(r, p) {
+			f.record(request{r.Method, p, time.Now(), true, rule.status})
+			f.next.ServeHTTP(discard{header: http.Header{}}, r)
+			injectFault(w, r, rule.status)
+			return
+		}
+	}
+	f.record(request{r.Method, p, time.Now(), false, 0})
 	f.next.ServeHTTP(w, r)
 }
+
+// injectFault answers status with a Taskcluster error body, or, for status
+// 0, closes the connection without an answer; for a negative status it
+// waits until the client goes away.
+func injectFault(w http.ResponseWriter, r *http.Request, status int) {
+	if status < 0 {
+		<-r.Context().Done()
+		return
+	}
+	if status == 0 {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(fmt.Sprintf("hijack: %v", err))
+		}
+		conn.Close()
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"code":    http.StatusText(status),
+		"message": "injected by the test",
+	})
+}
+
+// discard is a ResponseWriter that throws the answer away.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
 
 func (f *faults) record(r request) {
 	f.mu.Lock()
@@ -231,6 +323,8 @@ type env struct {
 	w      *worker.Worker
 	logs   *logBuffer
 	done   chan error
+	// outage is for a test that takes the queue down once only.
+	outage sync.Once
 }
 
 // start serves the embedded queue (its store in t.TempDir()) over
@@ -351,7 +445,9 @@ func start(t *testing.T, s setup) *env {
 		Version:     "test",
 		Hostname:    "test-host",
 	})
-	e := &env{t: t, admin: client, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
+	admin := tc.New(tc.Config{RootURL: rootURL, HTTPClient: &http.Client{Transport: markTester{transport}},
+		Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
+	e := &env{t: t, admin: admin, faults: f, docker: fake, cfg: cfg, w: w, logs: logs, done: make(chan error, 1)}
 	if s.hooks != nil {
 		s.hooks.e = e
 	}

@@ -24,8 +24,10 @@ func (p publisher) uploadObject(ctx context.Context, a features.Upload) error {
 		return fmt.Errorf("upload artifact %s: %w", a.Name, err)
 	}
 	defer cleanup()
-	return p.r.queue().UploadObjectArtifact(ctx, p.r.taskID, p.r.runID, tc.ObjectUpload{
-		Name: a.Name, ContentType: a.ContentType, Expires: a.Expires, Size: size, SHA256: sum, Open: open,
+	return p.call(ctx, func(ctx context.Context, q RunQueue) error {
+		return q.UploadObjectArtifact(ctx, p.r.taskID, p.r.runID, tc.ObjectUpload{
+			Name: a.Name, ContentType: a.ContentType, Expires: a.Expires, Size: size, SHA256: sum, Open: open,
+		})
 	})
 }
 

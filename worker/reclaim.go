@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,15 +10,25 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
+// errClaimLost is the cause of a run aborted because no reclaim got
+// through before takenUntil: the queue resolves such a run itself
+// (claim-expired, retried while the task has retries left), and the run's
+// credentials are no longer valid.
+var errClaimLost = errors.New("claim lost")
+
 // reclaimLoop keeps the claim alive: it reclaims at
-// (takenUntil-now)/reclaimDivisor until stop is closed. A 409 means the queue
+// (takenUntil-now)/reclaimDivisor until stop is closed. A reclaim that
+// fails with a 5xx answer, a network error or a timeout is retried until
+// takenUntil, since the claim holds until then. A 409 means the queue
 // resolved the run (cancelled, deadline passed): the task is cancelled and
-// nothing is reported. Any other failure aborts the task with internal-error.
+// nothing is reported. When takenUntil passes without a successful reclaim
+// the claim is lost: the task is cancelled the same way, and the queue
+// resolves the run (claim-expired). Any other answer (a 4xx) aborts the
+// task with internal-error.
 func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 	for {
-		r.mu.Lock()
-		wait := time.Duration(float64(r.takenUntil.Sub(r.w.now())) / r.w.cfg.Task.ReclaimDivisor)
-		r.mu.Unlock()
+		until := r.claimEnd()
+		wait := time.Duration(float64(until.Sub(r.w.now())) / r.w.cfg.Task.ReclaimDivisor)
 		r.logger.Debug("next claim", "in", wait)
 		t := time.NewTimer(max(wait, 0))
 		select {
@@ -30,7 +41,8 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 			return
 		}
 		r.logger.Info("reclaiming task")
-		resp, err := r.queue().ReclaimTask(ctx, r.taskID, r.runID)
+		start := r.w.now()
+		resp, err := r.queue().ReclaimTask(tc.RetryUntil(ctx, until), r.taskID, r.runID)
 		if err != nil {
 			select {
 			case <-stop:
@@ -41,9 +53,14 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 				return
 			}
 			r.logger.Warn("error reclaiming task", "error", err)
-			if tc.IsConflict(err) {
+			switch {
+			case tc.IsConflict(err):
 				r.cancel(taskerr.Canceled(fmt.Errorf("Could not reclaim task. %w", err)))
-			} else {
+			case transient(err):
+				r.logger.Error("[alert-operator] could not reclaim the task before its claim expired; the queue resolves the run", "takenUntil", until, "error", err)
+				r.cancel(taskerr.Canceled(fmt.Errorf("%w: could not reclaim the task before takenUntil %s: %w",
+					errClaimLost, until.UTC().Format(time.RFC3339), err)))
+			default:
 				r.cancel(taskerr.InternalError(fmt.Errorf("reclaim task: %w", err)))
 			}
 			return
@@ -53,6 +70,6 @@ func (r *run) reclaimLoop(ctx context.Context, stop <-chan struct{}) {
 		r.takenUntil = resp.TakenUntil
 		r.mu.Unlock()
 		r.journalReclaimed(resp.Credentials, resp.TakenUntil)
-		r.logger.Info("reclaimed task", "takenUntil", resp.TakenUntil)
+		r.logger.Info("reclaimed task", "takenUntil", resp.TakenUntil, "took", r.w.now().Sub(start))
 	}
 }

@@ -34,7 +34,7 @@ const (
 	removeTimeout = time.Minute
 	// createTimeout bounds creating it.
 	createTimeout = 2 * time.Minute
-	// resolveTimeout bounds the report to the queue.
+	// resolveTimeout bounds the report of a run whose runner panicked.
 	resolveTimeout = 2 * time.Minute
 )
 
@@ -215,9 +215,8 @@ func (r *run) run() {
 
 	close(stopWatchers)
 	watchers.Wait()
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
-	defer cancel()
-	r.resolve(rctx, out, kind, success)
+	// The report bounds its own retries by the claim (see resolve).
+	r.resolve(context.WithoutCancel(ctx), out, kind, success)
 }
 
 // callPhase runs one feature's phase, turning a panic into an internal

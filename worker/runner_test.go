@@ -179,18 +179,43 @@ func TestRunner(t *testing.T) {
 			},
 		},
 		{
-			name: "reclaim answered 5xx is an internal error",
+			// A reclaim failing with 5xx is retried until takenUntil, not
+			// given up after the client's few attempts. When the claim runs
+			// out, the run is the queue's (claim-expired, retried): the
+			// container is killed and no resolution is reported for it
+			// (its log is uploaded if the queue still takes it, as for a
+			// cancelled run).
+			name: "reclaim failing with 5xx until takenUntil loses the claim",
 			setup: setup{
-				script: script(untilKilled),
-				faults: []fault{{"POST", "/reclaim", 503}},
+				script: func(spec docker.ContainerSpec) dockerfake.Script {
+					if slices.Contains(spec.Env, "RUN_ID=0") {
+						return untilKilled
+					}
+					return dockerfake.Script{Steps: []dockerfake.Step{output("retried")}}
+				},
+				faults: []fault{{"POST", "/runs/0/reclaim", 503}},
 			},
-			payload:    payload(3600, "sleep", "infinity"),
-			wantRuns:   []runWant{{"exception", "scheduled", "internal-error"}},
-			wantLog:    []string{"working", "Task has been aborted prematurely. Reason: internal-error"},
-			wantKilled: true,
+			payload: payload(3600, "sleep", "infinity"),
+			wantRuns: []runWant{
+				{"exception", "scheduled", "claim-expired"},
+				{"completed", "retry", "completed"},
+			},
+			wantLog:       []string{"working", "Task was canceled by the queue. claim lost: could not reclaim the task before takenUntil"},
+			wantKilled:    true,
+			wantNoReports: true,
 			check: func(t *testing.T, e *env, taskID string) {
-				if got := len(e.faults.requests(taskID + "/runs/0/reclaim")); got < 2 {
-					t.Errorf("%d reclaims, want the client's retries", got)
+				reclaims := e.faults.requests(taskID + "/runs/0/reclaim")
+				if len(reclaims) <= tc.DefaultRetries+1 {
+					t.Errorf("%d reclaims, want more than the client's %d attempts", len(reclaims), tc.DefaultRetries+1)
+				}
+				kills := e.docker.Kills()
+				if len(kills) == 0 || len(reclaims) == 0 {
+					return
+				}
+				// The first reclaim is at half the 20-minute claim: the run
+				// must have held on for (nearly) the other half.
+				if d := kills[0].At.Sub(reclaims[0].At); d < 9*time.Minute {
+					t.Errorf("container killed %v after the first failed reclaim, want at takenUntil, 10 minutes later", d)
 				}
 			},
 		},
@@ -320,74 +345,79 @@ func TestRunner(t *testing.T) {
 			},
 		},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.skip != "" {
-				t.Skip(tt.skip)
-			}
-			synctest.Test(t, func(t *testing.T) {
-				e := start(t, tt.setup)
-				taskID := e.createTask(tt.payload)
-				if tt.during != nil {
-					tt.during(t, e, taskID)
-				}
-				var st tc.TaskStatus
-				if last := lastResolved(tt.wantRuns); tt.idle || last < 0 {
-					e.waitIdle(1)
-					st = e.status(taskID)
-				} else {
-					st = e.waitRun(taskID, last)
-				}
-				e.shutdown()
-
-				var gotRuns []runWant
-				for _, r := range st.Runs {
-					gotRuns = append(gotRuns, runWant{r.State, r.ReasonCreated, r.ReasonResolved})
-				}
-				if diff := cmp.Diff(tt.wantRuns, gotRuns); diff != "" {
-					t.Errorf("runs (-want +got):\n%s", diff)
-				}
-
-				log, ok := e.taskLog(taskID, 0)
-				switch {
-				case tt.wantLog == nil && ok:
-					t.Errorf("a task log was uploaded:\n%s", log)
-				case tt.wantLog != nil && !ok:
-					t.Errorf("no task log was uploaded")
-				}
-				for _, line := range tt.wantLog {
-					if !strings.Contains(log, line) {
-						t.Errorf("task log lacks %q:\n%s", line, log)
-					}
-				}
-
-				if got := len(e.docker.Kills()) > 0; got != tt.wantKilled {
-					t.Errorf("container killed: got %v, want %v (kills %v)", got, tt.wantKilled, e.docker.Kills())
-				}
-				if cs := e.docker.Containers(); len(cs) > 0 {
-					type spec struct {
-						Image, TaskLabel string
-						Cmd              []string
-					}
-					cmd, _ := tt.payload["command"].([]string)
-					want := spec{dockerfake.ImageID(testImage), taskID, cmd}
-					got := spec{cs[0].Spec.Image, cs[0].Spec.Labels["dev.dockerworker.task-id"], cs[0].Spec.Cmd}
-					if diff := cmp.Diff(want, got); diff != "" {
-						t.Errorf("first container (-want +got):\n%s", diff)
-					}
-				}
-				if tt.wantNoReports {
-					for _, r := range e.faults.requests(taskID + "/runs/0/") {
-						if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") && !strings.Contains(r.Path, "/artifacts/") {
-							t.Errorf("the worker called %s %s", r.Method, r.Path)
-						}
-					}
-				}
-				if tt.check != nil {
-					tt.check(t, e, taskID)
-				}
-			})
-		})
+		t.Run(tt.name, func(t *testing.T) { runScenario(t, tt) })
 	}
+}
+
+// runScenario runs one scenario in a synctest bubble and checks its
+// outcome.
+func runScenario(t *testing.T, tt scenario) {
+	t.Helper()
+	if tt.skip != "" {
+		t.Skip(tt.skip)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		e := start(t, tt.setup)
+		taskID := e.createTask(tt.payload)
+		if tt.during != nil {
+			tt.during(t, e, taskID)
+		}
+		var st tc.TaskStatus
+		if last := lastResolved(tt.wantRuns); tt.idle || last < 0 {
+			e.waitIdle(1)
+			st = e.status(taskID)
+		} else {
+			st = e.waitRun(taskID, last)
+		}
+		e.shutdown()
+
+		var gotRuns []runWant
+		for _, r := range st.Runs {
+			gotRuns = append(gotRuns, runWant{r.State, r.ReasonCreated, r.ReasonResolved})
+		}
+		if diff := cmp.Diff(tt.wantRuns, gotRuns); diff != "" {
+			t.Errorf("runs (-want +got):\n%s", diff)
+		}
+
+		log, ok := e.taskLog(taskID, 0)
+		switch {
+		case tt.wantLog == nil && ok:
+			t.Errorf("a task log was uploaded:\n%s", log)
+		case tt.wantLog != nil && !ok:
+			t.Errorf("no task log was uploaded")
+		}
+		for _, line := range tt.wantLog {
+			if !strings.Contains(log, line) {
+				t.Errorf("task log lacks %q:\n%s", line, log)
+			}
+		}
+
+		if got := len(e.docker.Kills()) > 0; got != tt.wantKilled {
+			t.Errorf("container killed: got %v, want %v (kills %v)", got, tt.wantKilled, e.docker.Kills())
+		}
+		if cs := e.docker.Containers(); len(cs) > 0 {
+			type spec struct {
+				Image, TaskLabel string
+				Cmd              []string
+			}
+			cmd, _ := tt.payload["command"].([]string)
+			want := spec{dockerfake.ImageID(testImage), taskID, cmd}
+			got := spec{cs[0].Spec.Image, cs[0].Spec.Labels["dev.dockerworker.task-id"], cs[0].Spec.Cmd}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("first container (-want +got):\n%s", diff)
+			}
+		}
+		if tt.wantNoReports {
+			for _, r := range e.faults.requests(taskID + "/runs/0/") {
+				if r.Method != "GET" && !strings.HasSuffix(r.Path, "/reclaim") && !strings.Contains(r.Path, "/artifacts/") {
+					t.Errorf("the worker called %s %s", r.Method, r.Path)
+				}
+			}
+		}
+		if tt.check != nil {
+			tt.check(t, e, taskID)
+		}
+	})
 }
 
 // lastResolved is the index of the last resolved run in runs, or -1.

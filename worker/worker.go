@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -98,6 +99,17 @@ type Worker struct {
 	tasks   sync.WaitGroup
 }
 
+// ErrCredentialsRejected is returned (wrapped) by [Worker.Run] when the
+// queue refused the worker's own credentials (401 or 403 from claimWork)
+// credentialRejections times in a row: retrying cannot help, an operator
+// must fix the credentials or their scopes.
+var ErrCredentialsRejected = errors.New("the queue rejects the worker's credentials")
+
+// credentialRejections is how many claimWork answers in a row must be 401
+// or 403 before the worker stops. One is not enough: a clock jump or a
+// credential rotation in progress may cause a single refusal.
+const credentialRejections = 3
+
 // errWorkerShutdown is the cause of task aborts on an immediate shutdown.
 var errWorkerShutdown = errors.New("worker-shutdown")
 
@@ -166,7 +178,11 @@ func (w *Worker) stopping() bool {
 // Run initialises the extensions, then claims and runs tasks until the
 // worker is stopped ([Worker.Stop]) and its running tasks are resolved.
 // Cancelling ctx is an immediate stop. Errors from the queue are logged and
-// retried with backoff; Run fails only when an extension cannot start.
+// retried with backoff. Run fails when an extension cannot start, and when
+// the queue rejects the worker's credentials (claimWork answered 401 or 403
+// credentialRejections times in a row): it then stops claiming, lets the
+// running tasks finish and returns an error wrapping
+// [ErrCredentialsRejected].
 func (w *Worker) Run(ctx context.Context) error {
 	stopWatch := context.AfterFunc(ctx, func() { w.Stop(StopImmediate) })
 	defer stopWatch()
@@ -190,7 +206,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 
 	var limitReason string
-	failures := 0
+	var runErr error
+	failures, rejections := 0, 0
 	for claimCtx.Err() == nil {
 		free := w.freeSlots()
 		if free == 0 {
@@ -224,12 +241,24 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			failures++
+			if s := tc.StatusCode(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
+				rejections++
+			} else {
+				rejections = 0
+			}
+			if rejections >= credentialRejections {
+				w.log.Error("[alert-operator] the queue rejects the worker's credentials: check taskcluster.clientId and accessToken (and certificate) and the client's scopes (queue:claim-work, queue:worker-id), then restart the worker; no more tasks are claimed",
+					"attempts", rejections, "clientId", w.cfg.Taskcluster.ClientID, "error", err)
+				runErr = fmt.Errorf("%w: claimWork was refused %d times in a row, last: %w", ErrCredentialsRejected, rejections, err)
+				w.Stop(StopGraceful)
+				break
+			}
 			d := claimBackoff(failures, w.cfg.PollInterval(), time.Duration(w.cfg.TaskQueue.MaxBackoff)*time.Millisecond)
 			w.log.Error("[alert-operator] task retrieval error", "error", err, "retryIn", d)
 			sleep(claimCtx, d)
 			continue
 		}
-		failures = 0
+		failures, rejections = 0, 0
 		for _, claim := range resp.Tasks {
 			w.log.Info("claimed task", "taskId", claim.Status.TaskID, "runId", claim.RunID)
 			w.startTask(claim)
@@ -241,7 +270,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("stopped claiming; waiting for running tasks", "running", w.Running())
 	w.tasks.Wait()
 	w.log.Info("exit")
-	return nil
+	return runErr
 }
 
 // init calls every extension's Init, recovers what a previous process

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,11 +17,34 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
+// Exit codes of run (and of dev, whose worker stops the same way).
+const (
+	runStopped             = 0 // stopped by a signal, its running tasks resolved
+	runFailed              = 1 // bad configuration, or the worker could not start or failed
+	runUsage               = 2 // bad flags or arguments
+	runCredentialsRejected = 3 // the queue rejects the worker's credentials (see worker.ErrCredentialsRejected)
+)
+
+const runExitCodes = `
+exit codes:
+  0  stopped by SIGINT or SIGTERM, after its running tasks were resolved
+  1  bad configuration, or the worker could not start
+  2  usage error: bad flags or arguments
+  3  the queue rejects the worker's credentials: claimWork answered 401 or 403
+     three times in a row (fix taskcluster.clientId/accessToken or the client's
+     scopes; restarting with the same credentials does not help)
+`
+
 // runWorker runs the worker daemon. The config file is --config FILE or
 // the one argument FILE (else $DOCKER_WORKER_CONFIG); giving both, or more
 // arguments, is a usage error.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "run [flags] [FILE]  (FILE: the worker config, as --config)", stderr)
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprint(fs.Output(), runExitCodes)
+	}
 	cfgPath := fs.String("config", os.Getenv("DOCKER_WORKER_CONFIG"), "worker config file (YAML or JSON); $DOCKER_WORKER_CONFIG")
 	logLevel := fs.String("log-level", "info", "worker log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
@@ -30,18 +54,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker run: %v\n", err)
 		fs.Usage()
-		return 2
+		return runUsage
 	}
 	cfg, err := config.Load(path, os.Getenv, wiring.FeatureNames()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
-		return 1
+		return runFailed
 	}
 	logger := newLogger(stdout, *logLevel)
 	w, closeFn, err := buildWorker(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
-		return 1
+		return runFailed
 	}
 	defer closeFn()
 	return runUntilSignalled(w, logger)
@@ -77,7 +101,7 @@ func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 // runUntilSignalled runs w until it is told to stop: SIGINT stops claiming
 // and lets running tasks finish (a second SIGINT aborts them); SIGTERM aborts
 // running tasks with worker-shutdown. It is the command's only signal
-// handler.
+// handler. It returns run's exit code (see runExitCode).
 func runUntilSignalled(w *wiring.Worker, logger *slog.Logger) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -107,9 +131,20 @@ func runUntilSignalled(w *wiring.Worker, logger *slog.Logger) int {
 			}
 		}
 	}()
-	if err := w.Run(context.Background()); err != nil {
+	err := w.Run(context.Background())
+	if err != nil {
 		logger.Error("worker stopped", "error", err)
-		return 1
 	}
-	return 0
+	return runExitCode(err)
+}
+
+// runExitCode is the exit code of a worker whose Run returned err.
+func runExitCode(err error) int {
+	switch {
+	case err == nil:
+		return runStopped
+	case errors.Is(err, worker.ErrCredentialsRejected):
+		return runCredentialsRejected
+	}
+	return runFailed
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -236,8 +237,10 @@ func TestDisabledFeatureDefaults(t *testing.T) {
 	}
 }
 
-// An upload that still fails after the client's retries fails the task;
-// the error is in the log, which is uploaded, and the other artifacts are.
+// An upload the storage keeps answering 5xx is retried while the claim
+// lasts (at least a minute), then resolves the run exception/worker-shutdown:
+// the infrastructure failed, not the task, and the queue retries it. The
+// error is in the log, which is uploaded, and the other artifacts are.
 func TestArtifactUploadFailure(t *testing.T) {
 	var puts bytes.Buffer // only written by the proxy's handler, read after the run
 	q := startFlakyQueue(t, func(r *http.Request) bool {
@@ -246,7 +249,7 @@ func TestArtifactUploadFailure(t *testing.T) {
 			puts.WriteString("x")
 		}
 		return fail
-	})
+	}, func(c *localqueue.Config) { c.ClaimTimeout = 20 * time.Second })
 	cfg := q.workerConfig("upfail")
 	startFullWorker(t, q, cfg)
 	p := shell("echo a > /a.zip && echo b > /b.txt", 60)
@@ -255,11 +258,12 @@ func TestArtifactUploadFailure(t *testing.T) {
 		"public/b.txt": map[string]any{"type": "file", "path": "/b.txt"},
 	}
 	id := q.create(t, newTask(cfg, p))
-	s := q.waitRun(t, id, 0, 2*time.Minute)
-	wantState(t, s, 0, tc.StateFailed, "failed")
+	s := q.waitRun(t, id, 0, 3*time.Minute)
+	wantState(t, s, 0, tc.StateException, "worker-shutdown")
 	log := q.logOf(t, id, 0, "")
 	mustContain(t, log, `[taskcluster:error] Error uploading "public/a.zip" artifact.`, "injected failure",
 		"[taskcluster:error] Encountered error when uploading artifact(s)",
+		"Task has been aborted prematurely. Reason: worker-shutdown",
 		"Unsuccessful task run with exit code: -1")
 	if got := q.logOf(t, id, 0, "public/b.txt"); got != "b\n" {
 		t.Errorf("b.txt = %q", got)

@@ -47,7 +47,8 @@ func (q *queueEnv) rawArtifact(t *testing.T, taskID string, runID int, name stri
 
 // startFlakyQueue is startQueue behind a proxy that answers 500 to every
 // artifact upload (PUT) fail selects; the queue hands out URLs of the proxy.
-func startFlakyQueue(t *testing.T, fail func(*http.Request) bool) *queueEnv {
+// mutate, when given, adjusts the queue's config.
+func startFlakyQueue(t *testing.T, fail func(*http.Request) bool, mutate ...func(*localqueue.Config)) *queueEnv {
 	t.Helper()
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,6 +58,9 @@ func startFlakyQueue(t *testing.T, fail func(*http.Request) bool) *queueEnv {
 	q := startQueue(t, func(c *localqueue.Config) {
 		backURL, _ = url.Parse(c.RootURL)
 		c.RootURL = "http://" + front.Addr().String()
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	proxy := httputil.NewSingleHostReverseProxy(backURL)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
