@@ -92,6 +92,8 @@ var (
 	_ features.Feature  = (*Feature)(nil)
 	_ features.AlwaysOn = (*Feature)(nil)
 	_ features.Owner    = (*Feature)(nil)
+
+	_ features.PayloadChecker = (*Feature)(nil)
 )
 
 // New returns the feature.
