@@ -13,6 +13,10 @@
 // Neither fails the task. An upload that fails after the publisher's
 // retries fails the task, with the error in the log.
 //
+// Before anything runs, a payload naming an artifact the queue cannot store
+// (empty, or not printable ASCII) or a path with a NUL byte is refused as
+// malformed (see [Feature.CheckPayload]).
+//
 // Archives from the container are hostile input: entry names are checked
 // (no absolute names, no "..", nothing outside the artifact's root), entry
 // bodies are streamed into private temporary files (never held in memory,
