@@ -13,9 +13,9 @@
 //     for the task the index names (resolved for every task).
 //
 // A registry name that is not a valid Docker reference, a task ID that is
-// not a slug id, an empty index namespace or an artifact path that is not
-// an artifact name is refused as a malformed payload before anything runs
-// (see [Feature.CheckPayload]).
+// not a slug id, an index namespace that is empty or holds control
+// characters, or an artifact path that is not an artifact name is refused
+// as a malformed payload before anything runs (see [Feature.CheckPayload]).
 //
 // An artifact that is not under public/ needs queue:get-artifact:<path>.
 // A loaded artifact image is tagged with a name derived from (taskId, path)
