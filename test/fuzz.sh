@@ -15,6 +15,8 @@ set -u
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-3s}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 failed=()
 total=0
 while IFS= read -r file; do
@@ -23,13 +25,12 @@ while IFS= read -r file; do
 		total=$((total + 1))
 		echo "fuzz: $dir $target ($FUZZTIME)"
 		# shellcheck disable=SC2086 # FUZZFLAGS is a list of flags
-		if ! $GO test ${FUZZFLAGS:-} -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"${TMPDIR:-/tmp}/fuzz-$$.log" 2>&1; then
-			cat "${TMPDIR:-/tmp}/fuzz-$$.log"
+		if ! $GO test ${FUZZFLAGS:-} -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >"$log" 2>&1; then
+			cat "$log"
 			failed+=("$dir $target")
 		fi
 	done
 done < <(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz' | sort)
-rm -f "${TMPDIR:-/tmp}/fuzz-$$.log"
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "fuzz: ${#failed[@]} of $total targets failed:"
 	printf '  %s\n' "${failed[@]}"
