@@ -4,6 +4,8 @@ BIN     := bin/docker-worker
 PKGS    := ./...
 # Tests that need a real dockerd fail instead of skipping when CI is set.
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# How long `make chaos` fuzzes each target after its chaos run.
+CHAOS_FUZZTIME ?= 30s
 # How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 3s
 
@@ -45,5 +47,6 @@ clean: ## remove build output
 bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
 	$(GO) run ./test/bench $(BENCHFLAGS)
 
-chaos: setup ## SIGKILL a worker at random while faults hit its queue; prints a table of what was lost (must be zeros)
+chaos: setup ## SIGKILL a worker at random while faults hit its queue; prints a table of what was lost (must be zeros); then longer fuzzing
 	$(GO) run ./test/chaos -n 50 $(CHAOSFLAGS)
+	$(MAKE) fuzz FUZZTIME=$(CHAOS_FUZZTIME)
