@@ -14,6 +14,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/worker"
 	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/shutdown"
 	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
@@ -23,6 +24,7 @@ const (
 	runFailed              = 1 // bad configuration, or the worker could not start or failed
 	runUsage               = 2 // bad flags or arguments
 	runCredentialsRejected = 3 // the queue rejects the worker's credentials (see worker.ErrCredentialsRejected)
+	runShutDown            = 4 // the worker shut itself down (see shutdown.ErrShutDown)
 )
 
 const runExitCodes = `
@@ -33,6 +35,9 @@ exit codes:
   3  the queue rejects the worker's credentials: claimWork answered 401 or 403
      three times in a row (fix taskcluster.clientId/accessToken or the client's
      scopes; restarting with the same credentials does not help)
+  4  the worker shut itself down, its running tasks resolved: idle for
+     shutdown.afterIdleSeconds (shutdown.enabled) or a spot termination
+     notice (shutdown.spotTermination); shutdown.command, if set, has run
 `
 
 // runWorker runs the worker daemon. The config file is --config FILE or
@@ -132,7 +137,7 @@ func runUntilSignalled(w *wiring.Worker, logger *slog.Logger) int {
 		}
 	}()
 	err := w.Run(context.Background())
-	if err != nil {
+	if err != nil && !errors.Is(err, shutdown.ErrShutDown) {
 		logger.Error("worker stopped", "error", err)
 	}
 	return runExitCode(err)
@@ -145,6 +150,8 @@ func runExitCode(err error) int {
 		return runStopped
 	case errors.Is(err, worker.ErrCredentialsRejected):
 		return runCredentialsRejected
+	case errors.Is(err, shutdown.ErrShutDown):
+		return runShutDown
 	}
 	return runFailed
 }

@@ -84,6 +84,8 @@ type Config struct {
 	// Pulse is the broker whose task-exception messages cancel runs at
 	// once (see pulse.go).
 	Pulse PulseConfig `yaml:"pulse"`
+	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
+	Shutdown ShutdownConfig `yaml:"shutdown"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -162,6 +164,7 @@ func Default() *Config {
 	c.defaultInteractive()
 	c.defaultDevices()
 	c.defaultPulse()
+	c.defaultShutdown()
 	return c
 }
 
@@ -368,6 +371,7 @@ func (c *Config) validate() []*Problem {
 	c.validateInteractive(bad)
 	c.validateDevices(bad)
 	c.validatePulse(bad)
+	c.validateShutdown(bad)
 	return errs
 }
 

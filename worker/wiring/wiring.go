@@ -32,6 +32,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
+	"go.dockerworker.dev/docker-worker/worker/shutdown"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -52,6 +53,9 @@ type Options struct {
 	// ExtraFeatures are appended to the built-in feature list (a test's
 	// observers of the task log, for example).
 	ExtraFeatures []features.Feature
+	// ShutdownAction is what shutting down means when the worker stops
+	// itself (nil: shutdown.command, else just exit); see shutdown.go.
+	ShutdownAction shutdown.Action
 }
 
 // Worker is a built worker and what it holds.
@@ -60,6 +64,7 @@ type Worker struct {
 	// LiveLog is the live log server (nil when it could not start).
 	LiveLog *livelog.Server
 	closers []func() error
+	self    *selfStop
 }
 
 // Close releases what Build started (after Run returned).
@@ -131,6 +136,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.closers = append(out.closers, pe.close)
 		exts = append(exts, pe)
 	}
+	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
 	queue := tc.New(tc.Config{
 		RootURL: cfg.RootURL,
 		Credentials: &tc.Credentials{
