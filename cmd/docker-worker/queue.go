@@ -194,7 +194,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n",
 		q.RootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
 	printExports(stdout, q)
-	code := runUntilSignalled(w, logger)
+	code := runUntilStopped(w, logger, nil)
 	stopQueue()
 	_ = q.Wait() // the worker's exit code decides
 	return code
