@@ -182,6 +182,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
 		return 1
 	}
+	warnIgnored(logger, cfg)
 	w, closeFn, err := buildWorker(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)

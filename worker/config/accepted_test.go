@@ -79,6 +79,9 @@ func TestReferenceConfigLoads(t *testing.T) {
 				t.Fatalf("the reference config does not load:\n%v", err)
 			}
 			ignored := c.Ignored()
+			if len(slices.Compact(slices.Sorted(slices.Values(ignored)))) != len(ignored) {
+				t.Errorf("a key is listed twice: %v", ignored)
+			}
 			for _, k := range wantIgnored {
 				if !slices.Contains(ignored, k) {
 					t.Errorf("%s is not in the warning list %v", k, ignored)

@@ -111,7 +111,9 @@ func (d *decoder) into(n *yaml.Node, v reflect.Value, key, from string) bool {
 			case ok:
 				d.value(val, v.Field(i), path)
 			case ignoredKey(path):
-				d.ignored = append(d.ignored, path)
+				if !slices.Contains(d.ignored, path) { // a profile may repeat it
+					d.ignored = append(d.ignored, path)
+				}
 			case key == "" && d.runnerKeys && runnerAliases[k.Value] != "":
 				// The runner's values win over the pool's: applied last.
 				target := runnerAliases[k.Value]
