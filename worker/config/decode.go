@@ -311,9 +311,13 @@ func (d *decoder) mapping(n *yaml.Node, key string, each func(k, v *yaml.Node, p
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		path := k.Value
+		name := k.Value
+		if name == "" { // an empty (or not a scalar) key still shows in messages
+			name = `""`
+		}
+		path := name
 		if key != "" {
-			path = key + "." + k.Value
+			path = key + "." + name
 		}
 		if first, dup := seen[k.Value]; dup {
 			d.bad(k.Line, path, "is given twice (first on line %d)", first)
