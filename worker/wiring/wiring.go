@@ -56,6 +56,10 @@ type Options struct {
 	// ShutdownAction is what shutting down means when the worker stops
 	// itself (nil: shutdown.command, else just exit); see shutdown.go.
 	ShutdownAction shutdown.Action
+	// Credentials are the worker's own credentials; nil takes them from
+	// the config (taskcluster.*). Build uses them for every call made
+	// with the worker's credentials, so that Set on them reaches all.
+	Credentials *WorkerCredentials
 }
 
 // Worker is a built worker and what it holds.
@@ -63,8 +67,11 @@ type Worker struct {
 	*worker.Worker
 	// LiveLog is the live log server (nil when it could not start).
 	LiveLog *livelog.Server
-	closers []func() error
-	self    *selfStop
+	// Credentials are the worker's own credentials (Options.Credentials,
+	// or those of the config); Set on them swaps them for every client.
+	Credentials *WorkerCredentials
+	closers     []func() error
+	self        *selfStop
 }
 
 // Close releases what Build started (after Run returned).
@@ -85,7 +92,10 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err := CheckRequiredFiles(cfg); err != nil {
 		return nil, err
 	}
-	out := &Worker{}
+	if opts.Credentials == nil {
+		opts.Credentials = NewWorkerCredentials(cfg)
+	}
+	out := &Worker{Credentials: opts.Credentials}
 	fail := func(err error) (*Worker, error) {
 		out.Close()
 		return nil, err
@@ -137,19 +147,12 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		exts = append(exts, pe)
 	}
 	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
-	queue := tc.New(tc.Config{
-		RootURL: cfg.RootURL,
-		Credentials: &tc.Credentials{
-			ClientID:    cfg.Taskcluster.ClientID,
-			AccessToken: cfg.Taskcluster.AccessToken,
-			Certificate: cfg.Taskcluster.Certificate,
-		},
-	})
+	queue := opts.Credentials
 	out.Worker = worker.New(worker.Options{
 		Config:      cfg,
 		Queue:       queue,
 		StatusQueue: tc.New(tc.Config{RootURL: cfg.RootURL}),
-		RunQueue:    func(c tc.Credentials) worker.RunQueue { return queue.WithCredentials(c) },
+		RunQueue:    func(c tc.Credentials) worker.RunQueue { return queue.Client().WithCredentials(c) },
 		Docker:      dc,
 		Validator:   validator,
 		Features:    feats,
@@ -240,7 +243,7 @@ func FeatureNames() []string {
 // inertFeatures is the feature list built without Docker or a live log
 // server, for questions about names and payload sections only.
 func inertFeatures(cfg *config.Config) []features.Feature {
-	return featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler)}, nil, nil, "")
+	return featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler), Credentials: NewWorkerCredentials(cfg)}, nil, nil, "")
 }
 
 // CheckFeatureKeys refuses config keys features.<name> that name no
