@@ -84,6 +84,8 @@ type Config struct {
 	// Pulse is the broker whose task-exception messages cancel runs at
 	// once (see pulse.go).
 	Pulse PulseConfig `yaml:"pulse"`
+	// Influx is where metrics go (see influx.go).
+	Influx InfluxConfig `yaml:"influx"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -162,6 +164,7 @@ func Default() *Config {
 	c.defaultInteractive()
 	c.defaultDevices()
 	c.defaultPulse()
+	c.defaultInflux()
 	return c
 }
 
@@ -368,6 +371,7 @@ func (c *Config) validate() []*Problem {
 	c.validateInteractive(bad)
 	c.validateDevices(bad)
 	c.validatePulse(bad)
+	c.validateInflux(bad)
 	return errs
 }
 
