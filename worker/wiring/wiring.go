@@ -131,6 +131,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.closers = append(out.closers, pe.close)
 		exts = append(exts, pe)
 	}
+	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
+		return fail(err)
+	}
 	queue := tc.New(tc.Config{
 		RootURL: cfg.RootURL,
 		Credentials: &tc.Credentials{
