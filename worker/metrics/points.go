@@ -14,9 +14,11 @@ const (
 	// resolution (completed, failed, exception, canceled) and reason (the
 	// exception reason); fields taskId, runId, <phase>Ms (the phase's
 	// duration: since the previous phase, the first since the claim),
-	// <phase>AtMs (since the claim), resolvedMs (last phase to
-	// resolution), firstOutputAtMs and totalMs (claim to resolution, the
-	// sum of the <phase>Ms fields and resolvedMs).
+	// <phase>AtMs (since the claim), firstOutputAtMs and totalMs (claim
+	// to resolution, the sum of the <phase>Ms fields). The phases, in
+	// order: image, created, started, exited, artifacts, logUploaded,
+	// resolved (the report to the queue); a run that ends early skips
+	// some.
 	MeasurementTask = "task"
 	// MeasurementCapacity is written every capacity interval: fields
 	// running, total and idle (slots).
@@ -111,7 +113,11 @@ func (r *Runs) get(taskID string, runID int, at time.Time) *runTimes {
 func (r *Runs) Phase(taskID string, runID int, phase string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.get(taskID, runID, at)
+	r.get(taskID, runID, at).phase(phase, at)
+}
+
+// phase adds the time since the last phase to phase's duration.
+func (t *runTimes) phase(phase string, at time.Time) {
 	d := ms(at.Sub(t.last))
 	if prev, ok := t.fields[phase+"Ms"].(float64); ok {
 		d += prev
@@ -132,15 +138,16 @@ func (r *Runs) FirstOutput(taskID string, runID int, at time.Time) {
 	}
 }
 
-// Resolved writes the run's task point and forgets it. state is the
-// resolution; reason the exception reason ("" for none).
+// Resolved ends the "resolved" phase (which the worker may also mark
+// itself, just before), writes the run's task point and forgets the run.
+// state is the resolution; reason the exception reason ("" for none).
 func (r *Runs) Resolved(taskID string, runID int, state, reason string, at time.Time) {
 	r.mu.Lock()
 	t := r.get(taskID, runID, at)
 	delete(r.runs, runKey{taskID, runID})
 	r.mu.Unlock()
+	t.phase("resolved", at)
 	f := t.fields
-	f["resolvedMs"] = ms(at.Sub(t.last))
 	f["totalMs"] = ms(at.Sub(t.claimed))
 	f["taskId"] = taskID
 	f["runId"] = runID

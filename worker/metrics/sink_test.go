@@ -118,6 +118,7 @@ func TestSinkWritesToInfluxDB(t *testing.T) {
 	runs.Phase("T1", 0, "image", t0.Add(100*time.Millisecond))
 	runs.Phase("T1", 0, "created", t0.Add(250*time.Millisecond))
 	runs.FirstOutput("T1", 0, t0.Add(300*time.Millisecond))
+	runs.Phase("T1", 0, "resolved", t0.Add(900*time.Millisecond))
 	runs.Resolved("T1", 0, "exception", "malformed-payload", t0.Add(1000*time.Millisecond))
 	Capacity(s, 1, 4, t0)
 	ClaimError(s, 503, "queue unavailable", t0)
@@ -140,7 +141,7 @@ func TestSinkWritesToInfluxDB(t *testing.T) {
 	want := map[string]any{
 		"workerType": "wt", "region": "r1", "instanceType": nil, "resolution": "exception", "reason": "malformed-payload",
 		"taskId": "T1", "runId": 0.0, "imageMs": 100.0, "imageAtMs": 100.0, "createdMs": 150.0, "createdAtMs": 250.0,
-		"firstOutputAtMs": 300.0, "resolvedMs": 750.0, "totalMs": 1000.0,
+		"firstOutputAtMs": 300.0, "resolvedMs": 750.0, "resolvedAtMs": 1000.0, "totalMs": 1000.0,
 	}
 	for k, v := range want {
 		if task[0][k] != v {

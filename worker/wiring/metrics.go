@@ -62,6 +62,7 @@ func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.
 		interval: cfg.InfluxCapacityInterval(),
 	}
 	opts.Logger = slog.New(&metricsLogHandler{next: opts.Logger.Handler(), sink: sink})
+	out.Metrics = sink
 	out.closers = append(out.closers, e.close)
 	return append(exts, e), nil
 }

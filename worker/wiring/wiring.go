@@ -32,6 +32,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
+	"go.dockerworker.dev/docker-worker/worker/metrics"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -59,6 +60,8 @@ type Worker struct {
 	*worker.Worker
 	// LiveLog is the live log server (nil when it could not start).
 	LiveLog *livelog.Server
+	// Metrics is the InfluxDB sink (nil without influx.url).
+	Metrics *metrics.Sink
 	closers []func() error
 }
 
