@@ -196,13 +196,17 @@ func taskPoint(t *testing.T, base, db, taskID string) map[string]any {
 	return rows[0]
 }
 
-// checkTags checks the worker's tags on a point.
+// checkTags checks the worker's tags on a point; an empty config value is
+// no tag.
 func checkTags(t *testing.T, what string, p map[string]any, cfg *config.Config) {
 	t.Helper()
 	for k, v := range map[string]string{
 		"provisionerId": cfg.ProvisionerID, "workerType": cfg.WorkerType, "workerGroup": cfg.WorkerGroup,
 		"workerId": cfg.WorkerID, "instanceType": cfg.InstanceType, "region": cfg.Region,
 	} {
+		if v == "" && p[k] == nil {
+			continue
+		}
 		if p[k] != v {
 			t.Errorf("%s: tag %s = %v, want %q", what, k, p[k], v)
 		}
@@ -502,4 +506,56 @@ func TestMetricsInfluxDownMidRun(t *testing.T) {
 		}
 	}
 	t.Logf("written %d, dropped %d, %d reports", w.Metrics.Written(), w.Metrics.Dropped(), len(reports))
+}
+
+// TestMetricsRecovery: the binary, SIGKILLed with a task running and
+// started again, writes a recovery point for what it cleaned up, then the
+// task point of the retried run.
+func TestMetricsRecovery(t *testing.T) {
+	dc := dockertest.Require(t)
+	base := sharedInflux(t)
+	db := influxDatabase(t, base)
+	bin := workerBinary(t)
+	q := startQueue(t, nil)
+	cfg := q.workerConfig("e2e-metrics-recovery")
+	cfg.Region = "none" // the default, which the binary's config leaves as is
+	conf := writeConfig(t, cfg)
+	appendFile(t, conf, fmt.Sprintf("influx: {url: %q, database: %s, flushInterval: 100, capacityInterval: 200}\n", base, db))
+	w := &crashWorker{t: t, bin: bin, conf: conf}
+	w.start()
+
+	id := q.create(t, newTask(cfg, shell(`if [ "$RUN_ID" = 0 ]; then sleep 600; fi; echo "run $RUN_ID done"`, 900)))
+	eventually(t, "the task's container", 2*time.Minute, func() bool {
+		for _, c := range containers(t, dc, cfg.WorkerID) {
+			if c.Running() {
+				return true
+			}
+		}
+		return false
+	})
+	w.kill()
+	w.start()
+	wantState(t, q.waitRun(t, id, 0, time.Minute), 0, "exception", "worker-shutdown")
+	wantState(t, q.waitRun(t, id, 1, 2*time.Minute), 1, "completed", "")
+
+	var rows []map[string]any
+	eventually(t, "the recovery point", time.Minute, func() bool {
+		rows = influxRows(t, base, db, `SELECT * FROM "recovery"`)
+		return len(rows) > 0
+	})
+	r := rows[0]
+	checkTags(t, "recovery", r, cfg)
+	if len(rows) != 1 || r["containersRemoved"] != 1.0 || r["runsResolved"] != 1.0 || r["runsFailed"] != 0.0 {
+		t.Errorf("recovery points: %v", rows)
+	}
+	var run1 []map[string]any
+	eventually(t, "the task point of run 1", time.Minute, func() bool {
+		run1 = influxRows(t, base, db, fmt.Sprintf(`SELECT * FROM "task" WHERE "taskId" = '%s' AND "runId" = 1`, id))
+		return len(run1) > 0
+	})
+	if run1[0]["resolution"] != "completed" {
+		t.Errorf("task point of run 1: %v", run1[0])
+	}
+	phaseSum(t, run1[0])
+	w.kill()
 }
