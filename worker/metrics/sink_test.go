@@ -316,3 +316,22 @@ func TestSinkCloseDropsWhatItCannotSend(t *testing.T) {
 		t.Errorf("written %d, dropped %d; want 0 and 6", s.Written(), s.Dropped())
 	}
 }
+
+// The InfluxDB 2 settings (org, bucket, token) go to the same write API;
+// a 1.8 server takes "database/retention-policy" as the bucket and
+// ignores the org (and, without authentication, the token).
+func TestSinkV2Settings(t *testing.T) {
+	base := influxURL(t)
+	db := tempDatabase(t, base)
+	s, err := New(Config{URL: base, Org: "dw", Bucket: db + "/autogen", Token: "unused", FlushInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Capacity(s, 0, 1, time.Now())
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rows := influxQL(t, base, db, `SELECT "total" FROM "capacity"`); len(rows) != 1 || rows[0]["total"] != 1.0 {
+		t.Errorf("capacity points: %v (written %d, dropped %d)", rows, s.Written(), s.Dropped())
+	}
+}
