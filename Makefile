@@ -4,8 +4,12 @@ BIN     := bin/docker-worker
 PKGS    := ./...
 # Tests that need a real dockerd fail instead of skipping when CI is set.
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# How long `make chaos` fuzzes each target after its chaos run.
+CHAOS_FUZZTIME ?= 30s
+# How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
+FUZZTIME ?= 3s
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench chaos
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -16,11 +20,15 @@ build: ## build bin/docker-worker
 setup: ## install and start what the tests need (dockerd, test image, registry)
 	bash test/setup-env.sh
 
-test: setup lint ## set up the test environment, lint, and run every test (Docker tests included)
+test: setup lint ## set up the test environment, lint, and run every test (Docker tests included), then the fuzz targets
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(MAKE) fuzz
 
 test-unit: ## run the tests that need no Docker daemon
 	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+fuzz: ## run each fuzz target for FUZZTIME (default 3s)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash test/fuzz.sh
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -39,5 +47,6 @@ clean: ## remove build output
 bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
 	$(GO) run ./test/bench $(BENCHFLAGS)
 
-chaos: setup ## SIGKILL a worker at random while faults hit its queue; prints a table of what was lost (must be zeros)
+chaos: setup ## SIGKILL a worker at random while faults hit its queue; prints a table of what was lost (must be zeros); then longer fuzzing
 	$(GO) run ./test/chaos -n 50 $(CHAOSFLAGS)
+	$(MAKE) fuzz FUZZTIME=$(CHAOS_FUZZTIME)

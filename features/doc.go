@@ -21,7 +21,10 @@
 // features.<name>, and an [Owner] names the other sections it serves. The
 // runner refuses a payload using a section no enabled feature owns as
 // malformed-payload, listing every such section in the task log; the worker
-// core names no feature. `docker-worker validate` runs the same check.
+// core names no feature. A [PayloadChecker] refuses values the schema
+// accepts but that can never work (an artifact name the queue cannot store,
+// an image reference Docker cannot parse), the same way, with the schema's
+// problems. `docker-worker validate` runs the same checks.
 //
 // # Per-task lifecycle
 //

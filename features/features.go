@@ -55,6 +55,19 @@ type Owner interface {
 	Owns() []string
 }
 
+// PayloadChecker is implemented by features that refuse, as a malformed
+// payload, values the schema accepts but that can never work: an artifact
+// name the queue cannot store, an image reference Docker cannot parse. The
+// worker asks every feature it has (enabled or not) once the payload has
+// passed the schema, before anything is created, and lists every problem in
+// the task log with the schema's; `docker-worker validate` runs the same
+// check. CheckPayload has no side effects. Each problem's Path names the
+// offending value in the notation of schemas.Problem (schemas.MemberPath
+// builds it).
+type PayloadChecker interface {
+	CheckPayload(p *schemas.Payload) []schemas.Problem
+}
+
 // TaskFeature is a feature's state for one task. It implements any of the
 // phase interfaces ([Opener], [ImageProvider], [ScopeRequirer], [Preparer],
 // [Starter], [Exiter], [Finisher], [Cleaner]); the runner finds them by

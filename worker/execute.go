@@ -157,13 +157,17 @@ const (
 )
 
 // CheckPayload is the whole check a worker runs on a payload before it
-// starts anything: the schema and the artifact expiries (invalid), then
-// what check's features cannot serve (unsupported, only when the payload
-// is valid). expires is the task's expiry (zero: not checked).
+// starts anything: the schema, the artifact expiries and the values no run
+// can use ([PayloadCheck.Invalid]) (invalid), then what check's features
+// cannot serve (unsupported, only when the payload is valid). expires is
+// the task's expiry (zero: not checked).
 func CheckPayload(v *schemas.Validator, check *PayloadCheck, raw []byte, expires time.Time) (p *schemas.Payload, invalid, unsupported []schemas.Problem) {
 	p, invalid = v.Validate(raw)
 	if p != nil && !expires.IsZero() {
 		invalid = append(invalid, schemas.CheckArtifactExpiry(p, expires)...)
+	}
+	if p != nil {
+		invalid = append(invalid, check.Invalid(p)...)
 	}
 	if len(invalid) > 0 || p == nil {
 		return nil, invalid, nil

@@ -2,10 +2,12 @@ package worker
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/schemas"
+	"go.dockerworker.dev/docker-worker/worker/artifacts"
 	"go.dockerworker.dev/docker-worker/worker/config"
 )
 
@@ -105,6 +107,56 @@ func (c *PayloadCheck) Check(p *schemas.Payload) []schemas.Problem {
 			out = append(out, schemas.Problem{Path: "payload." + s,
 				Message: fmt.Sprintf("%s needs feature %q, which is not enabled on this worker (%s)", s, f.Name(), pool)})
 		}
+	}
+	return out
+}
+
+// Invalid lists the values of p that the schema accepts but that no run
+// can use: the core's (env, command, log) first, then what each feature
+// implementing [features.PayloadChecker] refuses, in list order. Every
+// feature is asked, enabled or not: such a value is wrong on any worker.
+func (c *PayloadCheck) Invalid(p *schemas.Payload) []schemas.Problem {
+	out := coreProblems(p)
+	for _, f := range c.feats {
+		if pc, ok := f.(features.PayloadChecker); ok {
+			out = append(out, pc.CheckPayload(p)...)
+		}
+	}
+	return out
+}
+
+// coreProblems checks the parts of the payload the core itself puts into
+// the container and the log: an environment variable needs a name, and no
+// name, value or command word may hold a NUL byte (the kernel ends strings
+// there, so the container could not get what the payload says); the live
+// log's name must be an artifact name.
+func coreProblems(p *schemas.Payload) []schemas.Problem {
+	var out []schemas.Problem
+	add := func(path, msg string) { out = append(out, schemas.Problem{Path: path, Message: msg}) }
+	keys := make([]string, 0, len(p.Env))
+	for k := range p.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		at := schemas.MemberPath("payload.env", k)
+		switch {
+		case k == "":
+			add(at, "an environment variable name must not be empty")
+		case strings.IndexByte(k, 0) >= 0:
+			add(at, fmt.Sprintf("the environment variable name %q must not contain a NUL byte", k))
+		}
+		if v := p.Env[k]; strings.IndexByte(v, 0) >= 0 {
+			add(at, fmt.Sprintf("the value %q must not contain a NUL byte", v))
+		}
+	}
+	for i, word := range p.Command {
+		if strings.IndexByte(word, 0) >= 0 {
+			add(schemas.IndexPath("payload.command", i), fmt.Sprintf("%q must not contain a NUL byte", word))
+		}
+	}
+	if err := artifacts.CheckArtifactName(p.Log); err != nil {
+		add("payload.log", err.Error())
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -204,4 +205,79 @@ func TestRegistryCancel(t *testing.T) {
 
 func classifyCause(ctx context.Context) string {
 	return taskerr.Classify(context.Cause(ctx)).String()
+}
+
+// checkerFeature is a stub feature that also refuses payloads.
+type checkerFeature struct {
+	stubFeature
+	problems []schemas.Problem
+}
+
+func (f *checkerFeature) CheckPayload(*schemas.Payload) []schemas.Problem { return f.problems }
+
+func TestPayloadCheckInvalid(t *testing.T) {
+	feats := []features.Feature{
+		&stubFeature{name: "image", always: true, owns: []string{"image.docker-image"}},
+		&checkerFeature{stubFeature: stubFeature{name: "first", workerOff: true},
+			problems: []schemas.Problem{{Path: "payload.artifacts.x", Message: "first refuses"}}},
+		&checkerFeature{stubFeature: stubFeature{name: "second"}},
+		&checkerFeature{stubFeature: stubFeature{name: "third", always: true},
+			problems: []schemas.Problem{{Path: "payload.image", Message: "third refuses"}}},
+	}
+	check := NewPayloadCheck(config.Default(), feats)
+	const base = `"image": "busybox", "maxRunTime": 60`
+	features := []string{"payload.artifacts.x: first refuses", "payload.image: third refuses"}
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []string // before the features' problems
+	}{
+		{"fine", `{` + base + `, "command": ["sh", "-c", "echo \u00e9"], "env": {"A": "", "B=C": "x", "\u00e9": "\u00e9"}, "log": "public/logs/x.log"}`, nil},
+		{"NUL in a command word", `{` + base + `, "command": ["ok", "a\u0000", "b\u0000c"]}`, []string{
+			`payload.command[1]: "a\x00" must not contain a NUL byte`,
+			`payload.command[2]: "b\x00c" must not contain a NUL byte`,
+		}},
+		{"env names and values, sorted by name", `{` + base + `, "env": {"Z": "\u0000", "": "v", "A\u0000": "x\u0000"}}`, []string{
+			`payload.env[""]: an environment variable name must not be empty`,
+			`payload.env["A\x00"]: the environment variable name "A\x00" must not contain a NUL byte`,
+			`payload.env["A\x00"]: the value "x\x00" must not contain a NUL byte`,
+			`payload.env.Z: the value "\x00" must not contain a NUL byte`,
+		}},
+		{"log name", `{` + base + `, "log": "public/logs/\u00fc.log"}`, []string{
+			`payload.log: bad artifact name: "ü" at byte 12 is not printable ASCII (only 0x20 to 0x7e are allowed)`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, pr := range check.Invalid(payload(t, tc.doc)) {
+				got = append(got, pr.String())
+			}
+			if diff := cmp.Diff(append(tc.want, features...), got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// CheckPayload reports the values no run can use with the schema's
+// problems, and checks what the worker provides only for payloads without
+// any.
+func TestCheckPayloadInvalidValues(t *testing.T) {
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := NewPayloadCheck(config.Default(), []features.Feature{
+		&checkerFeature{stubFeature: stubFeature{name: "image", always: true, owns: []string{"image.docker-image"}},
+			problems: []schemas.Problem{{Path: "payload.image", Message: "no"}}},
+	})
+	p, invalid, unsupported := CheckPayload(v, check, []byte(`{"image": "x", "command": ["\u0000"], "maxRunTime": 1, "cache": {"c": "/c"}}`), time.Time{})
+	var got []string
+	for _, pr := range invalid {
+		got = append(got, pr.String())
+	}
+	want := []string{`payload.command[0]: "\x00" must not contain a NUL byte`, "payload.image: no"}
+	if p != nil || len(unsupported) != 0 || !cmp.Equal(got, want) {
+		t.Errorf("CheckPayload = %v, %q, %v; want nil, %q and nothing unsupported", p, got, unsupported, want)
+	}
 }

@@ -54,6 +54,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'docker-worker <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "'docker-worker --host worker-runner [PROFILE]' is 'run --with-worker-runner --profile PROFILE'.")
 }
 
 func main() {
@@ -71,6 +72,16 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "--version" {
 		args[0] = "version"
+	}
+	// worker-runner's docker-worker launcher runs "docker-worker --host
+	// worker-runner production": that is run under the runner.
+	if runArgs, ok, err := legacyHostArgs(args); ok {
+		if err != nil {
+			fmt.Fprintf(stderr, "docker-worker: %v\n\n", err)
+			usage(stderr)
+			return 2
+		}
+		args = append([]string{"run"}, runArgs...)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

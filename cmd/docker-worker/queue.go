@@ -182,6 +182,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
 		return 1
 	}
+	warnIgnored(logger, cfg)
 	w, closeFn, err := buildWorker(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
@@ -194,7 +195,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n",
 		q.RootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
 	printExports(stdout, q)
-	code := runUntilSignalled(w, logger)
+	code := runUntilStopped(w, logger, nil)
 	stopQueue()
 	_ = q.Wait() // the worker's exit code decides
 	return code

@@ -13,6 +13,10 @@
 // Neither fails the task. An upload that fails after the publisher's
 // retries fails the task, with the error in the log.
 //
+// Before anything runs, a payload naming an artifact the queue cannot store
+// (empty, or not printable ASCII) or a path with a NUL byte is refused as
+// malformed (see [Feature.CheckPayload]).
+//
 // Archives from the container are hostile input: entry names are checked
 // (no absolute names, no "..", nothing outside the artifact's root), entry
 // bodies are streamed into private temporary files (never held in memory,
@@ -81,8 +85,9 @@ const DefaultStreamThreshold = 32 << 20
 type Feature struct{ cfg Config }
 
 var (
-	_ features.Feature   = (*Feature)(nil)
-	_ features.Defaulter = (*Feature)(nil)
+	_ features.Feature        = (*Feature)(nil)
+	_ features.Defaulter      = (*Feature)(nil)
+	_ features.PayloadChecker = (*Feature)(nil)
 )
 
 // New returns the feature.
@@ -105,6 +110,41 @@ func (f *Feature) Name() string { return Name }
 // DefaultEnabled implements features.Defaulter: docker-worker ran the
 // feature unless the payload turned it off.
 func (f *Feature) DefaultEnabled() bool { return true }
+
+// CheckPayload implements features.PayloadChecker: every artifact name
+// must be one the queue can store (see worker/artifacts.CheckArtifactName)
+// and every path one the Docker archive API can be asked for (not empty,
+// no NUL byte). It checks the payload whether or not the task turns the
+// feature off: such a payload is wrong either way.
+func (f *Feature) CheckPayload(p *schemas.Payload) []schemas.Problem {
+	names := make([]string, 0, len(p.Artifacts))
+	for n := range p.Artifacts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []schemas.Problem
+	for _, name := range names {
+		at := schemas.MemberPath(schemas.MemberPath("payload", "artifacts"), name)
+		if err := wa.CheckArtifactName(name); err != nil {
+			out = append(out, schemas.Problem{Path: at, Message: err.Error()})
+		}
+		if msg := badContainerPath(p.Artifacts[name].Path); msg != "" {
+			out = append(out, schemas.Problem{Path: at + ".path", Message: msg})
+		}
+	}
+	return out
+}
+
+// badContainerPath says why path cannot be read out of a container, or "".
+func badContainerPath(path string) string {
+	switch {
+	case path == "":
+		return "the path must not be empty"
+	case strings.IndexByte(path, 0) >= 0:
+		return fmt.Sprintf("the path %q must not contain a NUL byte", path)
+	}
+	return ""
+}
 
 // NewTask implements features.Feature.
 func (f *Feature) NewTask(t features.Task) (features.TaskFeature, error) {

@@ -12,6 +12,11 @@
 //   - an indexed image ({type: indexed-image, namespace, path}): the same,
 //     for the task the index names (resolved for every task).
 //
+// A registry name that is not a valid Docker reference, a task ID that is
+// not a slug id, an index namespace that is empty or holds control
+// characters, or an artifact path that is not an artifact name is refused
+// as a malformed payload before anything runs (see [Feature.CheckPayload]).
+//
 // An artifact that is not under public/ needs queue:get-artifact:<path>.
 // A loaded artifact image is tagged with a name derived from (taskId, path)
 // and a second tag holding the artifact's sha256, so Docker alone
@@ -92,6 +97,8 @@ var (
 	_ features.Feature  = (*Feature)(nil)
 	_ features.AlwaysOn = (*Feature)(nil)
 	_ features.Owner    = (*Feature)(nil)
+
+	_ features.PayloadChecker = (*Feature)(nil)
 )
 
 // New returns the feature.

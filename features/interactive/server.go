@@ -65,7 +65,9 @@ type ServerConfig struct {
 	// Address is the IP address to listen on ("" for every interface).
 	Address string
 	// Port is the port to listen on (0: a free port the system picks).
-	Port int
+	// With PortRangeEnd set, Port..PortRangeEnd is a range and the first
+	// port of it that is free is used.
+	Port, PortRangeEnd int
 	// CertFile and KeyFile, when both set, make the server speak TLS (wss).
 	CertFile, KeyFile string
 	// Logger receives the server's log (nil: discarded).
@@ -97,9 +99,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port)))
+	ln, err := listen(cfg.Address, cfg.Port, cfg.PortRangeEnd)
 	if err != nil {
-		return nil, fmt.Errorf("interactive: listen: %w", err)
+		return nil, fmt.Errorf("interactive: %w", err)
 	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
@@ -124,6 +126,27 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// listen listens on address at port, or at the first free port of
+// port..end when end is set.
+func listen(address string, port, end int) (net.Listener, error) {
+	if end == 0 || port == 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(address, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return ln, nil
+	}
+	var last error
+	for p := port; p <= end; p++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort(address, strconv.Itoa(p)))
+		if err == nil {
+			return ln, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("listen: no free port in %d-%d: %w", port, end, last)
 }
 
 // Close stops the server and ends every session.

@@ -43,7 +43,9 @@
 // Differences from docker-worker: the container is not on the default
 // bridge (so it cannot reach other task containers there, and a link to a
 // container on the default bridge does not work with it); the proxy's
-// /bewit and /credentials endpoints are not served; the worker must be able
+// /credentials endpoint refuses new credentials (403), since the proxy
+// reads the run's current ones for every request, while POST /bewit signs
+// a URL as taskcluster-proxy did (see worker/tcproxy); the worker must be able
 // to bind port 80 (run as root, or with CAP_NET_BIND_SERVICE) and must run
 // on the Docker host itself (not in a container), since it binds the
 // bridge's address.

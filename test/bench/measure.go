@@ -240,24 +240,35 @@ func (e *env) cancellation(ctx context.Context, r *results) error {
 	}
 	defer w.stop()
 	for range e.o.cancelN {
-		id, err := e.createTask(ctx, w, []string{"sleep", "120"}, 300)
+		_, d, err := e.timeCancel(ctx, w)
 		if err != nil {
 			return err
 		}
-		filter := "label=dev.dockerworker.task-id=" + id
-		if err := waitContainers(ctx, filter, true); err != nil {
-			return err
-		}
-		start := time.Now()
-		if _, err := e.client.CancelTask(ctx, id); err != nil {
-			return fmt.Errorf("cancel task: %w", err)
-		}
-		if err := waitContainers(ctx, filter, false); err != nil {
-			return err
-		}
-		r.Samples.CancelMs = append(r.Samples.CancelMs, ms(time.Since(start)))
+		r.Samples.CancelMs = append(r.Samples.CancelMs, d)
 	}
 	return nil
+}
+
+// timeCancel starts a long task on w, waits for its container, cancels
+// it and returns its id and the milliseconds from cancelTask to the
+// container gone.
+func (e *env) timeCancel(ctx context.Context, w *workerProc) (string, float64, error) {
+	id, err := e.createTask(ctx, w, []string{"sleep", "120"}, 300)
+	if err != nil {
+		return "", 0, err
+	}
+	filter := "label=dev.dockerworker.task-id=" + id
+	if err := waitContainers(ctx, filter, true); err != nil {
+		return "", 0, err
+	}
+	start := time.Now()
+	if _, err := e.client.CancelTask(ctx, id); err != nil {
+		return "", 0, fmt.Errorf("cancel task: %w", err)
+	}
+	if err := waitContainers(ctx, filter, false); err != nil {
+		return "", 0, err
+	}
+	return id, ms(time.Since(start)), nil
 }
 
 // waitContainers polls `docker ps` until a running container matching

@@ -37,22 +37,10 @@ func (e *env) pulseCancellation(ctx context.Context, r *results) error {
 		return err
 	}
 	for range e.o.pulseCancelN {
-		id, err := e.createTask(ctx, w, []string{"sleep", "120"}, 300)
+		id, d, err := e.timeCancel(ctx, w)
 		if err != nil {
 			return err
 		}
-		filter := "label=dev.dockerworker.task-id=" + id
-		if err := waitContainers(ctx, filter, true); err != nil {
-			return err
-		}
-		start := time.Now()
-		if _, err := e.client.CancelTask(ctx, id); err != nil {
-			return fmt.Errorf("cancel task: %w", err)
-		}
-		if err := waitContainers(ctx, filter, false); err != nil {
-			return err
-		}
-		d := ms(time.Since(start))
 		byPulse := func(rec logRecord) bool { return rec.Attrs["taskId"] == id && rec.Attrs["source"] == "pulse" }
 		if _, err := w.waitRecord(ctx, "cancel task", byPulse, 10*time.Second); err != nil {
 			return fmt.Errorf("task %s: the container went away, but not through Pulse: %w", id, err)

@@ -188,8 +188,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}()
 	admin := tc.New(tc.Config{RootURL: direct, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}})
 
-	workerID := "chaos-" + strings.ToLower(slugid.Nice()[:8])
-	workerType := "chaos-" + strings.ToLower(slugid.Nice()[:8])
+	workerID := "chaos-" + name()
+	workerType := "chaos-" + name()
 	conf := filepath.Join(o.Dir, "worker.yml")
 	cacheDir := filepath.Join(o.Dir, "caches")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
@@ -285,6 +285,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	checkLogs(rep, w.logs)
 	rep.Duration = time.Since(start)
 	return rep, nil
+}
+
+// name is a random lower-case name of 8 letters and digits, as worker
+// types and ids allow.
+func name() string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return 'x'
+	}, strings.ToLower(slugid.Nice()[:8]))
 }
 
 // createTask creates one chaos task.

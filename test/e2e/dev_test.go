@@ -121,7 +121,7 @@ func startDevLogs(t *testing.T, bin, dataDir string, args ...string) (*queueEnv,
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	q := &queueEnv{rootURL: env[config.EnvRootURL]}
+	q := &queueEnv{t: t, rootURL: env[config.EnvRootURL]}
 	q.admin = tc.New(tc.Config{RootURL: q.rootURL, Credentials: &tc.Credentials{
 		ClientID: env[config.EnvClientID], AccessToken: env[config.EnvAccessToken]}})
 	return q, logs, stop

@@ -35,6 +35,9 @@ const (
 type queueEnv struct {
 	rootURL string
 	admin   *tc.Client
+	// t is the test that started the queue; worker configs get their
+	// state directories from it.
+	t *testing.T
 }
 
 func startQueue(t *testing.T, mutate func(*localqueue.Config)) *queueEnv {
@@ -66,6 +69,7 @@ func startQueue(t *testing.T, mutate func(*localqueue.Config)) *queueEnv {
 		<-done
 	})
 	return &queueEnv{
+		t:       t,
 		rootURL: rootURL,
 		admin:   tc.New(tc.Config{RootURL: rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}}),
 	}
@@ -88,6 +92,7 @@ func (q *queueEnv) workerConfig(workerType string) *config.Config {
 	c.DockerConfig.MaxAttempts = 2
 	c.DockerConfig.DelayFactor = 50
 	c.CapacityManagement.DiskspaceThreshold = 1_000_000_000
+	c.StateDir = q.t.TempDir()
 	return c
 }
 
@@ -166,9 +171,6 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 	t.Helper()
 	dc := dockertest.Require(t)
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
-	if cfg.StateDir == config.DefaultStateDir {
-		cfg.StateDir = t.TempDir()
-	}
 	if cfg.Ed25519SigningKeyLocation == config.DefaultEd25519SigningKeyLocation {
 		cfg.Ed25519SigningKeyLocation = testSigningKey(t)
 	}

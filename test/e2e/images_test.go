@@ -358,6 +358,7 @@ func startCountingQueue(t *testing.T) *countingQueue {
 		q.Close()
 	})
 	cq.queueEnv = &queueEnv{
+		t:       t,
 		rootURL: rootURL,
 		admin:   tc.New(tc.Config{RootURL: rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}}),
 	}

@@ -3,6 +3,11 @@
 // Taskcluster environment variables. Load reports every problem at once:
 // unknown keys, values of the wrong type, unusable !env tags and invalid
 // values, each on its own line naming the file, the line and the key.
+// Every key of docker-worker's final config.yml is accepted: those this
+// worker does not act on are listed by Config.Ignored (see accepted.go).
+// A file in docker-worker's profile form (defaults, production, test) is
+// read as its defaults overlaid with one profile, and LoadOptions.RunnerKeys
+// accepts the key spellings worker-runner's generic-worker launcher writes.
 package config
 
 import (
@@ -84,12 +89,17 @@ type Config struct {
 	// Pulse is the broker whose task-exception messages cancel runs at
 	// once (see pulse.go).
 	Pulse PulseConfig `yaml:"pulse"`
+	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
+	Shutdown ShutdownConfig `yaml:"shutdown"`
 	// Influx is where metrics go (see influx.go).
 	Influx InfluxConfig `yaml:"influx"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
 	knownFeatures []string
+	// ignored are the keys the file gave that have no effect (see
+	// Ignored).
+	ignored []string
 }
 
 // Credentials are the worker's Taskcluster credentials.
@@ -164,6 +174,7 @@ func Default() *Config {
 	c.defaultInteractive()
 	c.defaultDevices()
 	c.defaultPulse()
+	c.defaultShutdown()
 	c.defaultInflux()
 	return c
 }
@@ -371,6 +382,7 @@ func (c *Config) validate() []*Problem {
 	c.validateInteractive(bad)
 	c.validateDevices(bad)
 	c.validatePulse(bad)
+	c.validateShutdown(bad)
 	c.validateInflux(bad)
 	return errs
 }
@@ -379,47 +391,84 @@ func (c *Config) validate() []*Problem {
 // for callers that fill in the rest themselves (docker-worker dev). Its !env
 // tags read the process environment. Every problem is reported.
 func ReadFile(path string, c *Config) error {
-	_, problems, err := readFile(path, c, os.Getenv)
+	d, err := readFile(path, c, LoadOptions{})
 	if err != nil {
 		return err
 	}
-	return joinProblems(problems)
+	return joinProblems(d.problems)
 }
 
-func readFile(path string, c *Config, getenv func(string) string) (map[string]int, []*Problem, error) {
+func readFile(path string, c *Config, o LoadOptions) (*decoder, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, fmt.Errorf("read config: %w", err)
 	}
-	lines, problems := decode(data, c, getenv)
-	for _, p := range problems {
+	d := decode(data, c, o)
+	for _, p := range d.problems {
 		p.File = path
 	}
-	return lines, problems, nil
+	c.ignored = append(c.ignored, d.ignored...)
+	return d, nil
 }
 
-// Load reads defaults, then the file at path (if path is not empty; its
-// !env tags read getenv), then the standard environment variables
-// (getenv), and validates the result. Every problem of the file (unknown
-// keys, wrong types, !env tags that cannot be resolved) and every invalid
-// value is reported in one error, a line each, ordered by line; a key
-// that is wrong in the file is not reported again as invalid.
-//
-// featureNames are the payload features the worker has (the wiring lists
-// them); a features.<name> key naming another is a problem. Without them
-// feature keys are not checked.
+// LoadOptions are the choices of LoadWith.
+type LoadOptions struct {
+	// Getenv reads the environment: the !env tags and the standard
+	// variables (nil: os.Getenv).
+	Getenv func(string) string
+	// FeatureNames are the payload features the worker has (the wiring
+	// lists them); a features.<name> key naming another is a problem.
+	// Without them feature keys are not checked.
+	FeatureNames []string
+	// Profile picks the profile of a file in docker-worker's profile form
+	// (top-level defaults, production, test, ...): the file's defaults
+	// overlaid with this profile. A file without profiles ignores it.
+	Profile string
+	// RunnerKeys accepts the keys worker-runner's generic-worker launcher
+	// writes: rootURL, clientId, accessToken, certificate, publicIP,
+	// privateIP and instanceID stand for their docker-worker keys (and win
+	// over them); availabilityZone and workerTypeMetadata are accepted;
+	// workerNodeType defaults to instanceType and host to the provider's
+	// public-hostname, as worker-runner's docker-worker launcher set them.
+	RunnerKeys bool
+}
+
+func (o LoadOptions) getenv() func(string) string {
+	if o.Getenv == nil {
+		return os.Getenv
+	}
+	return o.Getenv
+}
+
+// Load is LoadWith with getenv and featureNames.
 func Load(path string, getenv func(string) string, featureNames ...string) (*Config, error) {
+	return LoadWith(path, LoadOptions{Getenv: getenv, FeatureNames: featureNames})
+}
+
+// LoadWith reads defaults, then the file at path (if path is not empty;
+// its !env tags read o.Getenv), then the standard environment variables,
+// and validates the result. Every problem of the file (unknown keys, wrong
+// types, !env tags that cannot be resolved) and every invalid value is
+// reported in one error, a line each, ordered by line; a key that is
+// wrong in the file is not reported again as invalid. Keys that have no
+// effect here are accepted (see Config.Ignored).
+func LoadWith(path string, o LoadOptions) (*Config, error) {
+	getenv := o.getenv()
 	c := Default()
-	c.knownFeatures = featureNames
+	c.knownFeatures = o.FeatureNames
 	lines := map[string]int{}
 	var problems []*Problem
 	if path != "" {
-		var err error
-		if lines, problems, err = readFile(path, c, getenv); err != nil {
+		d, err := readFile(path, c, o)
+		if err != nil {
 			return nil, err
 		}
+		lines, problems = d.lines, d.problems
 		if len(problems) == 1 && problems[0].Key == "" {
 			return nil, problems[0] // not YAML, or not a mapping: nothing to validate
+		}
+		if o.RunnerKeys {
+			runnerDefaults(c, lines, d.runnerMeta)
 		}
 	}
 	c.ApplyEnv(getenv)
@@ -458,6 +507,23 @@ func Load(path string, getenv func(string) string, featureNames ...string) (*Con
 		return nil, joinProblems(problems)
 	}
 	return c, nil
+}
+
+// runnerDefaults fills workerNodeType and host, when the file did not give
+// them, from what worker-runner's generic-worker launcher writes: the
+// instance type, and public-hostname in the provider metadata
+// (workerTypeMetadata).
+func runnerDefaults(c *Config, lines map[string]int, meta map[string]any) {
+	if _, ok := lines["workerNodeType"]; !ok && c.InstanceType != "" {
+		c.WorkerNodeType = c.InstanceType
+	}
+	if _, ok := lines["host"]; !ok {
+		if m, ok := meta["workerTypeMetadata"].(map[string]any); ok {
+			if h, ok := m["public-hostname"].(string); ok && h != "" {
+				c.Host = h
+			}
+		}
+	}
 }
 
 // underFailed reports whether key, or a key it is part of, had a problem.

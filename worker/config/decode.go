@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,22 +22,58 @@ type decoder struct {
 	// lines maps each key path the document gave to its line, so that
 	// validation problems can point at it.
 	lines map[string]int
+	// profile and runnerKeys are LoadOptions.Profile and RunnerKeys.
+	profile    string
+	runnerKeys bool
+	// ignored are the noEffect keys the document gave.
+	ignored []string
+	// runnerMeta are the runnerOnly values the document gave.
+	runnerMeta map[string]any
 }
 
 // decode overlays the YAML (or JSON) document data onto c. It returns the
-// line of every key path it saw and every problem it found; a document
-// that is not YAML at all is one problem.
-func decode(data []byte, c *Config, getenv func(string) string) (map[string]int, []*Problem) {
-	d := &decoder{getenv: getenv, lines: map[string]int{}}
+// decoder, whose lines hold the line of every key path it saw and whose
+// problems are every problem it found; a document that is not YAML at
+// all is one problem.
+//
+// A document in docker-worker's profile form (a top-level "defaults"
+// mapping beside profiles such as "production" and "test") is read as
+// its defaults overlaid with the profile o.Profile, if the file has it.
+func decode(data []byte, c *Config, o LoadOptions) *decoder {
+	d := &decoder{getenv: o.getenv(), lines: map[string]int{}, profile: o.Profile, runnerKeys: o.RunnerKeys, runnerMeta: map[string]any{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return d.lines, []*Problem{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
+		d.problems = []*Problem{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
+		return d
 	}
 	if len(doc.Content) == 0 {
-		return d.lines, nil // empty file: defaults
+		return d // empty file: defaults
 	}
-	d.value(doc.Content[0], reflect.ValueOf(c).Elem(), "")
-	return d.lines, d.problems
+	root := doc.Content[0]
+	v := reflect.ValueOf(c).Elem()
+	if defaults := mappingValue(root, "defaults"); defaults != nil {
+		d.value(defaults, v, "")
+		if p := mappingValue(root, d.profile); d.profile != "" && p != nil {
+			d.value(p, v, "")
+		}
+		return d
+	}
+	d.value(root, v, "")
+	return d
+}
+
+// mappingValue is the value of key in the mapping node n (nil when n is
+// not a mapping or has no such key).
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 func (d *decoder) bad(line int, key, format string, args ...any) {
@@ -67,14 +104,35 @@ func (d *decoder) into(n *yaml.Node, v reflect.Value, key, from string) bool {
 			return false
 		}
 		fields := yamlFields(t)
+		var aliased []func()
 		d.mapping(n, key, func(k, val *yaml.Node, path string) {
 			i, ok := fields[k.Value]
-			if !ok {
+			switch {
+			case ok:
+				d.value(val, v.Field(i), path)
+			case ignoredKey(path):
+				if !slices.Contains(d.ignored, path) { // a profile may repeat it
+					d.ignored = append(d.ignored, path)
+				}
+			case key == "" && d.runnerKeys && runnerAliases[k.Value] != "":
+				// The runner's values win over the pool's: applied last.
+				target := runnerAliases[k.Value]
+				aliased = append(aliased, func() {
+					d.lines[target] = k.Line
+					d.value(val, fieldAt(v, target), target)
+				})
+			case key == "" && d.runnerKeys && slices.Contains(runnerOnly, k.Value):
+				var x any
+				if r, ok := d.resolveTree(val, path); ok && r.Decode(&x) == nil {
+					d.runnerMeta[k.Value] = x
+				}
+			default:
 				d.bad(k.Line, path, "unknown key")
-				return
 			}
-			d.value(val, v.Field(i), path)
 		})
+		for _, f := range aliased {
+			f()
+		}
 		return true
 	case reflect.Map:
 		if !d.expect(n, yaml.MappingNode, t, key, from) {
@@ -253,9 +311,13 @@ func (d *decoder) mapping(n *yaml.Node, key string, each func(k, v *yaml.Node, p
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		path := k.Value
+		name := k.Value
+		if name == "" { // an empty (or not a scalar) key still shows in messages
+			name = `""`
+		}
+		path := name
 		if key != "" {
-			path = key + "." + k.Value
+			path = key + "." + name
 		}
 		if first, dup := seen[k.Value]; dup {
 			d.bad(k.Line, path, "is given twice (first on line %d)", first)
@@ -265,6 +327,19 @@ func (d *decoder) mapping(n *yaml.Node, key string, each func(k, v *yaml.Node, p
 		d.lines[path] = k.Line
 		each(k, v, path)
 	}
+}
+
+// fieldAt is the field of the struct v at the dotted yaml key path (which
+// must exist: the paths are the package's own).
+func fieldAt(v reflect.Value, path string) reflect.Value {
+	for _, name := range strings.Split(path, ".") {
+		i, ok := yamlFields(v.Type())[name]
+		if !ok {
+			panic("config: no field " + path)
+		}
+		v = v.Field(i)
+	}
+	return v
 }
 
 // yamlFields maps the yaml names of t's fields to their indexes.

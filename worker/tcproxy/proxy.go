@@ -13,6 +13,11 @@
 // upstream answered them (never followed), and an Authorization header the
 // client sent is replaced. A request from an address the proxy does not
 // serve is refused with 403.
+//
+// Two paths are the proxy's own, as in taskcluster-proxy: POST /bewit
+// signs the URL in the body (see [SignURL]) and answers 303 to the signed
+// URL; /credentials, where taskcluster-proxy took new credentials, is
+// refused (403 for PUT), since the credentials are read for every request.
 package tcproxy
 
 import (
@@ -125,6 +130,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "taskcluster proxy: this proxy does not serve "+r.RemoteAddr, http.StatusForbidden)
 			return
 		}
+	}
+	switch r.URL.Path {
+	case BewitPath:
+		p.serveBewit(w, r)
+		return
+	case CredentialsPath:
+		p.serveCredentials(w, r)
+		return
 	}
 	if _, ok := p.Target(r.URL.EscapedPath(), r.URL.RawQuery); !ok {
 		http.Error(w, "taskcluster proxy: want /<service>/<version>/... or /api/<service>/<version>/...", http.StatusNotFound)

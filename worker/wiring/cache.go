@@ -32,11 +32,7 @@ func cacheFeature(cfg *config.Config, opts Options, d image.Docker) *cachefeatur
 		alive = runContainerRuns(l)
 	}
 	tcs := taskclusterCalls{
-		worker: tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
-			ClientID:    cfg.Taskcluster.ClientID,
-			AccessToken: cfg.Taskcluster.AccessToken,
-			Certificate: cfg.Taskcluster.Certificate,
-		}}),
+		worker:    opts.Credentials,
 		anonymous: tc.New(tc.Config{RootURL: cfg.RootURL}),
 	}
 	return cachefeature.New(cachefeature.Config{
@@ -54,10 +50,13 @@ func cacheFeature(cfg *config.Config, opts Options, d image.Docker) *cachefeatur
 }
 
 // taskclusterCalls are the auth and purge-cache calls of the cache
-// feature: made with the worker's credentials, and again without any when
-// those are refused (403), as the worker polls task status; public
-// deployments' anonymous roles grant both calls.
-type taskclusterCalls struct{ worker, anonymous *tc.Client }
+// feature: made with the worker's current credentials, and again without
+// any when those are refused (403), as the worker polls task status;
+// public deployments' anonymous roles grant both calls.
+type taskclusterCalls struct {
+	worker    *WorkerCredentials
+	anonymous *tc.Client
+}
 
 var (
 	_ cachefeature.ScopeExpander = taskclusterCalls{}
@@ -66,7 +65,7 @@ var (
 
 // ExpandScopes implements cachefeature.ScopeExpander (auth.expandScopes).
 func (c taskclusterCalls) ExpandScopes(ctx context.Context, scopes []string) ([]string, error) {
-	out, err := c.worker.ExpandScopes(ctx, scopes)
+	out, err := c.worker.Client().ExpandScopes(ctx, scopes)
 	if tc.StatusCode(err) == http.StatusForbidden {
 		out, err = c.anonymous.ExpandScopes(ctx, scopes)
 	}
@@ -76,7 +75,7 @@ func (c taskclusterCalls) ExpandScopes(ctx context.Context, scopes []string) ([]
 // PurgeRequests implements cachefeature.PurgeSource
 // (purgeCache.purgeRequests).
 func (c taskclusterCalls) PurgeRequests(ctx context.Context, workerPoolID string, since time.Time) ([]cachefeature.PurgeRequest, error) {
-	reqs, err := c.worker.PurgeRequests(ctx, workerPoolID, since)
+	reqs, err := c.worker.Client().PurgeRequests(ctx, workerPoolID, since)
 	if tc.StatusCode(err) == http.StatusForbidden {
 		reqs, err = c.anonymous.PurgeRequests(ctx, workerPoolID, since)
 	}

@@ -18,11 +18,7 @@ func devicesFeature(cfg *config.Config, opts Options) *devices.Feature {
 			Enabled: cfg.DevicesEnabled(),
 		}),
 		Expander: taskclusterCalls{
-			worker: tc.New(tc.Config{RootURL: cfg.RootURL, Credentials: &tc.Credentials{
-				ClientID:    cfg.Taskcluster.ClientID,
-				AccessToken: cfg.Taskcluster.AccessToken,
-				Certificate: cfg.Taskcluster.Certificate,
-			}}),
+			worker:    opts.Credentials,
 			anonymous: tc.New(tc.Config{RootURL: cfg.RootURL}),
 		},
 		Logger: opts.Logger.With("feature", devices.Name),

@@ -13,7 +13,12 @@ import (
 // starts with the first task that asks for it.
 func interactiveFeature(cfg *config.Config, opts Options, d image.Docker) *interactive.Feature {
 	ic := cfg.Interactive
-	sc := interactive.ServerConfig{Logger: opts.Logger.With("feature", interactive.Name)}
+	sc := interactive.ServerConfig{
+		Address:      ic.BindAddress,
+		Port:         ic.Port,
+		PortRangeEnd: ic.PortRangeEnd,
+		Logger:       opts.Logger.With("feature", interactive.Name),
+	}
 	if ic.SSL {
 		sc.CertFile, sc.KeyFile = cfg.SSL.Certificate, cfg.SSL.Key
 	}

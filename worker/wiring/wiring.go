@@ -33,6 +33,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
 	"go.dockerworker.dev/docker-worker/worker/metrics"
+	"go.dockerworker.dev/docker-worker/worker/shutdown"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -53,6 +54,13 @@ type Options struct {
 	// ExtraFeatures are appended to the built-in feature list (a test's
 	// observers of the task log, for example).
 	ExtraFeatures []features.Feature
+	// ShutdownAction is what shutting down means when the worker stops
+	// itself (nil: shutdown.command, else just exit); see shutdown.go.
+	ShutdownAction shutdown.Action
+	// Credentials are the worker's own credentials; nil takes them from
+	// the config (taskcluster.*). Build uses them for every call made
+	// with the worker's credentials, so that Set on them reaches all.
+	Credentials *WorkerCredentials
 }
 
 // Worker is a built worker and what it holds.
@@ -60,9 +68,13 @@ type Worker struct {
 	*worker.Worker
 	// LiveLog is the live log server (nil when it could not start).
 	LiveLog *livelog.Server
+	// Credentials are the worker's own credentials (Options.Credentials,
+	// or those of the config); Set on them swaps them for every client.
+	Credentials *WorkerCredentials
 	// Metrics is the InfluxDB sink (nil without influx.url).
 	Metrics *metrics.Sink
 	closers []func() error
+	self    *selfStop
 }
 
 // Close releases what Build started (after Run returned).
@@ -83,7 +95,10 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if err := CheckRequiredFiles(cfg); err != nil {
 		return nil, err
 	}
-	out := &Worker{}
+	if opts.Credentials == nil {
+		opts.Credentials = NewWorkerCredentials(cfg)
+	}
+	out := &Worker{Credentials: opts.Credentials}
 	fail := func(err error) (*Worker, error) {
 		out.Close()
 		return nil, err
@@ -134,22 +149,16 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		out.closers = append(out.closers, pe.close)
 		exts = append(exts, pe)
 	}
+	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
 	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
 		return fail(err)
 	}
-	queue := tc.New(tc.Config{
-		RootURL: cfg.RootURL,
-		Credentials: &tc.Credentials{
-			ClientID:    cfg.Taskcluster.ClientID,
-			AccessToken: cfg.Taskcluster.AccessToken,
-			Certificate: cfg.Taskcluster.Certificate,
-		},
-	})
+	queue := opts.Credentials
 	out.Worker = worker.New(worker.Options{
 		Config:      cfg,
 		Queue:       queue,
 		StatusQueue: tc.New(tc.Config{RootURL: cfg.RootURL}),
-		RunQueue:    func(c tc.Credentials) worker.RunQueue { return queue.WithCredentials(c) },
+		RunQueue:    func(c tc.Credentials) worker.RunQueue { return queue.Client().WithCredentials(c) },
 		Docker:      dc,
 		Validator:   validator,
 		Features:    feats,
@@ -240,7 +249,7 @@ func FeatureNames() []string {
 // inertFeatures is the feature list built without Docker or a live log
 // server, for questions about names and payload sections only.
 func inertFeatures(cfg *config.Config) []features.Feature {
-	return featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler)}, nil, nil, "")
+	return featureList(cfg, Options{Logger: slog.New(slog.DiscardHandler), Credentials: NewWorkerCredentials(cfg)}, nil, nil, "")
 }
 
 // CheckFeatureKeys refuses config keys features.<name> that name no

@@ -56,15 +56,24 @@ func ParseHeader(h string) (tc.HawkArtifacts, string, error) {
 }
 
 // SplitHostPort splits a Host header value into host and port, defaulting
-// the port from the scheme (443 with TLS, else 80).
+// the port from the scheme (443 with TLS, else 80) when there is none or it
+// is empty ("host:"). An IPv6 literal loses its brackets with or without a
+// port, as clients sign it (net/url's Hostname).
 func SplitHostPort(hostHeader string, tls bool) (string, int, error) {
+	def := 80
+	if tls {
+		def = 443
+	}
 	host, p, err := net.SplitHostPort(hostHeader)
 	if err != nil {
 		host = hostHeader
-		if tls {
-			return host, 443, nil
+		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+			host = host[1 : len(host)-1]
 		}
-		return host, 80, nil
+		return host, def, nil
+	}
+	if p == "" {
+		return host, def, nil
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil {
