@@ -8,8 +8,10 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 CHAOS_FUZZTIME ?= 30s
 # How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 3s
+# Where make dist writes the release tarballs; VERSION overrides the computed version.
+DISTDIR ?= dist
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz dist
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +45,9 @@ demo: build setup ## run the embedded queue and a worker, submit a sample task, 
 
 clean: ## remove build output
 	rm -rf bin
+
+dist: ## release tarballs for linux/amd64 and linux/arm64 and their SHA256SUMS in DISTDIR (default dist/)
+	GO=$(GO) VERSION=$(VERSION) bash test/dist.sh $(DISTDIR)
 
 bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
 	$(GO) run ./test/bench $(BENCHFLAGS)
