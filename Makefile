@@ -8,10 +8,8 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 CHAOS_FUZZTIME ?= 30s
 # How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 3s
-# Where make dist writes the release tarballs; VERSION overrides the computed version.
-DISTDIR ?= dist
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz dist
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +44,10 @@ demo: build setup ## run the embedded queue and a worker, submit a sample task, 
 clean: ## remove build output
 	rm -rf bin
 
+# Where make dist writes the release tarballs; VERSION overrides the computed version.
+DISTDIR ?= dist
+
+.PHONY: dist
 dist: ## release tarballs for linux/amd64 and linux/arm64 and their SHA256SUMS in DISTDIR (default dist/)
 	GO=$(GO) VERSION=$(VERSION) bash test/dist.sh $(DISTDIR)
 
