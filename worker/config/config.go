@@ -91,6 +91,8 @@ type Config struct {
 	Pulse PulseConfig `yaml:"pulse"`
 	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Provider: registration with worker-manager (see provider.go).
+	Provider ProviderConfig `yaml:"provider"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -380,6 +382,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDevices(bad)
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
+	c.validateProvider(bad)
 	return errs
 }
 
@@ -427,6 +430,8 @@ type LoadOptions struct {
 	// workerNodeType defaults to instanceType and host to the provider's
 	// public-hostname, as worker-runner's docker-worker launcher set them.
 	RunnerKeys bool
+	// Registered, when set, is laid over the file (see provider.go).
+	Registered *Registered
 }
 
 func (o LoadOptions) getenv() func(string) string {
@@ -466,6 +471,9 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 		if o.RunnerKeys {
 			runnerDefaults(c, lines, d.runnerMeta)
 		}
+	}
+	if o.Registered != nil {
+		problems = append(problems, c.applyRegistered(o.Registered)...)
 	}
 	c.ApplyEnv(getenv)
 	for _, o := range envOverrides {
