@@ -33,14 +33,17 @@ const runExitCodes = `
 exit codes:
   0  stopped by SIGINT or SIGTERM (or worker-runner's graceful-termination),
      after its running tasks were resolved
-  1  bad configuration, or the worker could not start
+  1  bad configuration, or the worker could not start (with a provider
+     section: registration with worker-manager failed)
   2  usage error: bad flags or arguments
   3  the queue rejects the worker's credentials: claimWork answered 401 or 403
      three times in a row (fix taskcluster.clientId/accessToken or the client's
      scopes; restarting with the same credentials does not help)
   4  the worker shut itself down, its running tasks resolved: idle for
-     shutdown.afterIdleSeconds (shutdown.enabled) or a spot termination
-     notice (shutdown.spotTermination); shutdown.command, if set, has run
+     shutdown.afterIdleSeconds (shutdown.enabled), a spot termination
+     notice (shutdown.spotTermination) or worker-manager's
+     shouldWorkerTerminate (provider section, after removeWorker);
+     shutdown.command, if set, has run
 `
 
 // runWorker runs the worker daemon. The config file is --config FILE or
