@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 )
 
 // ProviderConfig is the provider section: how a worker that runs alone
@@ -82,7 +83,7 @@ func (c *Config) applyRegistered(r *Registered) []*Problem {
 // ReadProvider reads the file at path (and the standard environment
 // variables) for its provider section and rootUrl, before registration:
 // the rest of the file is decoded but not validated. It reports the
-// file's problems and those of the provider section.
+// problems of the provider section only (and a file that is not YAML).
 func ReadProvider(path string, o LoadOptions) (*Config, error) {
 	c := Default()
 	if path != "" {
@@ -90,8 +91,16 @@ func ReadProvider(path string, o LoadOptions) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(d.problems) > 0 {
-			return nil, joinProblems(d.problems)
+		// Only the provider section's problems (and a file that is not
+		// YAML) stop here; LoadWith reports the rest, all at once.
+		var mine []*Problem
+		for _, p := range d.problems {
+			if p.Key == "" || p.Key == "provider" || strings.HasPrefix(p.Key, "provider.") {
+				mine = append(mine, p)
+			}
+		}
+		if len(mine) > 0 {
+			return nil, joinProblems(mine)
 		}
 	}
 	c.ApplyEnv(o.getenv())

@@ -16,6 +16,7 @@ func TestReadProvider(t *testing.T) {
 		{name: "static", yaml: "rootUrl: http://127.0.0.1:1\nprovider:\n  providerType: static\n  workerPoolID: proj/pool\n" +
 			"  workerGroup: dc1\n  workerID: host-1\n  staticSecret: " + testStaticSecret + "\n"},
 		{name: "aws needs nothing else", yaml: "provider: {providerType: aws}\n"},
+		{name: "other keys' problems are left to LoadWith", yaml: "provider: {providerType: aws}\nbogus: 1\ncapacity: 0\n"},
 		{name: "static lacks its keys", yaml: "provider: {providerType: static, workerPoolID: nope, staticSecret: short}\n", wantErr: []string{
 			`provider.workerPoolID: "nope" is not a worker pool ID`,
 			`provider.workerGroup: "" must be`,
