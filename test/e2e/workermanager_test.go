@@ -115,8 +115,8 @@ func TestWorkerManagerStaticBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "worker.yml")
-	body := "rootUrl: " + q.rootURL + "\n" +
-		"provider:\n  providerType: static\n  workerPoolID: " + pool + "\n  workerGroup: " + group + "\n  workerID: " + id +
+	// The provider section as worker-runner's static provider has it.
+	body := "provider:\n  providerType: static\n  rootURL: " + q.rootURL + "\n  workerPoolID: " + pool + "\n  workerGroup: " + group + "\n  workerID: " + id +
 		"\n  staticSecret: " + wmStaticSecret + "\n" +
 		"stateDir: " + t.TempDir() + "\ned25519SigningKeyLocation: " + testSigningKey(t) + "\n"
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -231,6 +231,9 @@ func TestWorkerManagerAWS(t *testing.T) {
 	}
 	if md.Refused() != 0 {
 		t.Errorf("%d metadata reads without an IMDSv2 token", md.Refused())
+	}
+	if cfg.Shutdown.MetadataEndpoint != md.URL {
+		t.Errorf("shutdown.metadataEndpoint %q, want the provider's %q", cfg.Shutdown.MetadataEndpoint, md.URL)
 	}
 	reg.CheckInterval = time.Second
 	w, err := wiring.Build(t.Context(), cfg, wiring.Options{

@@ -17,6 +17,10 @@ type ProviderConfig struct {
 	// static secret) or "aws" (an EC2 instance started by worker-manager,
 	// identified by its instance identity document).
 	ProviderType string `yaml:"providerType"`
+	// RootURL is the deployment's root URL for a static worker (as
+	// worker-runner's static provider takes it); empty: rootUrl. The aws
+	// provider reads it from the instance's user-data.
+	RootURL string `yaml:"rootURL"`
 	// ProviderID names the worker-manager provider (static only; for aws
 	// the instance's user-data names it). Default "static".
 	ProviderID string `yaml:"providerID"`
@@ -133,8 +137,12 @@ func (c *Config) validateProvider(bad func(key, format string, args ...any)) {
 		if !staticSecretPattern.MatchString(p.StaticSecret) {
 			bad("provider.staticSecret", "must be 44 characters of a-z, A-Z, 0-9, '-' and '_'")
 		}
-		if c.RootURL == "" {
-			bad("rootUrl", "is required with provider.providerType static (or set %s)", EnvRootURL)
+		if p.RootURL != "" {
+			if u, err := url.Parse(p.RootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("provider.rootURL", "%q is not an http(s) URL", p.RootURL)
+			}
+		} else if c.RootURL == "" {
+			bad("rootUrl", "is required with provider.providerType static: set it, provider.rootURL or %s", EnvRootURL)
 		}
 	case ProviderAWS:
 		if p.MetadataEndpoint != "" {

@@ -15,6 +15,8 @@ func TestReadProvider(t *testing.T) {
 		{name: "no provider", yaml: "capacity: 2\n"},
 		{name: "static", yaml: "rootUrl: http://127.0.0.1:1\nprovider:\n  providerType: static\n  workerPoolID: proj/pool\n" +
 			"  workerGroup: dc1\n  workerID: host-1\n  staticSecret: " + testStaticSecret + "\n"},
+		{name: "static with worker-runner's rootURL", yaml: "provider:\n  providerType: static\n  rootURL: http://127.0.0.1:1\n  workerPoolID: proj/pool\n" +
+			"  workerGroup: dc1\n  workerID: host-1\n  staticSecret: " + testStaticSecret + "\n"},
 		{name: "aws needs nothing else", yaml: "provider: {providerType: aws}\n"},
 		{name: "other keys' problems are left to LoadWith", yaml: "provider: {providerType: aws}\nbogus: 1\ncapacity: 0\n"},
 		{name: "static lacks its keys", yaml: "provider: {providerType: static, workerPoolID: nope, staticSecret: short}\n", wantErr: []string{
@@ -23,6 +25,9 @@ func TestReadProvider(t *testing.T) {
 			`provider.workerID: "" must be`,
 			"provider.staticSecret: must be 44 characters",
 			"rootUrl: is required with provider.providerType static",
+		}},
+		{name: "bad rootURL", yaml: "provider: {providerType: static, rootURL: nowhere}\n", wantErr: []string{
+			`provider.rootURL: "nowhere" is not an http(s) URL`,
 		}},
 		{name: "unknown type", yaml: "provider: {providerType: gcp}\n", wantErr: []string{`provider.providerType: "gcp" is not a provider type (static, aws)`}},
 		{name: "bad endpoint", yaml: "provider: {providerType: aws, metadataEndpoint: 169.254.169.254}\n", wantErr: []string{`provider.metadataEndpoint: "169.254.169.254" is not an http(s) URL`}},

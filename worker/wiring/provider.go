@@ -66,6 +66,9 @@ func LoadConfig(ctx context.Context, path string, o config.LoadOptions, logger *
 			providerID = config.DefaultStaticProviderID
 		}
 		id = workermanager.Static(providerID, p.WorkerPoolID, p.WorkerGroup, p.WorkerID, p.StaticSecret)
+		if p.RootURL != "" {
+			rootURL = p.RootURL
+		}
 	case config.ProviderAWS:
 		inst, err := workermanager.AWS(ctx, pre.MetadataURL())
 		if err != nil {
@@ -106,6 +109,10 @@ func applyRegistration(c *config.Config, rootURL string, id workermanager.Identi
 	c.WorkerGroup, c.WorkerID = id.WorkerGroup, id.WorkerID
 	if facts == nil {
 		return
+	}
+	// The spot termination check reads the same metadata service.
+	if c.Shutdown.MetadataEndpoint == "" {
+		c.Shutdown.MetadataEndpoint = c.Provider.MetadataEndpoint
 	}
 	c.InstanceID, c.InstanceType, c.Region = facts.InstanceID, facts.InstanceType, facts.Region
 	c.WorkerNodeType = facts.InstanceType
