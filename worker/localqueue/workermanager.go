@@ -48,9 +48,9 @@ type WorkerManagerConfig struct {
 	// AWSIdentityKey is the public key that verifies instance identity
 	// document signatures.
 	AWSIdentityKey *rsa.PublicKey
-	// CredentialLifetime is how long registered credentials last (the
-	// pool's reregistration timeout); 0: 96 hours, worker-manager's
-	// default.
+	// CredentialLifetime is how long registered credentials last when
+	// the pool's config has no lifecycle.reregistrationTimeout; 0: 96
+	// hours, worker-manager's default.
 	CredentialLifetime time.Duration
 }
 
@@ -396,21 +396,54 @@ func (q *Queue) registerWorker(w http.ResponseWriter, rq *apiRequest) error {
 		return err
 	}
 	wk.State, wk.Secret, wk.LastModified = workerRunning, secret, rq.now
-	var workerConfig struct {
-		WorkerConfig json.RawMessage `json:"workerConfig"`
-	}
-	json.Unmarshal(p.Config, &workerConfig)
-	if len(workerConfig.WorkerConfig) == 0 || workerConfig.WorkerConfig[0] != '{' {
-		workerConfig.WorkerConfig = json.RawMessage("{}")
-	}
 	q.log.Info("worker registered", "workerPoolId", wk.PoolID, "workerGroup", wk.Group, "workerId", wk.ID, "expires", formatTime(wk.Expires))
 	q.reply(w, http.StatusOK, map[string]any{
 		"credentials":  creds,
 		"expires":      formatTime(wk.Expires),
 		"secret":       secret,
-		"workerConfig": workerConfig.WorkerConfig,
+		"workerConfig": p.workerConfig(wk.Group),
 	})
 	return nil
+}
+
+// poolConfig is the part of a pool's config the subset reads: the static
+// provider's workerConfig and lifecycle, or the aws provider's launch
+// configurations, each with its region and workerConfig.
+type poolConfig struct {
+	WorkerConfig  json.RawMessage `json:"workerConfig"`
+	LaunchConfigs []struct {
+		Region       string          `json:"region"`
+		WorkerConfig json.RawMessage `json:"workerConfig"`
+	} `json:"launchConfigs"`
+	Lifecycle struct {
+		ReregistrationTimeout int `json:"reregistrationTimeout"` // seconds
+	} `json:"lifecycle"`
+}
+
+func (p *wmPool) config() poolConfig {
+	var c poolConfig
+	json.Unmarshal(p.Config, &c) // an object, checked by createWorkerPool; other shapes read as empty
+	return c
+}
+
+// workerConfig is the workerConfig handed to a worker of group: the
+// pool's, else that of the first launch configuration in the worker's
+// region (an aws worker's group), else {}.
+func (p *wmPool) workerConfig(group string) json.RawMessage {
+	c := p.config()
+	wc := c.WorkerConfig
+	if len(wc) == 0 {
+		for _, lc := range c.LaunchConfigs {
+			if lc.Region == group {
+				wc = lc.WorkerConfig
+				break
+			}
+		}
+	}
+	if len(wc) == 0 || wc[0] != '{' {
+		return json.RawMessage("{}")
+	}
+	return wc
 }
 
 // verifyAWS checks an aws identity proof: the signature of the document
@@ -448,7 +481,8 @@ func (wm *workerManager) verifyAWS(proof map[string]string, group, id string) er
 // issueWorkerCredentials makes wk's temporary credentials (named
 // worker/<providerId>/<workerPoolId>/<workerGroup>/<workerId>, as
 // worker-manager names them) for the configured lifetime, and the next
-// reregistration secret; wk.Expires is set.
+// reregistration secret; wk.Expires is set. The lifetime is the pool's
+// lifecycle.reregistrationTimeout when it has one. wm.mu is held.
 func (q *Queue) issueWorkerCredentials(wk *wmWorker, now time.Time) (map[string]string, string, error) {
 	one := wk.PoolID + "/" + wk.Group + "/" + wk.ID
 	scopes := []string{
@@ -461,7 +495,13 @@ func (q *Queue) issueWorkerCredentials(wk *wmWorker, now time.Time) (map[string]
 		"worker-manager:reregister-worker:" + one,
 		"worker-manager:should-worker-terminate:" + one,
 	}
-	wk.Expires = now.Add(q.wm.lifetime)
+	lifetime := q.wm.lifetime
+	if p := q.wm.pools[wk.PoolID]; p != nil {
+		if secs := p.config().Lifecycle.ReregistrationTimeout; secs > 0 {
+			lifetime = time.Duration(secs) * time.Second
+		}
+	}
+	wk.Expires = now.Add(lifetime)
 	c, err := hawkserver.IssueTemporaryCredentials(issuerClientID, q.issuerToken,
 		"worker/"+wk.ProviderID+"/"+one, scopes, now.Add(-5*time.Minute), wk.Expires)
 	if err != nil {

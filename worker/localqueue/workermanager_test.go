@@ -175,7 +175,17 @@ func TestWorkerManagerAWS(t *testing.T) {
 	ctx := t.Context()
 	const pool = "proj-aws/ci"
 	anonymous := tc.New(tc.Config{RootURL: c.root, HTTPClient: &http.Client{Transport: c.rec}, Retries: -1})
-	if err := c.admin.Request(ctx, serviceWorkerManager, "PUT", "/worker-pool/"+tc.PathEscape(pool), nil, wmPoolBody("aws"), nil); err != nil {
+	// An aws pool's workerConfig is its launch configuration's, per region.
+	body := wmPoolBody("aws")
+	body["config"] = map[string]any{
+		"minCapacity": 0, "maxCapacity": 1,
+		"lifecycle": map[string]any{"reregistrationTimeout": 600},
+		"launchConfigs": []any{
+			map[string]any{"region": "eu-west-1", "launchConfig": map[string]any{}, "workerConfig": map[string]any{"capacity": 9}},
+			map[string]any{"region": "us-east-1", "launchConfig": map[string]any{}, "workerConfig": map[string]any{"capacity": 5}},
+		},
+	}
+	if err := c.admin.Request(ctx, serviceWorkerManager, "PUT", "/worker-pool/"+tc.PathEscape(pool), nil, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	sign := func(k *rsa.PrivateKey, doc string) string {
@@ -187,17 +197,24 @@ func TestWorkerManagerAWS(t *testing.T) {
 		return base64.StdEncoding.EncodeToString(sig)
 	}
 	doc := `{"instanceId":"i-0123456789abcdef0","region":"us-east-1","availabilityZone":"us-east-1a","instanceType":"m5.large"}`
+	var last wmRegistration
 	register := func(group, id, document, signature string) error {
 		return anonymous.Request(ctx, serviceWorkerManager, "POST", "/worker/register", nil, map[string]any{
 			"workerPoolId": pool, "providerId": "aws", "workerGroup": group, "workerId": id,
 			"workerIdentityProof": map[string]string{"document": document, "signature": signature},
-		}, &wmRegistration{})
+		}, &last)
 	}
 	wantCode(t, "registerWorker signed with another key", register("us-east-1", "i-0123456789abcdef0", doc, sign(other, doc)), codeInputError)
 	wantCode(t, "registerWorker as another instance", register("us-east-1", "i-other", doc, sign(key, doc)), codeInputError)
 	wantCode(t, "registerWorker in another region", register("eu-west-1", "i-0123456789abcdef0", doc, sign(key, doc)), codeInputError)
 	if err := register("us-east-1", "i-0123456789abcdef0", doc, sign(key, doc)); err != nil {
 		t.Fatal(err)
+	}
+	if string(last.WorkerConfig) != `{"capacity":5}` {
+		t.Errorf("workerConfig = %s, want the us-east-1 launch configuration's", last.WorkerConfig)
+	}
+	if exp, err := parseTime(last.Expires); err != nil || exp.Sub(c.now()) > 10*time.Minute || exp.Sub(c.now()) < 9*time.Minute {
+		t.Errorf("expires = %s (%v), want the pool's reregistrationTimeout (10 minutes) from now", last.Expires, err)
 	}
 	if st := c.q.Worker(pool, "us-east-1", "i-0123456789abcdef0"); st.State != workerRunning {
 		t.Fatalf("worker state = %+v, want running", st)
