@@ -91,6 +91,8 @@ type Config struct {
 	Pulse PulseConfig `yaml:"pulse"`
 	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Influx is where metrics go (see influx.go).
+	Influx InfluxConfig `yaml:"influx"`
 	// Provider: registration with worker-manager (see provider.go).
 	Provider ProviderConfig `yaml:"provider"`
 
@@ -175,6 +177,7 @@ func Default() *Config {
 	c.defaultDevices()
 	c.defaultPulse()
 	c.defaultShutdown()
+	c.defaultInflux()
 	return c
 }
 
@@ -382,6 +385,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDevices(bad)
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
+	c.validateInflux(bad)
 	c.validateProvider(bad)
 	return errs
 }
