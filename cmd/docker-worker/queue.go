@@ -183,7 +183,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	warnIgnored(logger, cfg)
-	w, closeFn, err := buildWorker(ctx, cfg, logger)
+	w, closeFn, err := buildWorker(ctx, cfg, logger, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1

@@ -33,14 +33,17 @@ const runExitCodes = `
 exit codes:
   0  stopped by SIGINT or SIGTERM (or worker-runner's graceful-termination),
      after its running tasks were resolved
-  1  bad configuration, or the worker could not start
+  1  bad configuration, or the worker could not start (with a provider
+     section: registration with worker-manager failed)
   2  usage error: bad flags or arguments
   3  the queue rejects the worker's credentials: claimWork answered 401 or 403
      three times in a row (fix taskcluster.clientId/accessToken or the client's
      scopes; restarting with the same credentials does not help)
   4  the worker shut itself down, its running tasks resolved: idle for
-     shutdown.afterIdleSeconds (shutdown.enabled) or a spot termination
-     notice (shutdown.spotTermination); shutdown.command, if set, has run
+     shutdown.afterIdleSeconds (shutdown.enabled), a spot termination
+     notice (shutdown.spotTermination) or worker-manager's
+     shouldWorkerTerminate (provider section, after removeWorker);
+     shutdown.command, if set, has run
 `
 
 // runWorker runs the worker daemon. The config file is --config FILE or
@@ -67,16 +70,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return runUsage
 	}
-	cfg, err := config.LoadWith(path, config.LoadOptions{
-		Getenv:       os.Getenv,
-		FeatureNames: wiring.FeatureNames(),
-		Profile:      *profile,
-		RunnerKeys:   *withRunner,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
-		return runFailed
-	}
 	var runner *runnerSession
 	if *withRunner {
 		// Log records and protocol lines share stdout, each written whole.
@@ -84,8 +77,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		runner = &runnerSession{in: os.Stdin, out: stdout}
 	}
 	logger := newLogger(stdout, *logLevel)
+	// With a provider section the worker registers with worker-manager
+	// here, for its credentials and its pool's workerConfig.
+	cfg, reg, err := wiring.LoadConfig(ctx, path, config.LoadOptions{
+		Getenv:       os.Getenv,
+		FeatureNames: wiring.FeatureNames(),
+		Profile:      *profile,
+		RunnerKeys:   *withRunner,
+	}, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
+		return runFailed
+	}
 	warnIgnored(logger, cfg)
-	w, closeFn, err := buildWorker(ctx, cfg, logger)
+	w, closeFn, err := buildWorker(ctx, cfg, logger, reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return runFailed
@@ -126,9 +131,9 @@ func configArg(fs *flag.FlagSet, flagValue string) (string, error) {
 }
 
 // buildWorker wires the worker (see worker/wiring).
-func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*wiring.Worker, func(), error) {
+func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *wiring.Registration) (*wiring.Worker, func(), error) {
 	hostname, _ := os.Hostname()
-	w, err := wiring.Build(ctx, cfg, wiring.Options{Logger: logger, Version: version, Hostname: hostname})
+	w, err := wiring.Build(ctx, cfg, wiring.Options{Logger: logger, Version: version, Hostname: hostname, Registration: reg})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -93,6 +93,8 @@ type Config struct {
 	Shutdown ShutdownConfig `yaml:"shutdown"`
 	// Influx is where metrics go (see influx.go).
 	Influx InfluxConfig `yaml:"influx"`
+	// Provider: registration with worker-manager (see provider.go).
+	Provider ProviderConfig `yaml:"provider"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -384,6 +386,7 @@ func (c *Config) validate() []*Problem {
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
 	c.validateInflux(bad)
+	c.validateProvider(bad)
 	return errs
 }
 
@@ -431,6 +434,8 @@ type LoadOptions struct {
 	// workerNodeType defaults to instanceType and host to the provider's
 	// public-hostname, as worker-runner's docker-worker launcher set them.
 	RunnerKeys bool
+	// Registered, when set, is laid over the file (see provider.go).
+	Registered *Registered
 }
 
 func (o LoadOptions) getenv() func(string) string {
@@ -470,6 +475,9 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 		if o.RunnerKeys {
 			runnerDefaults(c, lines, d.runnerMeta)
 		}
+	}
+	if o.Registered != nil {
+		problems = append(problems, c.applyRegistered(o.Registered)...)
 	}
 	c.ApplyEnv(getenv)
 	for _, o := range envOverrides {

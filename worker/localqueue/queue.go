@@ -67,6 +67,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// WorkerManager configures the worker-manager subset (see
+	// workermanager.go).
+	WorkerManager WorkerManagerConfig
 }
 
 // Client is a permanent Taskcluster client known to the queue.
@@ -128,6 +131,7 @@ type Queue struct {
 	nonces       nonceCache
 	routes       []route
 	outboxWake   chan struct{}
+	wm           *workerManager
 
 	// mu serialises every change of state, and guards the indexes below.
 	mu sync.Mutex
@@ -189,6 +193,9 @@ func New(cfg Config) (*Queue, error) {
 	}
 	if q.log == nil {
 		q.log = slog.New(slog.DiscardHandler)
+	}
+	if q.wm, err = newWorkerManager(cfg.WorkerManager); err != nil {
+		return nil, fmt.Errorf("localqueue: %w", err)
 	}
 	if q.now == nil {
 		q.now = time.Now

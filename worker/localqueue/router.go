@@ -94,10 +94,12 @@ const (
 	serviceIndex      = "index"
 	servicePurgeCache = "purge-cache"
 	serviceAuth       = "auth"
+	// serviceWorkerManager is served by workermanager.go.
+	serviceWorkerManager = "worker-manager"
 )
 
 // services lists them all.
-var services = []string{serviceQueue, serviceObject, serviceIndex, servicePurgeCache, serviceAuth}
+var services = []string{serviceQueue, serviceObject, serviceIndex, servicePurgeCache, serviceAuth, serviceWorkerManager}
 
 // route is one API method. pattern holds literal segments, ":param"
 // segments (one path segment, unescaped), at most one "*param" (one or
@@ -137,7 +139,7 @@ func routeTable() []route {
 		pc             = servicePurgeCache
 		au             = serviceAuth
 	)
-	return []route{
+	return append([]route{
 		byURL(q, "GET", "ping", "ping", "", (*Queue).ping),
 		byURL(o, "GET", "ping", "ping", "", (*Queue).ping),
 		byURL(q, "GET", "task", "task/:taskId", "queue:get-task:<taskId>", (*Queue).getTask),
@@ -191,7 +193,7 @@ func routeTable() []route {
 		byURL(au, "GET", "ping", "ping", "", (*Queue).ping),
 		byHandler(au, "POST", "expandScopes", "scopes/expand", "auth:expand-scopes", (*Queue).expandScopesRoute),
 		byURL(au, "GET", "currentScopes", "scopes/current", "auth:current-scopes", (*Queue).currentScopes),
-	}
+	}, workerManagerRoutes()...)
 }
 
 // match reports whether the escaped path segments fit pattern, and the
@@ -227,7 +229,16 @@ func match(pattern, segs []string) (map[string]string, bool) {
 				return nil, false
 			}
 			for j, lit := range tail {
-				if segs[i+n+j] != lit {
+				seg := segs[i+n+j]
+				if name, ok := strings.CutPrefix(lit, ":"); ok { // a one-segment parameter after the rest
+					v, err := url.PathUnescape(seg)
+					if err != nil || v == "" {
+						return nil, false
+					}
+					params[name] = v
+					continue
+				}
+				if seg != lit {
 					return nil, false
 				}
 			}

@@ -62,6 +62,9 @@ type Options struct {
 	// the config (taskcluster.*). Build uses them for every call made
 	// with the worker's credentials, so that Set on them reaches all.
 	Credentials *WorkerCredentials
+	// Registration, when set, is the worker's registration with
+	// worker-manager (see LoadConfig and provider.go).
+	Registration *Registration
 }
 
 // Worker is a built worker and what it holds.
@@ -159,6 +162,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		exts = append(exts, pe)
 	}
 	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
+	if opts.Registration != nil {
+		exts = append(exts, out.providerExtensions(opts.Registration, opts.Logger)...)
+	}
 	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
 		return fail(err)
 	}

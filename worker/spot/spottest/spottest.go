@@ -1,5 +1,7 @@
 // Package spottest is an EC2 instance metadata service for tests: it
-// serves the spot interruption paths behind IMDSv2's session tokens
+// serves meta-data paths (the spot interruption notices, host facts),
+// dynamic data (the instance identity document and its signature) and
+// user-data behind IMDSv2's session tokens
 // (PUT /latest/api/token, then the token in X-aws-ec2-metadata-token on
 // every read; a read without a valid token is refused 401, as on an
 // instance that requires IMDSv2). It listens on 127.0.0.1 and closes with
@@ -7,7 +9,11 @@
 package spottest
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
@@ -59,6 +65,38 @@ func (s *Server) Set(path, body string) {
 	s.answers[path] = body
 }
 
+// SetDynamic makes path under /latest/dynamic/ (e.g.
+// "instance-identity/document") answer body.
+func (s *Server) SetDynamic(path, body string) {
+	s.Set(dynamicPrefix+path, body)
+}
+
+// SetUserData makes /latest/user-data answer body.
+func (s *Server) SetUserData(body string) {
+	s.Set(userDataKey, body)
+}
+
+// SetIdentity serves doc as the instance identity document and its
+// signature made with key (RSA PKCS #1 v1.5 over SHA-256, base64), the
+// form of EC2's instance-identity/signature; a service that trusts key's
+// public half verifies it.
+func (s *Server) SetIdentity(doc string, key *rsa.PrivateKey) error {
+	sum := sha256.Sum256([]byte(doc))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		return err
+	}
+	s.SetDynamic("instance-identity/document", doc)
+	s.SetDynamic("instance-identity/signature", base64.StdEncoding.EncodeToString(sig))
+	return nil
+}
+
+// Keys of the non-meta-data answers in Server.answers.
+const (
+	dynamicPrefix = "\x00dynamic/"
+	userDataKey   = "\x00user-data"
+)
+
 // SetFailing makes every read answer 500 (true) or answer normally again.
 func (s *Server) SetFailing(failing bool) {
 	s.mu.Lock()
@@ -66,7 +104,7 @@ func (s *Server) SetFailing(failing bool) {
 	s.failing = failing
 }
 
-// Reads is how many authorised reads of path there were.
+// Reads is how many authorised reads of meta-data path there were.
 func (s *Server) Reads(path string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,6 +138,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path, ok := strings.CutPrefix(r.URL.Path, "/latest/meta-data/")
+	if p, dyn := strings.CutPrefix(r.URL.Path, "/latest/dynamic/"); dyn {
+		path, ok = dynamicPrefix+p, true
+	} else if r.URL.Path == "/latest/user-data" {
+		path, ok = userDataKey, true
+	}
 	if !ok || r.Method != http.MethodGet {
 		http.NotFound(w, r)
 		return
