@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # deploy: the deploy directory, set by provision.sh
+# The base image: everything but the worker. Sourced by provision.sh.
+
+# shellcheck source=/dev/null
+. /etc/os-release
+arch=$(dpkg --print-architecture)
+
+# Packages. The generic kernel carries the V4L2 and ALSA drivers that the
+# cloud kernels leave out; DKMS builds v4l2loopback against its headers.
+apt_install ca-certificates curl docker.io apparmor lvm2 e2fsprogs kmod systemd util-linux zstd
+case $ID in
+ubuntu) kernel_pkgs=(linux-generic) ;;
+*) kernel_pkgs=("linux-image-$arch" "linux-headers-$arch") ;;
+esac
+kernel apt-get install -y -qq --no-install-recommends "${kernel_pkgs[@]}" dkms v4l2loopback-dkms
+if [[ $ID == debian ]]; then
+	# Boot the generic kernel: remove the cloud one when present.
+	kernel apt-get purge -y -qq "linux-image-cloud-$arch"
+fi
+
+# Docker engine: data root on the instance storage (see daemon.json).
+put_file "$deploy/files/etc/docker/daemon.json" /etc/docker/daemon.json 0644
+put_file "$deploy/files/etc/systemd/system/docker.service.d/10-docker-worker.conf" \
+	/etc/systemd/system/docker.service.d/10-docker-worker.conf 0644
+
+# Instance storage, every boot.
+for f in common.sh:../lib/common.sh instance-storage:instance-storage host-setup:host-setup; do
+	mode=0755
+	[[ ${f%%:*} == common.sh ]] && mode=0644
+	put_file "$deploy/files/libexec/${f#*:}" "/usr/local/libexec/docker-worker/${f%%:*}" "$mode"
+done
+put_file "$deploy/files/etc/systemd/system/docker-worker-storage.service" \
+	/etc/systemd/system/docker-worker-storage.service 0644
+
+# Loopback modules, loaded at boot before the worker.
+put_file "$deploy/files/etc/modprobe.d/docker-worker-loopback.conf" \
+	/etc/modprobe.d/docker-worker-loopback.conf 0644
+put_file "$deploy/files/etc/systemd/system/docker-worker-modules.service" \
+	/etc/systemd/system/docker-worker-modules.service 0644
+# Load them once now: the image build fails if DKMS did not build them.
+kernel modprobe v4l2loopback
+kernel modprobe snd-aloop
+
+# Sysctls.
+put_file "$deploy/files/etc/sysctl.d/60-docker-worker.conf" /etc/sysctl.d/60-docker-worker.conf 0644
+kernel sysctl -q --system
+
+enable_units docker.service docker-worker-storage.service docker-worker-modules.service
