@@ -14,7 +14,7 @@ ubuntu) kernel_pkgs=(linux-generic) ;;
 *) kernel_pkgs=("linux-image-$arch" "linux-headers-$arch") ;;
 esac
 kernel apt-get install -y -qq --no-install-recommends "${kernel_pkgs[@]}" dkms v4l2loopback-dkms
-if [[ $ID == debian ]]; then
+if [[ $ID == debian ]] && dpkg-query -W -f '${Status}' "linux-image-cloud-$arch" 2>/dev/null | grep -q 'install ok installed'; then
 	# Boot the generic kernel: remove the cloud one when present.
 	kernel apt-get purge -y -qq "linux-image-cloud-$arch"
 fi
@@ -25,11 +25,9 @@ put_file "$deploy/files/etc/systemd/system/docker.service.d/10-docker-worker.con
 	/etc/systemd/system/docker.service.d/10-docker-worker.conf 0644
 
 # Instance storage, every boot.
-for f in common.sh:../lib/common.sh instance-storage:instance-storage host-setup:host-setup; do
-	mode=0755
-	[[ ${f%%:*} == common.sh ]] && mode=0644
-	put_file "$deploy/files/libexec/${f#*:}" "/usr/local/libexec/docker-worker/${f%%:*}" "$mode"
-done
+put_file "$deploy/lib/common.sh" /usr/local/libexec/docker-worker/common.sh 0644
+put_file "$deploy/files/libexec/instance-storage" /usr/local/libexec/docker-worker/instance-storage 0755
+put_file "$deploy/files/libexec/host-setup" /usr/local/libexec/docker-worker/host-setup 0755
 put_file "$deploy/files/etc/systemd/system/docker-worker-storage.service" \
 	/etc/systemd/system/docker-worker-storage.service 0644
 
