@@ -8,9 +8,9 @@
 # are only recorded (to stdout, and appended to DW_COMMAND_LOG when set),
 # so the rest of the provisioning can run inside a container.
 
-say() { printf 'provision: %s\n' "$*"; }
+say() { printf '%s: %s\n' "${DW_LOG_PREFIX:-provision}" "$*"; }
 die() {
-	printf 'provision: error: %s\n' "$*" >&2
+	printf '%s: error: %s\n' "${DW_LOG_PREFIX:-provision}" "$*" >&2
 	exit 1
 }
 
