@@ -16,6 +16,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"go.dockerworker.dev/docker-worker/worker/config"
+	"go.dockerworker.dev/docker-worker/worker/wiring"
 )
 
 // suite is Debian's release the rootfs is built from.
@@ -330,6 +333,28 @@ func TestProvisionInDebianRootfs(t *testing.T) {
 	mustContain(t, "second host-setup", out, "chain-of-trust key /etc/docker-worker/cot-signing.key present")
 	if again := b.ok(nil, "docker-worker cot pubkey --key /etc/docker-worker/cot-signing.key"); again != pub {
 		t.Errorf("the key changed on the second boot: %q then %q", pub, again)
+	}
+
+	// The rendered config passes the worker's own loader, with the host's
+	// identity and the credentials from the environment as under systemd.
+	hostEnv := map[string]string{"TASKCLUSTER_CLIENT_ID": "worker/example", "TASKCLUSTER_ACCESS_TOKEN": "secret"}
+	for _, line := range strings.Split(strings.TrimSpace(b.read("/run/docker-worker/host.env")), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		hostEnv[k] = v
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := config.Load(cfgPath, func(k string) string { return hostEnv[k] }, wiring.FeatureNames()...)
+	if err != nil {
+		t.Fatalf("the rendered config does not load:\n%v", err)
+	}
+	if loaded.WorkerID != "i-0abc1234def567890" || loaded.InstanceType != "m5d.large" || loaded.Region != "us-west-2" ||
+		loaded.Capacity != 2 || loaded.StateDir != "/mnt/var/lib/docker-worker" || loaded.DockerVolume != "/mnt" ||
+		loaded.Cache.VolumeCachePath != "/mnt/var/cache/docker-worker" || loaded.DockerConfig.AllowPrivileged ||
+		!loaded.Shutdown.SpotTermination || loaded.Shutdown.Enabled {
+		t.Errorf("loaded config: %+v", loaded)
 	}
 
 	// The installed worker validates payloads with the rendered config.
