@@ -10,6 +10,11 @@ fi
 	die "app: DW_WORKER_BINARY must name the docker-worker binary to install"
 [[ -x /usr/local/libexec/docker-worker/host-setup ]] || die "app: run provision.sh base first"
 
+# The app build boots the base image's generic kernel: loading the loopback
+# modules once fails the build if DKMS did not build them for it.
+kernel modprobe v4l2loopback
+kernel modprobe snd-aloop
+
 put_file "$DW_WORKER_BINARY" /usr/local/bin/docker-worker 0755
 say "worker $(/usr/local/bin/docker-worker version)"
 

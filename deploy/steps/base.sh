@@ -13,10 +13,16 @@ case $ID in
 ubuntu) kernel_pkgs=(linux-generic) ;;
 *) kernel_pkgs=("linux-image-$arch" "linux-headers-$arch") ;;
 esac
-kernel apt-get install -y -qq --no-install-recommends "${kernel_pkgs[@]}" dkms v4l2loopback-dkms
-if [[ $ID == debian ]] && dpkg-query -W -f '${Status}' "linux-image-cloud-$arch" 2>/dev/null | grep -q 'install ok installed'; then
-	# Boot the generic kernel: remove the cloud one when present.
-	kernel apt-get purge -y -qq "linux-image-cloud-$arch"
+kernel env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	"${kernel_pkgs[@]}" dkms v4l2loopback-dkms
+if [[ $ID == debian ]]; then
+	# Boot the generic kernel: grub would pick the cloud one (it sorts
+	# after), so remove it, even while it runs (allowed without prompts).
+	mapfile -t cloud < <(dpkg-query -W -f '${Package} ${Status}\n' 'linux-image-*cloud*' 2>/dev/null |
+		awk '/install ok installed/ {print $1}')
+	if ((${#cloud[@]} > 0)); then
+		kernel env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${cloud[@]}"
+	fi
 fi
 
 # Docker engine: data root on the instance storage (see daemon.json).
@@ -36,9 +42,7 @@ put_file "$deploy/files/etc/modprobe.d/docker-worker-loopback.conf" \
 	/etc/modprobe.d/docker-worker-loopback.conf 0644
 put_file "$deploy/files/etc/systemd/system/docker-worker-modules.service" \
 	/etc/systemd/system/docker-worker-modules.service 0644
-# Load them once now: the image build fails if DKMS did not build them.
-kernel modprobe v4l2loopback
-kernel modprobe snd-aloop
+# (steps/app.sh loads them once: the app build runs on the generic kernel.)
 
 # Sysctls.
 put_file "$deploy/files/etc/sysctl.d/60-docker-worker.conf" /etc/sysctl.d/60-docker-worker.conf 0644

@@ -238,6 +238,12 @@ func TestProvisionInDebianRootfs(t *testing.T) {
 		"DW_CAPACITY: zero is not a positive integer", "DW_ON_EXIT: reboot is not poweroff or none")
 	b.ok(app, "/deploy/provision.sh app")
 
+	// A cloud kernel (here an empty package of that name) is removed so
+	// that the generic kernel boots.
+	b.ok(nil, `mkdir -p /tmp/cloudpkg/DEBIAN && printf '%s\n' 'Package: linux-image-6.1.0-99-cloud-amd64' \
+		'Version: 1' 'Architecture: all' 'Maintainer: test <test@example.com>' 'Description: stand-in' \
+		>/tmp/cloudpkg/DEBIAN/control && dpkg-deb -b /tmp/cloudpkg /tmp/cloud.deb >/dev/null && dpkg -i /tmp/cloud.deb >/dev/null`)
+
 	// Idempotent: a second run changes, installs and enables nothing.
 	b.ok(nil, "rm /tmp/commands.log")
 	again := b.ok(dry, "/deploy/provision.sh base") + b.ok(app, "/deploy/provision.sh app")
@@ -248,7 +254,8 @@ func TestProvisionInDebianRootfs(t *testing.T) {
 	}
 	// The kernel steps were recorded, not run.
 	mustContain(t, "kernel commands", b.read("/tmp/commands.log"),
-		"apt-get install -y -qq --no-install-recommends linux-image-amd64 linux-headers-amd64 dkms v4l2loopback-dkms\n",
+		"env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 linux-headers-amd64 dkms v4l2loopback-dkms\n",
+		"env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq linux-image-6.1.0-99-cloud-amd64\n",
 		"modprobe v4l2loopback\n", "modprobe snd-aloop\n", "sysctl -q --system\n")
 
 	// Packages the base installs for real.
