@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The variables of the app image (the worker's config and unit), their
-# defaults and their checks, shared by steps/worker.sh and bin/build.
+# defaults and their checks, shared by steps/app.sh and bin/build.
 
 # app_defaults: fills the optional variables.
 app_defaults() {
