@@ -9,7 +9,7 @@ CHAOS_FUZZTIME ?= 30s
 # How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 3s
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,12 +20,15 @@ build: ## build bin/docker-worker
 setup: ## install and start what the tests need (dockerd, test image, registry)
 	bash test/setup-env.sh
 
-test: setup lint ## set up the test environment, lint, and run every test (Docker tests included), then the fuzz targets
+test: setup lint deploy-check ## set up the test environment, lint, and run every test (Docker tests included), then the fuzz targets
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	$(MAKE) fuzz
 
 test-unit: ## run the tests that need no Docker daemon
 	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+deploy-check: ## shellcheck deploy/, packer fmt + validate (via deploy/bin/build --dry-run), vagrant validate
+	$(MAKE) -C deploy check
 
 fuzz: ## run each fuzz target for FUZZTIME (default 3s)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash test/fuzz.sh

@@ -69,7 +69,9 @@ start_bg() {
 mkdir -p "$state"
 
 # 1. Packages.
-packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server zstd)
+# debootstrap, shellcheck, packer and vagrant: the deploy/ checks and test.
+packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server zstd
+	debootstrap shellcheck packer vagrant)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
