@@ -38,6 +38,9 @@ type queueEnv struct {
 	// t is the test that started the queue; worker configs get their
 	// state directories from it.
 	t *testing.T
+	// queue is the queue itself (nil when a test reaches one it did not
+	// start), for state the API does not show.
+	queue *localqueue.Queue
 }
 
 func startQueue(t *testing.T, mutate func(*localqueue.Config)) *queueEnv {
@@ -70,6 +73,7 @@ func startQueue(t *testing.T, mutate func(*localqueue.Config)) *queueEnv {
 	})
 	return &queueEnv{
 		t:       t,
+		queue:   q,
 		rootURL: rootURL,
 		admin:   tc.New(tc.Config{RootURL: rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}}),
 	}

@@ -15,7 +15,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,41 +33,16 @@ import (
 
 const wmStaticSecret = "ZTJlLXN0YXRpYy1zZWNyZXQtb2YtdGhlLWUyZS10ZXN0"
 
-// startManagedQueue is startQueue that also returns the queue, for its
-// worker-manager state.
+// startManagedQueue is startQueue with the worker-manager settings and
+// what a deployment's worker-pool role grants beside the registration's
+// scopes; it also returns the queue, for its worker-manager state.
 func startManagedQueue(t *testing.T, wm localqueue.WorkerManagerConfig, pool string) (*queueEnv, *localqueue.Queue) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootURL := "http://" + ln.Addr().String()
-	q, err := localqueue.New(localqueue.Config{
-		RootURL:        rootURL,
-		DataDir:        t.TempDir(),
-		Clients:        []localqueue.Client{{ClientID: adminID, AccessToken: adminToken, Scopes: []string{"*"}}},
-		ClaimWait:      time.Second,
-		ExpiryInterval: 200 * time.Millisecond,
-		// What a deployment's worker-pool role grants beside the
-		// registration's scopes.
-		Roles:         []localqueue.Role{{RoleID: "worker-pool:" + pool, Scopes: []string{"purge-cache:purge-requests:" + pool, "auth:expand-scopes"}}},
-		WorkerManager: wm,
+	q := startQueue(t, func(c *localqueue.Config) {
+		c.Roles = []localqueue.Role{{RoleID: "worker-pool:" + pool, Scopes: []string{"purge-cache:purge-requests:" + pool, "auth:expand-scopes"}}}
+		c.WorkerManager = wm
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- localqueue.Serve(ctx, ln, q) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return &queueEnv{
-		t:       t,
-		rootURL: rootURL,
-		admin:   tc.New(tc.Config{RootURL: rootURL, Credentials: &tc.Credentials{ClientID: adminID, AccessToken: adminToken}}),
-	}, q
+	return q, q.queue
 }
 
 // poolWorkerConfig is the worker pool's workerConfig: what a test worker
