@@ -91,6 +91,8 @@ type Config struct {
 	Pulse PulseConfig `yaml:"pulse"`
 	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Status: the worker's HTTP status endpoint (see status.go).
+	Status StatusConfig `yaml:"status"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -173,6 +175,7 @@ func Default() *Config {
 	c.defaultDevices()
 	c.defaultPulse()
 	c.defaultShutdown()
+	c.defaultStatus()
 	return c
 }
 
@@ -380,6 +383,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDevices(bad)
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
+	c.validateStatus(bad)
 	return errs
 }
 
