@@ -83,7 +83,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		stdout = &runnerproto.LineWriter{W: stdout}
 		runner = &runnerSession{in: os.Stdin, out: stdout}
 	}
-	logger := newLogger(stdout, *logLevel)
+	logger := newLogger(stdout, *logLevel, cfg.Logging.Format)
 	warnIgnored(logger, cfg)
 	w, closeFn, err := buildWorker(ctx, cfg, logger)
 	if err != nil {
