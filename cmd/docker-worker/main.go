@@ -39,6 +39,7 @@ func commands() []command {
 		{"task", "inspect and act on a task: status, log, artifacts, cancel, rerun", runTask},
 		{"submit", "submit a task (or a bare payload), print its log, exit with its result", runSubmit},
 		{"validate", "check a payload (or task definition) against the payload schema", runValidate},
+		{"status", "ask a running worker what it is doing (its status.listen endpoint)", runStatus},
 		{"cot", "chain of trust: verify a downloaded set against a public key; make keys", runCot},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "docker-worker", version)

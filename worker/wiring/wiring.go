@@ -147,6 +147,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		exts = append(exts, pe)
 	}
 	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
+	if exts, err = out.withStatus(ctx, cfg, opts, dc, exts); err != nil {
+		return fail(err)
+	}
 	queue := opts.Credentials
 	out.Worker = worker.New(worker.Options{
 		Config:      cfg,
