@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -243,7 +244,11 @@ func (s *Server) RunEvent(ev features.Event) {
 			s.m.phase.WithLabelValues(phase).Observe(ev.At.Sub(rs.lastMark).Seconds())
 			rs.lastMark = ev.At
 		}
-		rs.phase, rs.since = phase, ev.At
+		// First output may be told before the start it follows; the
+		// phase shown only moves forward.
+		if phaseRank(phase) >= phaseRank(rs.phase) {
+			rs.phase, rs.since = phase, ev.At
+		}
 	case features.Resolved:
 		key := ev.State
 		if ev.State == "exception" && ev.Reason != "" {
@@ -254,6 +259,19 @@ func (s *Server) RunEvent(ev features.Event) {
 		delete(s.runs, ev.Run)
 		s.m.running.Set(float64(len(s.runs)))
 	}
+}
+
+// phaseOrder is the order in which a run reaches its phases.
+var phaseOrder = []string{"claimed", features.PhaseImage, features.PhaseCreated, features.PhaseStarted, "firstOutput",
+	features.PhaseExited, features.PhaseArtifacts, features.PhaseLogUploaded, "resolved"}
+
+// phaseRank is phase's place in phaseOrder (an unknown phase ranks last,
+// so it is shown).
+func phaseRank(phase string) int {
+	if i := slices.Index(phaseOrder, phase); i >= 0 {
+		return i
+	}
+	return len(phaseOrder)
 }
 
 // lookUpImage asks for a run's image in the background; s.mu is held.

@@ -191,3 +191,26 @@ func TestServersAreIndependent(t *testing.T) {
 		t.Errorf("listening twice on %s: %v", s1.Addr(), err)
 	}
 }
+
+// First output told before the start it follows does not move the phase
+// back; the start's duration is still measured.
+func TestPhaseOnlyMovesForward(t *testing.T) {
+	s, h := newServer(t, Config{Capacity: 1})
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := features.RunRef{TaskID: "A"}
+	h.emit(features.Event{Kind: features.Claimed, Run: a, At: t0})
+	h.emit(features.Event{Kind: features.FirstOutput, Run: a, At: t0.Add(time.Second)})
+	h.emit(features.Event{Kind: features.PhaseReached, Run: a, At: t0.Add(2 * time.Second), Phase: features.PhaseStarted})
+	sum := s.Snapshot(t.Context())
+	if len(sum.Running) != 1 || sum.Running[0].Phase != "firstOutput" || !sum.Running[0].Since.Equal(t0.Add(time.Second)) {
+		t.Errorf("running %+v", sum.Running)
+	}
+	h.emit(features.Event{Kind: features.PhaseReached, Run: a, At: t0.Add(3 * time.Second), Phase: features.PhaseExited})
+	if sum := s.Snapshot(t.Context()); sum.Running[0].Phase != "exited" {
+		t.Errorf("running %+v", sum.Running)
+	}
+	m, _ := get(t, "http://"+s.Addr()+"/metrics")
+	if !strings.Contains(m, `docker_worker_task_phase_duration_seconds_sum{phase="started"} 2`+"\n") {
+		t.Errorf("started duration not measured from the claim:\n%s", m)
+	}
+}
