@@ -92,6 +92,7 @@ func TestSecretsStayOutOfLogsAndArtifacts(t *testing.T) {
 	creds := &runCredentials{}
 	logs := newTaskLogs()
 	we := startWorkerWith(t, q, cfg, []features.Feature{creds, logs})
+	we.waitLog(t, "pulse: no connection to the broker; cancellations are noticed by status polling until it is back", 1, time.Minute)
 
 	p := shell("echo secret-check; env | sort; mkdir -p /out; echo artifact-body > /out/a.txt; exit 3", 60)
 	p["image"] = privateE2EImage
