@@ -127,7 +127,12 @@ func TestSecretsStayOutOfLogsAndArtifacts(t *testing.T) {
 		}
 	}
 
-	texts := map[string]string{"worker log": we.logs.String()}
+	addr := we.statusAddr(t)
+	texts := map[string]string{
+		"worker log":              we.logs.String(),
+		"status summary":          httpGet(t, "http://"+addr+"/"),
+		"status endpoint metrics": httpGet(t, "http://"+addr+"/metrics"),
+	}
 	if !strings.Contains(texts["worker log"], `"level":"DEBUG"`) {
 		t.Fatal("the worker log has no debug records: the check would miss them")
 	}
