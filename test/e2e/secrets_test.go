@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -177,4 +179,103 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The binary at --log-level debug: its stdout holds none of the secrets
+// either, and its records carry docker-worker's event names as type.
+func TestSecretsStayOutOfTheBinaryDebugLog(t *testing.T) {
+	pushPrivateImage(t)
+	dc := dockertest.Require(t)
+	broker := pulsetest.Require(t)
+	if err := dc.RemoveImage(t.Context(), privateE2EImage); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		workerClient = "e2e-secret-binary"
+		workerToken  = "e2e-binary-token-7c1e9a4b2d60"
+		pulseSecret  = "e2e-binary-pulse-9b4e2a7c"
+	)
+	q := startQueue(t, func(c *localqueue.Config) {
+		c.Clients = append(c.Clients, localqueue.Client{ClientID: workerClient, AccessToken: workerToken, Scopes: []string{"*"}})
+	})
+	cfg := q.workerConfig("secrets-binary")
+	cfg.Taskcluster.ClientID, cfg.Taskcluster.AccessToken = workerClient, workerToken
+	conf := writeConfig(t, cfg)
+	bu, err := url.Parse(broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bu.User = url.UserPassword(bu.User.Username(), pulseSecret)
+	appendFile(t, conf, fmt.Sprintf("registries:\n  %q: {username: %s, password: %s}\npulse: {url: %q}\n",
+		dockertest.PrivateRegistry, dockertest.PrivateUser, dockertest.PrivatePassword, bu.String()))
+
+	bin := workerBinary(t)
+	out := &logSink{}
+	cmd := exec.Command(bin, "run", "--log-level", "debug", "--config", conf)
+	cmd.Env = append(os.Environ(), "TASKCLUSTER_ROOT_URL=", "TASKCLUSTER_CLIENT_ID=", "TASKCLUSTER_ACCESS_TOKEN=")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("worker output:\n%s", out.String())
+		}
+	})
+
+	p := shell("echo binary-secret-check; mkdir -p /out; echo body > /out/a.txt", 60)
+	p["image"] = privateE2EImage
+	p["artifacts"] = map[string]any{"public/out": map[string]any{"type": "directory", "path": "/out"}}
+	def := newTask(cfg, p)
+	def["scopes"] = []string{"docker-worker:image:" + privateE2EImage}
+	id := q.create(t, def)
+	wantState(t, q.waitRun(t, id, 0, 2*time.Minute), 0, tc.StateCompleted, "")
+	for start := time.Now(); out.count("task timings") == 0 || !strings.Contains(out.String(), "pulse: no connection"); time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("no task timings or Pulse connection record from the worker")
+		}
+	}
+	// SIGINT: the worker stops (its exit records are checked too).
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker exit: %v", err)
+	}
+
+	log := out.String()
+	if !strings.Contains(log, `"level":"DEBUG"`) {
+		t.Fatal("no debug records: --log-level debug not in effect")
+	}
+	claimed := out.records("claimed task")
+	if len(claimed) != 1 || claimed[0]["type"] != "claimed task" {
+		t.Errorf(`"claimed task" records %v, want one with type "claimed task"`, claimed)
+	}
+	texts := map[string]string{"worker output": log, "task log": q.logOf(t, id, 0, "")}
+	for name, a := range q.artifacts(t, id, 0) {
+		if a.StorageType == "error" || a.StorageType == "reference" {
+			continue
+		}
+		var buf bytes.Buffer
+		if _, err := q.admin.Download(t.Context(), q.admin.ArtifactURL(id, 0, name), &buf); err != nil {
+			t.Fatalf("download %s: %v", name, err)
+		}
+		texts["artifact "+name] = buf.String()
+	}
+	mustContain(t, texts["task log"], "binary-secret-check")
+	for where, text := range texts {
+		for what, secret := range map[string]string{
+			"the worker's access token": workerToken,
+			"the registry password":     dockertest.PrivatePassword,
+			"the Pulse password":        pulseSecret,
+		} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s appears in the %s", what, where)
+			}
+		}
+	}
 }
