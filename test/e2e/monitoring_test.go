@@ -62,6 +62,7 @@ func TestStatusEndpoint(t *testing.T) {
 	cfg := q.workerConfig("status-endpoint")
 	cfg.Status.Listen = "127.0.0.1:0"
 	cfg.Capacity = 2
+	cfg.Task.StatusPollInterval = 500 // the cancellation is noticed soon
 	logs := newTaskLogs()
 	we := startWorkerWith(t, q, cfg, []features.Feature{logs})
 	addr := we.statusAddr(t)
