@@ -44,6 +44,13 @@ demo: build setup ## run the embedded queue and a worker, submit a sample task, 
 clean: ## remove build output
 	rm -rf bin
 
+# Where make dist writes the release tarballs; VERSION overrides the computed version.
+DISTDIR ?= dist
+
+.PHONY: dist
+dist: ## release tarballs for linux/amd64 and linux/arm64 and their SHA256SUMS in DISTDIR (default dist/)
+	GO=$(GO) VERSION=$(VERSION) bash test/dist.sh $(DISTDIR)
+
 bench: setup ## measure the worker against bare docker; prints a table, writes bench-results.json
 	$(GO) run ./test/bench $(BENCHFLAGS)
 

@@ -5,7 +5,8 @@
 # two loopback-only registries (one open, one with basic authentication) and
 # RabbitMQ when they do not answer, builds the busybox test image and pushes
 # it to both registries, and builds (once per version, cached in the state
-# directory) and starts versitygw, an S3-compatible server, on loopback.
+# directory) and starts versitygw, an S3-compatible server, on loopback;
+# the same for InfluxDB 1.8 (metrics tests).
 #
 # Idempotent; when everything is already up it only checks and returns.
 # Run as root on Debian 12. State (logs, registry config and storage, the
@@ -15,7 +16,9 @@
 # Addresses the tests expect: the registries named in
 # fixtures/busybox/image.env (127.0.0.1:5000 open, 127.0.0.1:5001 with the
 # user and password given there), RabbitMQ on 127.0.0.1:5672 (guest/guest),
-# versitygw on 127.0.0.1:7070 (access key dwtest, secret dwtest-secret).
+# versitygw on 127.0.0.1:7070 (access key dwtest, secret dwtest-secret),
+# InfluxDB on 127.0.0.1:8086 (no authentication; tests create and drop
+# their own databases).
 # Docker treats every registry on 127.0.0.0/8 as insecure (plain HTTP) by
 # default, so dockerd needs no --insecure-registry flag for either.
 set -euo pipefail
@@ -259,4 +262,48 @@ else
 		--secret dwtest-secret --port "$versitygw_addr" posix "$state/s3"
 	wait_for versitygw "$state/versitygw.log" curl -sS -o /dev/null --max-time 2 "http://$versitygw_addr/"
 	say versitygw "started on $versitygw_addr (log $state/versitygw.log)"
+fi
+
+# 7. InfluxDB 1.8 (metrics tests) on loopback: built once per version into
+# the state directory like versitygw, with usage reporting off, its HTTP API
+# on 127.0.0.1:8086 and its RPC port on 127.0.0.1:8088. 1.8 is the first
+# release with the v2 compatibility API (/api/v2/write) the worker writes to.
+influx_version=v1.8.3
+influx_addr=127.0.0.1:8086
+influx_dir=$state/bin/influxd-$influx_version
+if [[ ! -x $influx_dir/influxd ]]; then
+	mkdir -p "$influx_dir"
+	if ! (cd / && GOBIN=$influx_dir GOFLAGS=-buildvcs=false \
+		go install "github.com/influxdata/influxdb/cmd/influxd@$influx_version") \
+		>>"$state/influxd-build.log" 2>&1; then
+		tail -n 20 "$state/influxd-build.log" >&2
+		die "building influxd $influx_version failed"
+	fi
+	say influxdb "built $influx_version"
+fi
+# Tests that start an InfluxDB of their own run $state/bin/influxd.
+ln -sfn "influxd-$influx_version/influxd" "$state/bin/influxd"
+influx_up() { curl -fsS -o /dev/null --max-time 2 "http://$influx_addr/ping"; }
+if influx_up 2>/dev/null; then
+	say influxdb "already up on $influx_addr"
+else
+	mkdir -p "$state/influxdb"
+	cat >"$state/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:8088"
+[meta]
+  dir = "$state/influxdb/meta"
+[data]
+  dir = "$state/influxdb/data"
+  wal-dir = "$state/influxdb/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "$influx_addr"
+  log-enabled = false
+CONF
+	start_bg "$state/influxdb.log" "$influx_dir/influxd" run -config "$state/influxdb.conf"
+	wait_for influxdb "$state/influxdb.log" influx_up
+	say influxdb "started $influx_version on $influx_addr (log $state/influxdb.log)"
 fi

@@ -17,9 +17,6 @@ import (
 	"syscall"
 )
 
-// version is the worker version printed in task log headers.
-const version = "0.1.0"
-
 type command struct {
 	name    string
 	summary string
@@ -41,10 +38,7 @@ func commands() []command {
 		{"validate", "check a payload (or task definition) against the payload schema", runValidate},
 		{"status", "ask a running worker what it is doing (its status.listen endpoint)", runStatus},
 		{"cot", "chain of trust: verify a downloaded set against a public key; make keys", runCot},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
-			fmt.Fprintln(stdout, "docker-worker", version)
-			return 0
-		}},
+		{"version", "print the version and the commit it was built from", runVersion},
 	}
 }
 

@@ -147,7 +147,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer cancel()
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed+1))
+	var logMu sync.Mutex // the outage goroutine logs too
 	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
 		fmt.Fprintf(o.Log, "chaos: "+format+"\n", args...)
 	}
 	rep := &Report{Seed: o.Seed, Tasks: o.Tasks, RetriedBy: map[string]int{}}

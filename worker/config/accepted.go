@@ -27,6 +27,10 @@ var noEffect = []struct{ key, why string }{
 	{"testMode", "docker-worker's test-only halt message"},
 	{"alivenessCheckInterval", "docker-worker's periodic aliveness log line"},
 	{"metricsCollection", "docker-worker's host metrics records"},
+	{"influx.connectionString", "docker-worker's Influx connection string; influx.url and its keys configure the metrics here"},
+	{"influx.maxDelay", "docker-worker's Influx flush delay; influx.flushInterval here"},
+	{"influx.maxPendingPoints", "docker-worker's Influx queue bound; influx.batchSize and influx.bufferSize here"},
+	{"influx.allowHTTP", "docker-worker's Influx client option; the scheme of influx.url decides here"},
 	{"statelessHostname", "stateless DNS host names for the live log are not implemented; host names the live log"},
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,16 +64,13 @@ func TestReferenceConfigLoads(t *testing.T) {
 	}
 	wantIgnored := []string{"monitorProject", "statelessHostname", "testMode", "alivenessCheckInterval",
 		"garbageCollection.interval", "logging.liveLogChunkInterval", "task.dequeueCount",
-		"createQueue", "pulse.username", "pulse.password", "metricsCollection", "schema"}
+		"createQueue", "pulse.username", "pulse.password", "metricsCollection", "schema",
+		"influx.connectionString", "influx.maxDelay", "influx.maxPendingPoints"}
 	for _, profile := range []string{"", "production", "test"} {
 		t.Run("profile "+profile, func(t *testing.T) {
 			opts := LoadOptions{Getenv: env(vars), Profile: profile,
 				FeatureNames: []string{"localLiveLog", "artifacts", "chainOfTrust", "bulkLog", "taskclusterProxy", "dind", "dockerSave", "interactive", "allowPtrace"}}
 			c, err := LoadWith(path, opts)
-			if err != nil && onlyInflux(err) {
-				t.Logf("influx is not a key yet (%v): checking the rest without it", err)
-				c, err = LoadWith(writeFile(t, "no-influx.yml", dropKey(body, "influx")), opts)
-			}
 			if err != nil {
 				t.Fatalf("the reference config does not load:\n%v", err)
 			}
@@ -110,43 +106,6 @@ func TestReferenceConfigLoads(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dropKey removes every mapping entry named key from the YAML text body:
-// its line and the more deeply indented lines under it.
-func dropKey(body, key string) string {
-	var out []string
-	skipUnder := -1
-	for _, l := range strings.Split(body, "\n") {
-		trimmed := strings.TrimLeft(l, " ")
-		indent := len(l) - len(trimmed)
-		if skipUnder >= 0 {
-			if trimmed == "" || strings.HasPrefix(trimmed, "#") || indent > skipUnder {
-				continue
-			}
-			skipUnder = -1
-		}
-		if strings.HasPrefix(trimmed, key+":") {
-			skipUnder = indent
-			continue
-		}
-		out = append(out, l)
-	}
-	return strings.Join(out, "\n")
-}
-
-// onlyInflux reports whether every problem in err is an unknown key under
-// influx.
-func onlyInflux(err error) bool {
-	var ps []*Problem
-	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var p *Problem
-		if !errors.As(e, &p) || !(p.Key == "influx" || strings.HasPrefix(p.Key, "influx.")) || p.Msg != "unknown key" {
-			return false
-		}
-		ps = append(ps, p)
-	}
-	return len(ps) > 0
 }
 
 // Keys that have no effect are accepted whatever their value (their !env

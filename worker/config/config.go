@@ -93,6 +93,8 @@ type Config struct {
 	Shutdown ShutdownConfig `yaml:"shutdown"`
 	// Status: the worker's HTTP status endpoint (see status.go).
 	Status StatusConfig `yaml:"status"`
+	// Influx is where metrics go (see influx.go).
+	Influx InfluxConfig `yaml:"influx"`
 
 	// knownFeatures are the feature names features.<name> may use (nil:
 	// not checked); see Load.
@@ -176,6 +178,7 @@ func Default() *Config {
 	c.defaultPulse()
 	c.defaultShutdown()
 	c.defaultStatus()
+	c.defaultInflux()
 	return c
 }
 
@@ -384,6 +387,7 @@ func (c *Config) validate() []*Problem {
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
 	c.validateStatus(bad)
+	c.validateInflux(bad)
 	return errs
 }
 

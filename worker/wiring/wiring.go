@@ -32,6 +32,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/journal"
 	"go.dockerworker.dev/docker-worker/worker/livelog"
+	"go.dockerworker.dev/docker-worker/worker/metrics"
 	"go.dockerworker.dev/docker-worker/worker/shutdown"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
@@ -70,8 +71,10 @@ type Worker struct {
 	// Credentials are the worker's own credentials (Options.Credentials,
 	// or those of the config); Set on them swaps them for every client.
 	Credentials *WorkerCredentials
-	closers     []func() error
-	self        *selfStop
+	// Metrics is the InfluxDB sink (nil without influx.url).
+	Metrics *metrics.Sink
+	closers []func() error
+	self    *selfStop
 }
 
 // Close releases what Build started (after Run returned).
@@ -147,6 +150,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		exts = append(exts, pe)
 	}
 	exts = append(exts, out.selfStopExtensions(cfg, opts)...)
+	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
+		return fail(err)
+	}
 	if exts, err = out.withStatus(ctx, cfg, opts, dc, exts); err != nil {
 		return fail(err)
 	}
