@@ -22,7 +22,7 @@ import (
 )
 
 // secrets_test: the worker's access token, a run's temporary credentials,
-// a registry password and the Pulse password never appear in the worker
+// a registry password, the Pulse and InfluxDB passwords never appear in the worker
 // log (at debug level), the task log or any artifact of the run.
 
 // runCredentials is an always-on feature that keeps the temporary
@@ -73,6 +73,7 @@ func TestSecretsStayOutOfLogsAndArtifacts(t *testing.T) {
 		workerClient = "e2e-secret-worker"
 		workerToken  = "e2e-worker-token-a8d3f1c9e2b7"
 		pulseSecret  = "e2e-pulse-password-5f2c8e1d"
+		influxSecret = "e2e-influx-password-3e7a9c2f"
 	)
 	q := startQueue(t, func(c *localqueue.Config) {
 		c.Clients = append(c.Clients, localqueue.Client{ClientID: workerClient, AccessToken: workerToken, Scopes: []string{"*"}})
@@ -91,6 +92,11 @@ func TestSecretsStayOutOfLogsAndArtifacts(t *testing.T) {
 	bu.User = url.UserPassword(bu.User.Username(), pulseSecret)
 	cfg.Pulse.URL = bu.String()
 	cfg.Status.Listen = "127.0.0.1:0"
+	// InfluxDB (without authentication) takes the points whatever the
+	// password; the worker holds it all the same.
+	influx := sharedInflux(t)
+	cfg.Influx.URL, cfg.Influx.Database = influx, influxDatabase(t, influx)
+	cfg.Influx.Username, cfg.Influx.Password = "e2e", influxSecret
 	creds := &runCredentials{}
 	logs := newTaskLogs()
 	we := startWorkerWith(t, q, cfg, []features.Feature{creds, logs})
@@ -114,6 +120,7 @@ func TestSecretsStayOutOfLogsAndArtifacts(t *testing.T) {
 		"the worker's access token": workerToken,
 		"the registry password":     dockertest.PrivatePassword,
 		"the Pulse password":        pulseSecret,
+		"the InfluxDB password":     influxSecret,
 	}
 	got := creds.all()
 	if len(got) < 2 {
