@@ -192,7 +192,13 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	we := &workerEnv{w: w.Worker, cfg: cfg, logs: logs, stop: cancel, done: make(chan error, 1)}
-	go func() { we.done <- w.Run(ctx) }()
+	go func() {
+		err := w.Run(ctx)
+		// A stopped worker releases its state directory at once, as its
+		// process would by exiting (tests start another on it).
+		w.Close()
+		we.done <- err
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -300,10 +300,14 @@ func TestUnderWorkerRunner(t *testing.T) {
 				t.Fatalf("%d warnings about keys without effect, want 1", len(warned))
 			}
 			keys, _ := json.Marshal(warned[0]["keys"])
-			for _, k := range []string{"createQueue", "shutdown", "statelessHostname", "task.dequeueCount"} {
+			for _, k := range []string{"createQueue", "statelessHostname", "task.dequeueCount"} {
 				if !strings.Contains(string(keys), `"`+k+`"`) {
 					t.Errorf("the warning does not name %s: %s", k, keys)
 				}
+			}
+			// shutdown.* configures idle shutdown: not a key without effect.
+			if strings.Contains(string(keys), `"shutdown`) {
+				t.Errorf("the warning names shutdown, which takes effect: %s", keys)
 			}
 
 			// New credentials arrive while a task runs: its claim is kept,

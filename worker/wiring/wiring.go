@@ -14,6 +14,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -75,15 +76,23 @@ type Worker struct {
 	Metrics *metrics.Sink
 	closers []func() error
 	self    *selfStop
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Close releases what Build started (after Run returned).
+// Close releases what Build started (after Run returned): the live log
+// server, the Docker client it opened, the state directory's lock, ....
+// Later calls return the first call's result.
 func (w *Worker) Close() error {
-	var errs []error
-	for _, c := range slices.Backward(w.closers) {
-		errs = append(errs, c())
-	}
-	return errors.Join(errs...)
+	w.closeOnce.Do(func() {
+		var errs []error
+		for _, c := range slices.Backward(w.closers) {
+			errs = append(errs, c())
+		}
+		w.closeErr = errors.Join(errs...)
+	})
+	return w.closeErr
 }
 
 // Build wires a worker for cfg. It connects to Docker and starts the live
