@@ -358,6 +358,7 @@ func (r *run) footer(success bool, exitCode int) {
 	if !success {
 		word = "Unsuccessful"
 	}
+	r.log.Infof("%s", r.timingsLine())
 	r.log.Infof("%s task run with exit code: %d completed in %s seconds", word, exitCode,
 		strconv.FormatFloat(secs, 'f', 3, 64))
 }

@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 )
 
 type command struct {
@@ -37,6 +36,7 @@ func commands() []command {
 		{"task", "inspect and act on a task: status, log, artifacts, cancel, rerun", runTask},
 		{"submit", "submit a task (or a bare payload), print its log, exit with its result", runSubmit},
 		{"validate", "check a payload (or task definition) against the payload schema", runValidate},
+		{"status", "ask a running worker what it is doing (its status.listen endpoint)", runStatus},
 		{"cot", "chain of trust: verify a downloaded set against a public key; make keys", runCot},
 		{"version", "print the version and the commit it was built from", runVersion},
 	}
@@ -164,32 +164,4 @@ func parseLevel(s string) (slog.Level, error) {
 		}
 	}
 	return 0, fmt.Errorf("must be one of %s", strings.Join(names, ", "))
-}
-
-// newLogger is the worker's JSON logger at level, which parse has checked
-// (anything else logs at info). Durations are written as Go duration
-// strings ("5.692s"), not nanoseconds.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	l, err := parseLevel(level)
-	if err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: durationsAsText}))
-}
-
-// durationsAsText is a slog ReplaceAttr that renders time.Duration values
-// as Go duration strings, rounded to a millisecond from a second up and to
-// a microsecond from a millisecond up.
-func durationsAsText(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() != slog.KindDuration {
-		return a
-	}
-	d := a.Value.Duration()
-	switch abs := d.Abs(); {
-	case abs >= time.Second:
-		d = d.Round(time.Millisecond)
-	case abs >= time.Millisecond:
-		d = d.Round(time.Microsecond)
-	}
-	return slog.String(a.Key, d.String())
 }

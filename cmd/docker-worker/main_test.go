@@ -105,7 +105,7 @@ func TestLoggerDurations(t *testing.T) {
 		{-2500 * time.Millisecond, "-2.5s"},
 	} {
 		var buf bytes.Buffer
-		newLogger(&buf, "info").Info("claim failed", "retryIn", tc.d, slog.Group("g", "wait", tc.d), "n", 3)
+		newLogger(&buf, "info", "json").Info("claim failed", "retryIn", tc.d, slog.Group("g", "wait", tc.d), "n", 3)
 		var got struct {
 			RetryIn string
 			G       struct{ Wait string }

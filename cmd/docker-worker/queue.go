@@ -93,7 +93,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	logger := newLogger(stderr, *qf.logLevel)
+	logger := newLogger(stderr, *qf.logLevel, config.LogFormatJSON)
 	q, err := startQueue(ctx, qf, false, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
@@ -120,7 +120,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	logger := newLogger(stderr, *qf.logLevel)
+	logger := newLogger(stderr, *qf.logLevel, config.LogFormatJSON)
 	qctx, stopQueue := context.WithCancel(context.Background())
 	defer stopQueue()
 	q, err := startQueue(qctx, qf, true, logger)

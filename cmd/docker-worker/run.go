@@ -76,7 +76,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		stdout = &runnerproto.LineWriter{W: stdout}
 		runner = &runnerSession{in: os.Stdin, out: stdout}
 	}
-	logger := newLogger(stdout, *logLevel)
+	// JSON until the config (which registration may bring) names a format.
+	logger := newLogger(stdout, *logLevel, "")
 	// With a provider section the worker registers with worker-manager
 	// here, for its credentials and its pool's workerConfig.
 	cfg, reg, err := wiring.LoadConfig(ctx, path, config.LoadOptions{
@@ -89,6 +90,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "docker-worker: bad configuration:\n%v\n", err)
 		return runFailed
 	}
+	logger = newLogger(stdout, *logLevel, cfg.Logging.Format)
 	warnIgnored(logger, cfg)
 	w, closeFn, err := buildWorker(ctx, cfg, logger, reg)
 	if err != nil {

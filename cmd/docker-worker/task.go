@@ -23,6 +23,7 @@ func taskCommands() []command {
 		{"rerun", "run a resolved task again", taskRerun},
 		{"schedule", "schedule a task whose dependencies are not resolved yet", taskSchedule},
 		{"group", "list the tasks of a task group", taskGroup},
+		{"timings", "print a resolved run's phase breakdown (queued, image, container, artifacts, logs)", taskTimings},
 	}
 }
 

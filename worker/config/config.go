@@ -91,6 +91,8 @@ type Config struct {
 	Pulse PulseConfig `yaml:"pulse"`
 	// Shutdown: idle shutdown and spot termination notices (see shutdown.go).
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Status: the worker's HTTP status endpoint (see status.go).
+	Status StatusConfig `yaml:"status"`
 	// Influx is where metrics go (see influx.go).
 	Influx InfluxConfig `yaml:"influx"`
 	// Provider: registration with worker-manager (see provider.go).
@@ -177,6 +179,7 @@ func Default() *Config {
 	c.defaultDevices()
 	c.defaultPulse()
 	c.defaultShutdown()
+	c.defaultStatus()
 	c.defaultInflux()
 	return c
 }
@@ -385,6 +388,7 @@ func (c *Config) validate() []*Problem {
 	c.validateDevices(bad)
 	c.validatePulse(bad)
 	c.validateShutdown(bad)
+	c.validateStatus(bad)
 	c.validateInflux(bad)
 	c.validateProvider(bad)
 	return errs

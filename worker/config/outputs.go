@@ -18,6 +18,9 @@ type LoggingConfig struct {
 	// LiveLogBindAddress is the address the live-log server listens on
 	// ("" for every interface).
 	LiveLogBindAddress string `yaml:"liveLogBindAddress"`
+	// Format is the form of the worker's own log records: "json" (one
+	// object a line, the default) or "text" (slog's key=value lines).
+	Format string `yaml:"format"`
 }
 
 // SSLConfig names the TLS certificate and key files.

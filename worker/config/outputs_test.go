@@ -17,7 +17,7 @@ ed25519SigningKeyLocation: /etc/cot.key
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := LoggingConfig{SecureLiveLogging: true, LiveLogPort: 60023, LiveLogPortRangeEnd: 60099, LiveLogBindAddress: "127.0.0.1"}
+	want := LoggingConfig{SecureLiveLogging: true, LiveLogPort: 60023, LiveLogPortRangeEnd: 60099, LiveLogBindAddress: "127.0.0.1", Format: "json"}
 	if diff := cmp.Diff(want, c.Logging); diff != "" {
 		t.Errorf("logging (-want +got):\n%s", diff)
 	}

@@ -168,6 +168,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
 		return fail(err)
 	}
+	if exts, err = out.withStatus(ctx, cfg, opts, dc, exts); err != nil {
+		return fail(err)
+	}
 	queue := opts.Credentials
 	out.Worker = worker.New(worker.Options{
 		Config:      cfg,
