@@ -144,6 +144,8 @@ var rules = []rule{
 		// production workers have (task log, image).
 		tests: []string{"features/backinglog", "features/image", "features/cache", "features/dind", "features/allowPtrace", "features/capabilities", "features/devices"},
 		why:   "the worker core imports the feature contract only, never a feature"},
+	{pkg: "worker/status", allow: []string{"features", "schemas", "worker/*/..."},
+		why: "the status endpoint is a worker extension: it implements the contract's Extension and observes run events, and imports no feature"},
 	{pkg: "worker/*/...", allow: []string{"schemas", "worker/*/..."},
 		why: "leaf worker packages import neither the core nor the feature contract nor features"},
 	{pkg: "schemas/...", allow: nil,
