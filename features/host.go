@@ -26,7 +26,8 @@ type Host interface {
 	// before the first claim (crash recovery, clean-up of what a previous
 	// process left). An error stops the worker.
 	BeforeFirstClaim(StartHook)
-	// Observe registers an observer of run events.
+	// Observe registers an observer of run events (and of worker events,
+	// when it is a [WorkerObserver]).
 	Observe(Observer)
 	// Runs are the runs in progress.
 	Runs() Runs
@@ -66,6 +67,40 @@ type Runs interface {
 // order for one run, concurrently across runs; an observer must not block.
 type Observer interface {
 	RunEvent(ev Event)
+}
+
+// WorkerObserver is implemented by an [Observer] that also wants the
+// worker's own events, which belong to no run. It must not block.
+type WorkerObserver interface {
+	WorkerEvent(ev WorkerEvent)
+}
+
+// WorkerEventKind says what happened to the worker.
+type WorkerEventKind int
+
+const (
+	// ClaimFailed: a claimWork call failed (WorkerEvent.Err).
+	ClaimFailed WorkerEventKind = iota
+	// Recovered: the worker finished what a previous process left
+	// (WorkerEvent.Recovery); sent only when there was something.
+	Recovered
+)
+
+// WorkerEvent is one thing that happened to the worker.
+type WorkerEvent struct {
+	Kind WorkerEventKind
+	At   time.Time
+	// Err is the claimWork error of a ClaimFailed event.
+	Err error
+	// Recovery is what a Recovered event reports.
+	Recovery Recovery
+}
+
+// Recovery counts what the worker did at start with what a previous
+// process left.
+type Recovery struct {
+	ContainersRemoved, RunsResolved, RunsExpired, RunsFailed int
+	Took                                                     time.Duration
 }
 
 // EventKind says what happened to a run.

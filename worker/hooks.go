@@ -49,6 +49,15 @@ func (h *hooks) emit(ev features.Event) {
 	}
 }
 
+// emitWorker tells the observers that want them about a worker event.
+func (h *hooks) emitWorker(ev features.WorkerEvent) {
+	for _, o := range h.observers {
+		if wo, ok := o.(features.WorkerObserver); ok {
+			wo.WorkerEvent(ev)
+		}
+	}
+}
+
 // hostView is the worker as extensions see it during Init.
 type hostView struct {
 	w      *Worker

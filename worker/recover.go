@@ -100,9 +100,13 @@ func (w *Worker) recoverLeftovers(ctx context.Context) {
 	if st.containers+len(left) == 0 {
 		return
 	}
+	took := w.now().Sub(start)
 	w.log.Info("recovered what a previous process left", "containersRemoved", st.containers,
 		"runsResolved", st.resolved, "runsExpired", st.expired, "runsFailed", st.failed,
-		"ms", w.now().Sub(start).Milliseconds())
+		"ms", took.Milliseconds())
+	w.hooks.emitWorker(features.WorkerEvent{Kind: features.Recovered, At: w.now(), Recovery: features.Recovery{
+		ContainersRemoved: st.containers, RunsResolved: st.resolved, RunsExpired: st.expired,
+		RunsFailed: st.failed, Took: took}})
 }
 
 // ownLabels are the labels of every container this worker (and a previous

@@ -1,14 +1,17 @@
 package worker_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockerfake"
@@ -27,8 +30,10 @@ func TestRecoveryAfterAKilledProcess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stateDir := t.TempDir()
 		var valid, resolving, expired, orphan, stranger string
+		events := &workerEvents{}
 		e := start(t, setup{
-			stateDir: stateDir,
+			stateDir:   stateDir,
+			extensions: []features.Extension{events},
 			script: func(spec docker.ContainerSpec) dockerfake.Script {
 				if spec.Labels["dev.dockerworker.run-id"] == "0" {
 					return untilKilled
@@ -128,6 +133,45 @@ func TestRecoveryAfterAKilledProcess(t *testing.T) {
 		if n := e.logs.count("recovered what a previous process left"); n != 1 {
 			t.Errorf("%d recovery summaries logged, want 1", n)
 		}
+		want := []features.Recovery{{ContainersRemoved: 1, RunsResolved: 2, RunsExpired: 1, RunsFailed: 1}}
+		got := events.recoveries()
+		if len(got) == 1 {
+			got[0].Took = 0 // fake time: nothing to compare
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Recovered events %+v, want %+v", got, want)
+		}
 		e.docker.Remove(t.Context(), stranger)
 	})
+}
+
+// workerEvents is an extension recording the worker's own events.
+type workerEvents struct {
+	mu     sync.Mutex
+	events []features.WorkerEvent
+}
+
+func (w *workerEvents) Init(_ context.Context, h features.Host) error {
+	h.Observe(w)
+	return nil
+}
+
+func (w *workerEvents) RunEvent(features.Event) {}
+
+func (w *workerEvents) WorkerEvent(ev features.WorkerEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, ev)
+}
+
+func (w *workerEvents) recoveries() []features.Recovery {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []features.Recovery
+	for _, ev := range w.events {
+		if ev.Kind == features.Recovered {
+			out = append(out, ev.Recovery)
+		}
+	}
+	return out
 }

@@ -241,6 +241,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			failures++
+			w.hooks.emitWorker(features.WorkerEvent{Kind: features.ClaimFailed, At: w.now(), Err: err})
 			if s := tc.StatusCode(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
 				rejections++
 			} else {

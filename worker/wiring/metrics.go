@@ -3,8 +3,6 @@ package wiring
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,19 +16,10 @@ import (
 // worker is closed.
 const metricsCloseTimeout = 10 * time.Second
 
-// The worker's log messages the metrics count. The worker reports these
-// events only in its log, so the metrics read them there.
-const (
-	logClaimError          = "[alert-operator] task retrieval error"
-	logCredentialsRejected = "[alert-operator] the queue rejects the worker's credentials"
-	logRecovered           = "recovered what a previous process left"
-)
-
 // addMetrics wires the metrics when influx.url is set: a sink, an
-// extension that writes a point per run and the capacity every
-// influx.capacityInterval, and a log handler in front of opts.Logger that
-// turns claim errors and recoveries into points. It returns exts with the
-// extension added; out closes the sink.
+// extension that writes a point per run, per claim error and per
+// recovery, and the capacity every influx.capacityInterval. It returns
+// exts with the extension added; out closes the sink.
 func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.Extension) ([]features.Extension, error) {
 	if cfg.Influx.URL == "" {
 		return exts, nil
@@ -56,12 +45,12 @@ func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.
 	opts.Logger.Info("metrics: writing to InfluxDB", "to", sink.String(),
 		"capacityInterval", cfg.InfluxCapacityInterval())
 	e := &metricsExtension{
-		sink:     sink,
+		points:   sink,
+		flush:    sink.Close,
 		runs:     metrics.NewRuns(sink),
 		capacity: cfg.Capacity,
 		interval: cfg.InfluxCapacityInterval(),
 	}
-	opts.Logger = slog.New(&metricsLogHandler{next: opts.Logger.Handler(), sink: sink})
 	out.Metrics = sink
 	out.closers = append(out.closers, e.close)
 	return append(exts, e), nil
@@ -69,7 +58,9 @@ func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.
 
 // metricsExtension writes each run's task point and the capacity.
 type metricsExtension struct {
-	sink     *metrics.Sink
+	// points go to the sink, which flush sends off at close.
+	points   metrics.Adder
+	flush    func(context.Context) error
 	runs     *metrics.Runs
 	capacity int
 	interval time.Duration
@@ -81,8 +72,9 @@ type metricsExtension struct {
 }
 
 var (
-	_ features.Extension = (*metricsExtension)(nil)
-	_ features.Observer  = (*metricsExtension)(nil)
+	_ features.Extension      = (*metricsExtension)(nil)
+	_ features.Observer       = (*metricsExtension)(nil)
+	_ features.WorkerObserver = (*metricsExtension)(nil)
 )
 
 // Init observes the runs and writes the capacity now and every interval
@@ -102,7 +94,7 @@ func (e *metricsExtension) Init(ctx context.Context, h features.Host) error {
 		tick := time.NewTicker(e.interval)
 		defer tick.Stop()
 		for {
-			metrics.Capacity(e.sink, len(runs.List()), e.capacity, time.Now())
+			metrics.Capacity(e.points, len(runs.List()), e.capacity, time.Now())
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
@@ -127,6 +119,24 @@ func (e *metricsExtension) RunEvent(ev features.Event) {
 	}
 }
 
+// maxClaimErrorMessage bounds the message field of a claim_error point.
+const maxClaimErrorMessage = 500
+
+// WorkerEvent writes claim errors and recoveries; it never blocks.
+func (e *metricsExtension) WorkerEvent(ev features.WorkerEvent) {
+	switch ev.Kind {
+	case features.ClaimFailed:
+		msg := ev.Err.Error()
+		if len(msg) > maxClaimErrorMessage {
+			msg = msg[:maxClaimErrorMessage]
+		}
+		metrics.ClaimError(e.points, tc.StatusCode(ev.Err), msg, ev.At)
+	case features.Recovered:
+		r := ev.Recovery
+		metrics.Recovery(e.points, r.ContainersRemoved, r.RunsResolved, r.RunsExpired, r.RunsFailed, r.Took, ev.At)
+	}
+}
+
 // close stops the capacity points and sends what is waiting, for at most
 // metricsCloseTimeout.
 func (e *metricsExtension) close() error {
@@ -140,63 +150,5 @@ func (e *metricsExtension) close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), metricsCloseTimeout)
 	defer cancel()
-	return e.sink.Close(ctx)
-}
-
-// metricsLogHandler passes every record on to next and writes a point for
-// the worker's claim errors and recoveries.
-type metricsLogHandler struct {
-	next slog.Handler
-	sink metrics.Adder
-}
-
-func (h *metricsLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
-}
-
-func (h *metricsLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	switch {
-	case r.Message == logClaimError, strings.HasPrefix(r.Message, logCredentialsRejected):
-		status, msg := 0, ""
-		if err, ok := recordAttr(r, "error").(error); ok {
-			status, msg = tc.StatusCode(err), err.Error()
-		}
-		const maxMessage = 500
-		if len(msg) > maxMessage {
-			msg = msg[:maxMessage]
-		}
-		metrics.ClaimError(h.sink, status, msg, r.Time)
-	case r.Message == logRecovered:
-		n := func(key string) int {
-			v, _ := recordAttr(r, key).(int64)
-			return int(v)
-		}
-		took := time.Duration(n("ms")) * time.Millisecond
-		metrics.Recovery(h.sink, n("containersRemoved"), n("runsResolved"), n("runsExpired"), n("runsFailed"), took, r.Time)
-	}
-	if !h.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h *metricsLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &metricsLogHandler{next: h.next.WithAttrs(as), sink: h.sink}
-}
-
-func (h *metricsLogHandler) WithGroup(name string) slog.Handler {
-	return &metricsLogHandler{next: h.next.WithGroup(name), sink: h.sink}
-}
-
-// recordAttr is the value of r's attribute key (nil when absent).
-func recordAttr(r slog.Record, key string) any {
-	var v any
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == key {
-			v = a.Value.Resolve().Any()
-			return false
-		}
-		return true
-	})
-	return v
+	return e.flush(ctx)
 }

@@ -1,15 +1,14 @@
 package wiring
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -30,20 +29,21 @@ func (r *recordingAdder) Add(m string, tags map[string]string, fields map[string
 	r.points = append(r.points, recordedPoint{m, tags, fields})
 }
 
-// The worker reports claim errors and recoveries only in its log; the
-// handler in front of the worker's logger turns those records into points
-// and passes every record on at the next handler's level.
-func TestMetricsLogHandler(t *testing.T) {
-	var out bytes.Buffer
-	next := slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})
+// The worker's claim errors and recoveries (worker events) become
+// claim_error and recovery points.
+func TestMetricsWorkerEvents(t *testing.T) {
 	rec := &recordingAdder{}
-	log := slog.New(&metricsLogHandler{next: next, sink: rec}).With("component", "worker")
-
-	log.Error(logClaimError, "error", fmt.Errorf("claimWork: %w", &tc.APIError{StatusCode: 503, Method: "POST", URL: "http://q/claim-work"}), "retryIn", time.Second)
-	log.Error(logClaimError, "error", errors.New("dial tcp 127.0.0.1:1: connection refused"))
-	log.Error(logCredentialsRejected+": check taskcluster.clientId", "attempts", 3, "error", &tc.APIError{StatusCode: 401})
-	log.Info(logRecovered, "containersRemoved", 2, "runsResolved", 1, "runsExpired", 0, "runsFailed", 0, "ms", int64(1500))
-	log.Info("claimed task", "taskId", "T")
+	e := &metricsExtension{points: rec}
+	at := time.Now()
+	for _, err := range []error{
+		fmt.Errorf("claimWork: %w", &tc.APIError{StatusCode: 503, Method: "POST", URL: "http://q/claim-work"}),
+		errors.New("dial tcp 127.0.0.1:1: connection refused"),
+		&tc.APIError{StatusCode: 401},
+	} {
+		e.WorkerEvent(features.WorkerEvent{Kind: features.ClaimFailed, At: at, Err: err})
+	}
+	e.WorkerEvent(features.WorkerEvent{Kind: features.Recovered, At: at, Recovery: features.Recovery{
+		ContainersRemoved: 2, RunsResolved: 1, Took: 1500 * time.Millisecond}})
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -62,9 +62,5 @@ func TestMetricsLogHandler(t *testing.T) {
 	r := rec.points[3]
 	if r.measurement != "recovery" || r.fields["containersRemoved"] != 2 || r.fields["runsResolved"] != 1 || r.fields["ms"] != 1500.0 {
 		t.Errorf("recovery point %+v", r)
-	}
-	text := out.String()
-	if strings.Count(text, "level=ERROR") != 3 || strings.Contains(text, "level=INFO") || !strings.Contains(text, "component=worker") {
-		t.Errorf("the next handler got:\n%s", text)
 	}
 }
