@@ -173,15 +173,7 @@ func (w *Worker) recoverRun(ctx context.Context, l journal.Leftover) error {
 			w.log.Warn("recovery: uploading the task log", "taskId", l.TaskID, "runId", l.RunID, "error", err)
 		}
 	}
-	var err error
-	switch state {
-	case tc.StateCompleted:
-		_, err = q.ReportCompleted(ctx, l.TaskID, l.RunID)
-	case tc.StateFailed:
-		_, err = q.ReportFailed(ctx, l.TaskID, l.RunID)
-	default:
-		_, err = q.ReportException(ctx, l.TaskID, l.RunID, reason)
-	}
+	err := report(ctx, q, l.TaskID, l.RunID, state, reason)
 	full := state
 	if reason != "" {
 		full += "/" + reason

@@ -25,7 +25,6 @@ import (
 // by the claim (see claimWindow), and the tc client bounds each attempt.
 func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, success bool) {
 	var state, reason string
-	var call func(context.Context, RunQueue) error
 	switch {
 	case kind == taskerr.CanceledKind:
 		if errors.Is(out.err, errClaimLost) {
@@ -37,26 +36,12 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		return
 	case success:
 		state = tc.StateCompleted
-		call = func(ctx context.Context, q RunQueue) error {
-			_, err := q.ReportCompleted(ctx, r.taskID, r.runID)
-			return err
-		}
 	case kind != taskerr.Failed:
 		state, reason = tc.StateException, kind.Reason()
 	case out.exited && r.payload != nil && r.payload.OnExitStatus != nil && slices.Contains(r.payload.OnExitStatus.Retry, out.exitCode):
 		state, reason = tc.StateException, tc.ReasonIntermittentTask
 	default:
 		state = tc.StateFailed
-		call = func(ctx context.Context, q RunQueue) error {
-			_, err := q.ReportFailed(ctx, r.taskID, r.runID)
-			return err
-		}
-	}
-	if state == tc.StateException {
-		call = func(ctx context.Context, q RunQueue) error {
-			_, err := q.ReportException(ctx, r.taskID, r.runID, reason)
-			return err
-		}
 	}
 	full := state
 	if reason != "" {
@@ -65,7 +50,7 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 
 	r.journalResolving(full)
 	end := r.claimWindow()
-	err := call(tc.RetryUntil(ctx, end), r.queue())
+	err := report(tc.RetryUntil(ctx, end), r.queue(), r.taskID, r.runID, state, reason)
 	applied := false
 	if err != nil && (tc.IsConflict(err) || transient(err)) {
 		// A conflict, or a failure that may hide an attempt the queue
@@ -89,6 +74,21 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 	r.mark("resolved")
 	r.w.hooks.emit(features.Event{Kind: features.Resolved, Run: r.ref(), At: r.w.now(), State: state, Reason: reason})
 	r.logger.Info("task timings", r.timings()...)
+}
+
+// report sends a run's resolution: state completed, failed or exception
+// (with reason).
+func report(ctx context.Context, q RunQueue, taskID string, runID int, state, reason string) error {
+	var err error
+	switch state {
+	case tc.StateCompleted:
+		_, err = q.ReportCompleted(ctx, taskID, runID)
+	case tc.StateFailed:
+		_, err = q.ReportFailed(ctx, taskID, runID)
+	default:
+		_, err = q.ReportException(ctx, taskID, runID, reason)
+	}
+	return err
 }
 
 // resolvedAs reports whether the queue says the run is resolved as state
