@@ -19,8 +19,6 @@
 package journal
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.dockerworker.dev/docker-worker/worker/slugid"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -108,11 +107,7 @@ func loadID(path string) (string, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("journal: %w", err)
 	}
-	var raw [12]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", fmt.Errorf("journal: %w", err)
-	}
-	id := hex.EncodeToString(raw[:])
+	id := slugid.Nice()
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("journal: %w", err)
 	}
