@@ -1,6 +1,7 @@
 package tc
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -97,11 +98,15 @@ func HawkExt(certificate string, authorizedScopes []string) (string, error) {
 	if authorizedScopes != nil {
 		ext["authorizedScopes"] = authorizedScopes
 	}
-	b, err := json.Marshal(ext)
-	if err != nil {
+	// The certificate goes out as given: no HTML escaping of its
+	// characters (json.Marshal would rewrite "&" as "\u0026").
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ext); err != nil {
 		return "", fmt.Errorf("hawk: encode ext: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(b), nil
+	return base64.StdEncoding.EncodeToString(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
 }
 
 // SignRequest returns the Authorization header for a request of method to u,
