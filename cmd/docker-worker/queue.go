@@ -131,10 +131,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	// One-machine defaults, which --config may override: the live log is
-	// served on loopback only, and a cancelled task stops within a second.
+	// served on loopback only, the interactive shell without TLS, and a
+	// cancelled task stops within a second.
 	cfg := config.Default()
 	cfg.Capacity = 2
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	// The interactive shell is served without TLS (no certificate to
+	// configure), so the web page's shell reaches it over ws://.
+	cfg.Interactive.SSL = false
 	cfg.Task.StatusPollInterval = 1000
 	cfg.CapacityManagement.DiskspaceThreshold = devDiskspaceThreshold
 	if *cfgPath != "" {

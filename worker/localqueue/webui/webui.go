@@ -136,7 +136,7 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP
 // inline script, so task text that reached the page as markup could not
 // run), fetches and websockets anywhere (the live log and the interactive
 // shell are served by the worker, on other ports), and no framing.
-const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
 	"connect-src 'self' http: https: ws: wss:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 
 func securityHeaders(w http.ResponseWriter) {

@@ -144,9 +144,22 @@ async function renderArtifacts(runId) {
         } catch (e) { showError(errBox, e); }
       });
     }
+    const size = el('td', { class: 'size' }, fmtBytes(a.contentLength));
+    if ((a.contentLength === undefined || a.contentLength === null) && !priv && a.storageType !== 'reference' && a.storageType !== 'error') {
+      // The queue records no size for these: ask the storage (the size as
+      // stored, i.e. compressed when the artifact is gzip-encoded).
+      // Only the headers are read: the download is aborted at once.
+      const ac = new AbortController();
+      fetch(url, { signal: ac.signal }).then((r) => {
+        const n = r.headers.get('Content-Length');
+        const gz = (r.headers.get('Content-Encoding') || '').includes('gzip');
+        ac.abort();
+        if (r.ok && n !== null) size.textContent = fmtBytes(Number(n)) + (gz ? ' (gzip)' : '');
+      }).catch(() => {});
+    }
     return el('tr', {},
       el('td', {}, link, priv ? el('span', { class: 'muted' }, ' (private: signed URL)') : null),
-      el('td', {}, a.contentType || ''), el('td', {}, fmtBytes(a.contentLength)),
+      el('td', {}, a.contentType || ''), size,
       el('td', {}, a.storageType), el('td', {}, fmtTime(a.expires)));
   }));
   if (!data.artifacts.length) $('artifacts').tBodies[0].append(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No artifacts.')));
