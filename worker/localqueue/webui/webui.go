@@ -117,10 +117,6 @@ func New(cfg Config) (*UI, error) {
 	u.mux.HandleFunc("GET /ui/api/tasks", u.serveTasks)
 	u.mux.HandleFunc("POST /ui/api/validate", u.sameOrigin(u.serveValidate))
 	u.mux.HandleFunc("POST /ui/api/sign", u.sameOrigin(u.serveSign))
-	u.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		securityHeaders(w)
-		http.Error(w, "no such page", http.StatusNotFound)
-	})
 	return u, nil
 }
 
@@ -130,7 +126,10 @@ func New(cfg Config) (*UI, error) {
 func (u *UI) TerminalBuilt() bool { return u.terminal }
 
 // ServeHTTP serves the UI.
-func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
+func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w)
+	u.mux.ServeHTTP(w, r)
+}
 
 // contentSecurityPolicy allows the page's own scripts and styles only (no
 // inline script, so task text that reached the page as markup could not
@@ -159,7 +158,6 @@ func (u *UI) page(name string) http.HandlerFunc {
 			http.Error(w, "page missing", http.StatusInternalServerError)
 			return
 		}
-		securityHeaders(w)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, strings.ReplaceAll(string(b), "{{base}}", htmlAttr(u.base)))
 	}
@@ -173,7 +171,6 @@ func htmlAttr(s string) string {
 func (u *UI) static() http.Handler {
 	files := http.StripPrefix("/ui/static/", http.FileServerFS(u.files))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		securityHeaders(w)
 		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
 			http.NotFound(w, r) // no listings; pages have their own routes
 			return
@@ -189,7 +186,6 @@ func (u *UI) static() http.Handler {
 // answers.
 func (u *UI) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		securityHeaders(w)
 		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 			writeJSONError(w, http.StatusForbidden, "cross-origin request refused (Sec-Fetch-Site: "+site+")")
 			return
@@ -237,7 +233,6 @@ type configJSON struct {
 }
 
 func (u *UI) serveConfig(w http.ResponseWriter, r *http.Request) {
-	securityHeaders(w)
 	c := configJSON{RootURL: u.cfg.RootURL, Terminal: u.terminal, ProvisionerID: u.cfg.ProvisionerID, WorkerType: u.cfg.WorkerType}
 	if u.cfg.Admin != nil {
 		c.AdminSigning, c.AdminClient = true, u.cfg.Admin.ClientID
@@ -264,7 +259,6 @@ type tasksJSON struct {
 // newest first. It shows what the anonymous scopes show of every task
 // anyway (queue:get-task:* and queue:status:* by default).
 func (u *UI) serveTasks(w http.ResponseWriter, r *http.Request) {
-	securityHeaders(w)
 	q := r.URL.Query()
 	f := localqueue.TaskFilter{State: q.Get("state"), TaskGroupID: q.Get("taskGroupId"), Limit: defaultListLimit}
 	if f.State != "" && !contains(taskStates, f.State) {
