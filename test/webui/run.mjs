@@ -149,6 +149,9 @@ await step('a completed task shows its backing log, timings, runs and escaped ta
   check((await page.locator('#definition').textContent()).includes('"name": "webui log task"'), 'definition missing (JSON)');
   await page.click('#tab-yaml');
   await shot(page, 'task-completed');
+  // The README's picture: the top of the task page, one screen.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(shots, 'task-page.png') });
 });
 
 await step('open an artifact', async () => {
