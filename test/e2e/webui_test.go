@@ -51,11 +51,30 @@ func webuiTools(t *testing.T) (node, chromium, dir string) {
 // command into an interactive shell. Screenshots of each page go to
 // test/webui/screenshots.
 func TestWebUIInBrowser(t *testing.T) {
+	runBrowserTest(t, false, 9, []string{"task-list", "submit-errors", "task-running", "task-completed", "task-page", "artifact", "task-cancelled", "shell"})
+}
+
+// With `dev --ui-admin` the page never asks for credentials: the server
+// signs its actions (createTask, rerunTask) and the URL of a private
+// artifact.
+func TestWebUIAdminSigningInBrowser(t *testing.T) {
+	runBrowserTest(t, true, 1, []string{"ui-admin-private-artifact"})
+}
+
+// runBrowserTest starts dev (with --ui-admin when uiAdmin is set), runs
+// test/webui/run.mjs against it and wants steps steps passed and the
+// screenshots named.
+func runBrowserTest(t *testing.T, uiAdmin bool, steps int, screenshots []string) {
 	dockertestRequire(t)
 	node, chromium, dir := webuiTools(t)
 	bin := workerBinary(t)
 	dataDir := t.TempDir()
-	q, stop := startDev(t, bin, dataDir)
+	var args []string
+	mode := "0"
+	if uiAdmin {
+		args, mode = []string{"--ui-admin"}, "1"
+	}
+	q, stop := startDev(t, bin, dataDir, args...)
 	defer stop()
 	raw, err := os.ReadFile(filepath.Join(dataDir, "client.json"))
 	if err != nil {
@@ -66,6 +85,9 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	shots := filepath.Join(dir, "screenshots")
+	if uiAdmin {
+		shots = filepath.Join(dir, "screenshots", "ui-admin")
+	}
 	if err := os.RemoveAll(shots); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +97,7 @@ func TestWebUIInBrowser(t *testing.T) {
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(),
 		"DW_ROOT_URL="+q.rootURL, "DW_CLIENT_ID="+admin.ClientID, "DW_ACCESS_TOKEN="+admin.AccessToken,
-		"DW_IMAGE="+image, "DW_SCREENSHOTS="+shots, "DW_CHROMIUM="+chromium)
+		"DW_IMAGE="+image, "DW_SCREENSHOTS="+shots, "DW_CHROMIUM="+chromium, "DW_UI_ADMIN="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -105,11 +127,10 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Errorf("run.mjs: %v\n%s", err, stderr.String())
 	}
 	// The script's steps, each of which must have run and passed.
-	const steps = 9
 	if len(passed) != steps {
 		t.Errorf("%d browser steps passed, want %d", len(passed), steps)
 	}
-	for _, name := range []string{"task-list", "submit-errors", "task-running", "task-completed", "artifact", "task-cancelled", "shell"} {
+	for _, name := range screenshots {
 		if st, err := os.Stat(filepath.Join(shots, name+".png")); err != nil || st.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}

@@ -7,6 +7,8 @@
 //   DW_IMAGE           the image of the tasks submitted through the form
 //   DW_SCREENSHOTS     where the screenshots go (created)
 //   DW_CHROMIUM        the browser (default /usr/bin/chromium)
+//   DW_UI_ADMIN=1      dev runs with --ui-admin: only the steps that check
+//                      that the server signs (no credentials asked)
 //
 // It prints one line per step ("ok <step>" or "FAIL <step>: why") and
 // ends with "N passed, N failed"; the exit status is 1 when a step failed.
@@ -97,6 +99,36 @@ async function waitState(want, timeout = 120_000) {
 }
 
 let logTaskId = '';
+
+if (process.env.DW_UI_ADMIN === '1') {
+  await step('dev --ui-admin: the server signs actions and private URLs, no credentials asked', async () => {
+    await page.goto(root + '/');
+    await page.locator('#who').filter({ hasText: 'signed by the server' }).waitFor();
+    const { taskId, asked } = await submit(yamlTask('webui admin task', 'mkdir -p /out; echo private-body > /out/secret.txt; echo admin-done', `  artifacts:
+    private/secret.txt:
+      type: file
+      path: /out/secret.txt
+`));
+    check(!asked, 'the page asked for credentials although the server signs');
+    await waitState('completed');
+    // An action: rerun makes run 1.
+    await page.click('#rerun');
+    await page.locator('#runs tbody tr[data-run="1"]').waitFor();
+    await waitState('completed');
+    const link = page.locator('a[data-artifact="private/secret.txt"]');
+    await link.waitFor({ timeout: 60_000 });
+    await link.click();
+    await page.waitForURL((u) => !u.pathname.includes('/tasks/'));
+    check((await page.locator('body').textContent()).includes('private-body'), 'private artifact not served through the signed URL');
+    check(!!taskId, 'no task id');
+    await page.screenshot({ path: join(shots, 'ui-admin-private-artifact.png') });
+  });
+  await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+  console.log(`screenshots in ${shots}`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
 
 await step('task list loads', async () => {
   await page.goto(root + '/');
