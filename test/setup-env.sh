@@ -6,7 +6,8 @@
 # RabbitMQ when they do not answer, builds the busybox test image and pushes
 # it to both registries, and builds (once per version, cached in the state
 # directory) and starts versitygw, an S3-compatible server, on loopback;
-# the same for InfluxDB 1.8 (metrics tests).
+# the same for InfluxDB 1.8 (metrics tests); chromium, node and the npm
+# packages of the web page's browser tests (ui/, test/webui).
 #
 # Idempotent; when everything is already up it only checks and returns.
 # Run as root on Debian 12. State (logs, registry config and storage, the
@@ -316,6 +317,7 @@ fi
 # (test/webui/package-lock.json), which drives the chromium installed above.
 if ! command -v npm >/dev/null; then
 	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 	say node "installed $(node --version)"
 fi

@@ -136,9 +136,11 @@ await step('task list loads', async () => {
   await shot(page, 'task-list-empty');
 });
 
-await step('submit form shows schema errors per field', async () => {
+await step('submit form shows schema errors per field (uploaded file)', async () => {
   await page.goto(root + '/submit');
-  await page.fill('#text', `image: ${image}\ncommand: [sh, -c, "true"]\nmaxRunTime: soon\n`);
+  const doc = `image: ${image}\ncommand: [sh, -c, "true"]\nmaxRunTime: soon\n`;
+  await page.setInputFiles('#file', { name: 'bad.yml', mimeType: 'text/yaml', buffer: Buffer.from(doc) });
+  await page.waitForFunction((d) => document.getElementById('text').value === d, doc);
   await page.click('#submit');
   const item = page.locator('#problem-list li[data-path="payload.maxRunTime"]');
   await item.waitFor();

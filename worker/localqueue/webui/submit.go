@@ -164,6 +164,13 @@ func (u *UI) serveSign(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "the signing endpoint is off: start `docker-worker dev --ui-admin` to sign for the local admin client, or enter credentials")
 		return
 	}
+	// Only for the root URL's own host: a page of another site whose name
+	// was made to resolve to this address (DNS rebinding) is same-origin
+	// with itself, but it does not send this Host.
+	if r.Host != u.host {
+		writeJSONError(w, http.StatusForbidden, fmt.Sprintf("signing is only for pages loaded from the root URL %s, not from host %q", u.cfg.RootURL, r.Host))
+		return
+	}
 	var req signRequest
 	if err := readJSON(w, r, &req); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())

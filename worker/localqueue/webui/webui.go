@@ -72,6 +72,7 @@ type Config struct {
 type UI struct {
 	cfg       Config
 	base      string // the root URL's path, without trailing slash
+	host      string // the root URL's host[:port]
 	files     fs.FS
 	validator *schemas.Validator
 	mux       *http.ServeMux
@@ -105,7 +106,7 @@ func New(cfg Config) (*UI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
-	u := &UI{cfg: cfg, base: root.EscapedPath(), files: files, validator: v, mux: http.NewServeMux()}
+	u := &UI{cfg: cfg, base: root.EscapedPath(), host: root.Host, files: files, validator: v, mux: http.NewServeMux()}
 	_, statErr := fs.Stat(files, "vendor/xterm.js")
 	u.terminal = statErr == nil
 	u.mux.HandleFunc("GET /{$}", u.page("list.html"))

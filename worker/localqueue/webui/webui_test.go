@@ -73,6 +73,10 @@ func (e *env) do(method, path string, body string, header map[string]string) (in
 		e.t.Fatal(err)
 	}
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(req)
@@ -472,6 +476,13 @@ func TestSignEndpointSignsForTheAdminOnlyWhenEnabled(t *testing.T) {
 		t.Errorf("createTask with a signed header: %d %s", status, body)
 	}
 
+	// DNS rebinding: a page of another name that resolves here.
+	rebound := strings.Replace(current, "127.0.0.1", "rebound.example", 1)
+	req, _ := json.Marshal(map[string]any{"method": "GET", "url": rebound})
+	if status, _, body := e.do("POST", "/ui/api/sign", string(req), map[string]string{"Content-Type": "application/json",
+		"Host": strings.TrimPrefix(strings.Replace(e.root, "127.0.0.1", "rebound.example", 1), "http://")}); status != http.StatusForbidden {
+		t.Errorf("sign for another Host: %d %s, want 403", status, body)
+	}
 	for _, tc := range []struct{ name, method, url string }{
 		{"another host", "GET", "http://other.example/api/auth/v1/scopes/current"},
 		{"not the API", "GET", e.root + "/ui/api/tasks"},
