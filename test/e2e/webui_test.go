@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
+
+// summaryLine is run.mjs's last line.
+var summaryLine = regexp.MustCompile(`^\d+ passed, \d+ failed$`)
 
 // webuiTools finds what the browser test needs: node, Debian's chromium
 // and playwright-core installed in test/webui (test/setup-env.sh installs
@@ -111,7 +115,14 @@ func runBrowserTest(t *testing.T, uiAdmin bool, steps int, screenshots []string)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
-		t.Log(line)
+		switch {
+		case summaryLine.MatchString(line):
+			// Not alone on a line in the test's output: the suite's own
+			// closing line is go test's.
+			t.Logf("browser steps (%s)", line)
+		default:
+			t.Log(line)
+		}
 		switch {
 		case strings.HasPrefix(line, "ok "):
 			passed = append(passed, line)
