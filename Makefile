@@ -9,13 +9,16 @@ CHAOS_FUZZTIME ?= 30s
 # How long `make fuzz` runs each fuzz target (longer runs: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 3s
 
-.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz deploy-check
+.PHONY: help build test test-unit setup lint fmt demo clean bench chaos fuzz deploy-check ui
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/docker-worker
+build: ui ## build bin/docker-worker (with the web page's terminal when npm is there)
 	$(GO) build -o $(BIN) ./cmd/docker-worker
+
+ui: ## embed the web page's terminal emulator (npm ci in ui/, copied into the UI's assets; skipped without npm)
+	bash ui/build.sh
 
 setup: ## install and start what the tests need (dockerd, test image, registry)
 	bash test/setup-env.sh

@@ -6,7 +6,8 @@
 # RabbitMQ when they do not answer, builds the busybox test image and pushes
 # it to both registries, and builds (once per version, cached in the state
 # directory) and starts versitygw, an S3-compatible server, on loopback;
-# the same for InfluxDB 1.8 (metrics tests).
+# the same for InfluxDB 1.8 (metrics tests); chromium, node and the npm
+# packages of the web page's browser tests (ui/, test/webui).
 #
 # Idempotent; when everything is already up it only checks and returns.
 # Run as root on Debian 12. State (logs, registry config and storage, the
@@ -70,8 +71,9 @@ mkdir -p "$state"
 
 # 1. Packages.
 # debootstrap, shellcheck, packer and vagrant: the deploy/ checks and test.
+# chromium: the web page's browser tests (test/webui).
 packages=(docker.io busybox-static docker-registry apache2-utils curl rabbitmq-server zstd
-	debootstrap shellcheck packer vagrant)
+	debootstrap shellcheck packer vagrant chromium)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
@@ -308,4 +310,22 @@ CONF
 	start_bg "$state/influxdb.log" "$influx_dir/influxd" run -config "$state/influxdb.conf"
 	wait_for influxdb "$state/influxdb.log" influx_up
 	say influxdb "started $influx_version on $influx_addr (log $state/influxdb.log)"
+fi
+
+# 9. The web page's browser tests: node and npm (Debian's, when missing),
+# the terminal emulator the page embeds (ui/build.sh) and playwright-core
+# (test/webui/package-lock.json), which drives the chromium installed above.
+if ! command -v npm >/dev/null; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	say node "installed $(node --version)"
+fi
+bash "$here/../ui/build.sh"
+webui="$here/webui"
+if [[ -f "$webui/node_modules/playwright-core/package.json" && "$webui/node_modules/.package-lock.json" -nt "$webui/package-lock.json" ]]; then
+	say webui "playwright-core already installed"
+else
+	(cd "$webui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	say webui "installed playwright-core (browser: $(command -v chromium))"
 fi

@@ -67,13 +67,13 @@ func (f queueFlags) queueConfig() (*server.Config, error) {
 
 // startQueue starts the embedded queue as the flags say; withAdmin adds the
 // data directory's admin client (dev always does; queue does when its
-// config names no clients).
-func startQueue(ctx context.Context, f queueFlags, withAdmin bool, logger *slog.Logger) (*server.Queue, error) {
+// config names no clients); uiAdmin lets the web page sign for it.
+func startQueue(ctx context.Context, f queueFlags, withAdmin, uiAdmin bool, logger *slog.Logger) (*server.Queue, error) {
 	cfg, err := f.queueConfig()
 	if err != nil {
 		return nil, err
 	}
-	return server.Start(ctx, *cfg, server.Options{ClaimWait: *f.claimWait, WithAdmin: withAdmin, Logger: logger.With("component", "queue")})
+	return server.Start(ctx, *cfg, server.Options{ClaimWait: *f.claimWait, WithAdmin: withAdmin, UIAdmin: uiAdmin, Logger: logger.With("component", "queue")})
 }
 
 // printExports writes the shell line that points Taskcluster clients at
@@ -94,12 +94,12 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	logger := newLogger(stderr, *qf.logLevel, config.LogFormatJSON)
-	q, err := startQueue(ctx, qf, false, logger)
+	q, err := startQueue(ctx, qf, false, false, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "embedded queue at %s; use it with:\n", q.RootURL)
+	fmt.Fprintf(stderr, "embedded queue at %s (web page: %s/); use it with:\n", q.RootURL, q.RootURL)
 	printExports(stdout, q)
 	if err := q.Wait(); err != nil {
 		fmt.Fprintf(stderr, "docker-worker: queue: %v\n", err)
@@ -117,22 +117,28 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	qf := addQueueFlags(fs, "queue-config", "queue config file, as 'docker-worker queue --config' reads (optional)")
 	cfgPath := fs.String("config", "", "worker config file (optional; rootUrl and credentials come from the embedded queue)")
 	capacity := fs.Int("capacity", 0, "tasks run at once (default: from --config, else 2)")
+	uiAdmin := fs.Bool("ui-admin", false, "let the web page at the rootUrl sign actions as the local admin client, without asking for credentials: "+
+		"anyone who can open the page acts as the admin (keep the queue on loopback)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	logger := newLogger(stderr, *qf.logLevel, config.LogFormatJSON)
 	qctx, stopQueue := context.WithCancel(context.Background())
 	defer stopQueue()
-	q, err := startQueue(qctx, qf, true, logger)
+	q, err := startQueue(qctx, qf, true, *uiAdmin, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1
 	}
 	// One-machine defaults, which --config may override: the live log is
-	// served on loopback only, and a cancelled task stops within a second.
+	// served on loopback only, the interactive shell without TLS, and a
+	// cancelled task stops within a second.
 	cfg := config.Default()
 	cfg.Capacity = 2
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
+	// The interactive shell is served without TLS (no certificate to
+	// configure), so the web page's shell reaches it over ws://.
+	cfg.Interactive.SSL = false
 	cfg.Task.StatusPollInterval = 1000
 	cfg.CapacityManagement.DiskspaceThreshold = devDiskspaceThreshold
 	if *cfgPath != "" {
@@ -192,8 +198,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "embedded queue at %s, worker %s/%s (capacity %d).\n"+
 		"Paste the export line below into another shell, then:\n"+
 		"  docker-worker submit task.yml            run a task and print its log\n"+
-		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n",
-		q.RootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity)
+		"  docker-worker task status TASK_ID        (also: log, artifacts, cancel, rerun)\n"+
+		"or open the web page at %s/\n",
+		q.RootURL, cfg.ProvisionerID, cfg.WorkerType, cfg.Capacity, q.RootURL)
 	printExports(stdout, q)
 	code := runUntilStopped(w, logger, nil)
 	stopQueue()

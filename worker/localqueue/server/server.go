@@ -17,6 +17,7 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/localqueue"
 	"go.dockerworker.dev/docker-worker/worker/localqueue/pulse"
 	"go.dockerworker.dev/docker-worker/worker/localqueue/s3blob"
+	"go.dockerworker.dev/docker-worker/worker/localqueue/webui"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -39,6 +40,11 @@ type Options struct {
 	WithAdmin bool
 	// Logger receives the queue's log; nil discards it.
 	Logger *slog.Logger
+	// UIAdmin lets the web page sign requests for the admin client (see
+	// [webui.Config].Admin): anyone who can load the page acts as the
+	// admin. It needs the admin client (WithAdmin, or a config without
+	// clients).
+	UIAdmin bool
 }
 
 // Queue is a queue started by [Start].
@@ -152,13 +158,31 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		closePub()
 		return nil, err
 	}
+	uiCfg := webui.Config{RootURL: q.RootURL, Tasks: lq, Logger: logger.With("component", "webui")}
+	if opts.UIAdmin {
+		if q.Admin == nil {
+			ln.Close()
+			store.Close()
+			closePub()
+			return nil, errors.New("the web page's admin signing needs the admin client, which this queue does not have (its config names clients)")
+		}
+		uiCfg.Admin = q.Admin
+	}
+	ui, err := webui.New(uiCfg)
+	if err != nil {
+		ln.Close()
+		store.Close()
+		closePub()
+		return nil, err
+	}
 	go func() {
 		defer close(q.done)
-		err := localqueue.Serve(ctx, ln, lq)
+		err := serve(ctx, ln, lq, Handler(q.RootURL, lq.Handler(), ui), logger)
 		closePub()
 		q.err = errors.Join(err, lq.Close())
 	}()
-	logger.Info("embedded queue serving", "rootUrl", q.RootURL, "dataDir", dataDir, "s3", qc.Blobs != nil, "pulse", pub != nil)
+	logger.Info("embedded queue serving", "rootUrl", q.RootURL, "dataDir", dataDir, "s3", qc.Blobs != nil, "pulse", pub != nil,
+		"webPage", q.RootURL+"/", "terminal", ui.TerminalBuilt(), "uiAdmin", uiCfg.Admin != nil)
 	return q, nil
 }
 
