@@ -17,6 +17,9 @@ if ! command -v npm >/dev/null; then
 	echo "ui:        npm not found: the web page's terminal is not built (the shell page offers line mode)"
 	exit 0
 fi
-(cd "$ui" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+if ! (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+	echo "ui:        npm ci failed: the web page's terminal is not built (the shell page offers line mode)"
+	exit 0
+fi
 cp "$pkg/lib/xterm.js" "$pkg/css/xterm.css" "$vendor/"
 echo "ui:        embedded xterm $(node -p "require('$pkg/package.json').version" 2>/dev/null || echo '?')"
