@@ -10,6 +10,9 @@ import (
 	"go.dockerworker.dev/docker-worker/worker/config"
 	"go.dockerworker.dev/docker-worker/worker/docker/dockertest"
 	"go.dockerworker.dev/docker-worker/worker/metrics"
+	"go.dockerworker.dev/docker-worker/worker/shutdown"
+	"go.dockerworker.dev/docker-worker/worker/spot"
+	"go.dockerworker.dev/docker-worker/worker/spot/spottest"
 )
 
 // pointsOf returns the points of measurement for taskID, waiting until
@@ -289,5 +292,42 @@ func TestMetricsQueueErrors(t *testing.T) {
 	checkTags(t, "queue_error", p, cfg)
 	if p["service"] != "queue" || p["method"] != "claimWork" || p["code"] != "401" || p["count"] != 1.0 {
 		t.Errorf("queue_error point %v", p)
+	}
+}
+
+// TestMetricsSpotNotice: a spot interruption notice is a spot_notice
+// point (its action, and the time left until the interruption the notice
+// gives), and the worker's WORKER_METRICS end with instanceShutdown.
+func TestMetricsSpotNotice(t *testing.T) {
+	base := sharedInflux(t)
+	db := influxDatabase(t, base)
+	q := startQueue(t, nil)
+	srv := spottest.Start(t)
+	cfg := metricsConfig(q, "e2e-metrics-spot", base, db)
+	cfg.Shutdown.SpotTermination = true
+	cfg.Shutdown.MetadataEndpoint = srv.URL
+	cfg.Shutdown.NodeTerminationPoll = 100
+	stdout := &logSink{}
+	we, _, stop := metricsWorkerTo(t, cfg, stdout)
+	eventually(t, "the first capacity point", time.Minute, func() bool {
+		return len(influxRows(t, base, db, `SELECT * FROM "capacity"`)) > 0
+	})
+	when := time.Now().Add(2 * time.Minute).UTC().Truncate(time.Second)
+	srv.Set(spot.InstanceActionPath, fmt.Sprintf(`{"action": "stop", "time": %q}`, when.Format(time.RFC3339)))
+	wantSelfShutdown(t, we, we.waitExit(t, time.Minute), shutdown.TerminationNotice)
+	stop() // flushes the sink
+	rows := influxRows(t, base, db, `SELECT * FROM "spot_notice"`)
+	if len(rows) != 1 {
+		t.Fatalf("spot_notice points: %v", rows)
+	}
+	p := rows[0]
+	checkTags(t, "spot_notice", p, cfg)
+	// The notice says the interruption is 2 minutes away (less the time
+	// the worker took to read it).
+	if in := num(t, p, "inSeconds"); p["action"] != "stop" || p["count"] != 1.0 || in > 120 || in <= 0 {
+		t.Errorf("spot_notice point %v", p)
+	}
+	if out := strings.TrimSpace(stdout.String()); !strings.Contains(out[strings.LastIndex(out, "\n")+1:], `"eventType":"instanceShutdown"`) {
+		t.Errorf("the last WORKER_METRICS line is not instanceShutdown:\n%s", out)
 	}
 }
