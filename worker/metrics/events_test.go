@@ -41,6 +41,10 @@ func TestRunsUploads(t *testing.T) {
 	runs.Resolved("A", 0, "completed", "", t0.Add(2*time.Second))
 	runs.Claimed("B", 0, t0)
 	runs.Resolved("B", 0, "completed", "", t0.Add(time.Second))
+	runs.Upload("C", 0, 1, time.Millisecond, false, t0) // never claimed here
+	if runs.Open() != 0 {
+		t.Errorf("an upload of a run not followed opened it")
+	}
 
 	got := map[string]map[string]any{}
 	for _, p := range rec.byMeasurement(MeasurementArtifacts) {

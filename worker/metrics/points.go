@@ -132,11 +132,16 @@ func (t *runTimes) phase(phase string, at time.Time) {
 }
 
 // Upload records an upload of the run: payload artifacts before the
-// artifacts phase is reached, logs after.
-func (r *Runs) Upload(taskID string, runID int, bytes int64, took time.Duration, failed bool, at time.Time) {
+// artifacts phase is reached, logs after. Uploads of a run not followed
+// (the log of a run a previous process left, uploaded at start) are not
+// counted: no task point would carry them.
+func (r *Runs) Upload(taskID string, runID int, bytes int64, took time.Duration, failed bool, _ time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.get(taskID, runID, at)
+	t := r.runs[runKey{taskID, runID}]
+	if t == nil {
+		return
+	}
 	if t.artifactsDone {
 		t.logs.add(bytes, took, failed)
 	} else {
