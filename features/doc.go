@@ -87,7 +87,13 @@
 // on the [Host]: a hook before each claim that lowers how many tasks may be
 // claimed (disk, devices, an unusable certificate), a hook after each claim,
 // a hook once before the first claim (recovery), and an [Observer] of run
-// events (claimed, phase reached, first output, resolved). [Host.Runs] is
-// the registry of runs in progress, through which a run is cancelled by its
+// events (claimed, phase reached, first output, resolved, and what the run
+// fetched, mounted and uploaded: image ready, cache used, artifact
+// uploaded) and, as a [WorkerObserver], of the worker's own events (claim
+// failed, recovered, ready, queue call failed, spot notice, stopped).
+// Features never send events: they declare what they did in their phase
+// results ([Image.Fetch], [PrepareResponse.Caches]) and the runner reports
+// it; uploads are seen by the runner's [Publisher]. [Host.Runs] is the
+// registry of runs in progress, through which a run is cancelled by its
 // task and run ID.
 package features

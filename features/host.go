@@ -70,7 +70,9 @@ type Observer interface {
 }
 
 // WorkerObserver is implemented by an [Observer] that also wants the
-// worker's own events, which belong to no run. It must not block.
+// worker's own events, which belong to no run. It must not block, and may
+// be called concurrently (a failed queue call is reported from the
+// goroutine that made it).
 type WorkerObserver interface {
 	WorkerEvent(ev WorkerEvent)
 }
@@ -84,6 +86,18 @@ const (
 	// Recovered: the worker finished what a previous process left
 	// (WorkerEvent.Recovery); sent only when there was something.
 	Recovered
+	// Ready: the worker is about to claim for the first time (every
+	// Init, the recovery and the start hooks are done).
+	Ready
+	// QueueCallFailed: a call to a Taskcluster service failed for good,
+	// after its retries (WorkerEvent.Call, WorkerEvent.Err).
+	QueueCallFailed
+	// SpotNotice: the instance received an interruption notice
+	// (WorkerEvent.Notice).
+	SpotNotice
+	// Stopped: the worker claims no more and every run it held is
+	// resolved; the process is about to end or shut the host down.
+	Stopped
 )
 
 // WorkerEvent is one thing that happened to the worker.
@@ -94,6 +108,30 @@ type WorkerEvent struct {
 	Err error
 	// Recovery is what a Recovered event reports.
 	Recovery Recovery
+	// Call names the call of a QueueCallFailed event.
+	Call Call
+	// Notice is the interruption notice of a SpotNotice event.
+	Notice Notice
+}
+
+// Call names a failed call to a Taskcluster service.
+type Call struct {
+	// Service is the service ("queue", "object", "index", ...).
+	Service string
+	// Method is the API method ("claimWork", "reclaimTask",
+	// "createArtifact", ...), or the HTTP method and path pattern of a
+	// call the client does not name.
+	Method string
+	// Status is the HTTP answer, 0 when there was none.
+	Status int
+}
+
+// Notice is an instance interruption notice.
+type Notice struct {
+	// Action is what will happen ("terminate", "stop", "hibernate").
+	Action string
+	// Time is when, if the notice says (zero otherwise).
+	Time time.Time
 }
 
 // Recovery counts what the worker did at start with what a previous
@@ -117,6 +155,17 @@ const (
 	// Resolved: the run is resolved (Event.State, Event.Reason), or left
 	// unreported because the queue resolved it first (State "canceled").
 	Resolved
+	// ImageReady: the task image is in Docker (Event.Image), just before
+	// the image phase is reached.
+	ImageReady
+	// CacheUsed: a volume cache was mounted for the run (Event.Cache),
+	// once per cache, after Prepare.
+	CacheUsed
+	// ArtifactUploaded: an upload through the run's Publisher ended, well
+	// or not (Event.Artifact); payload artifacts while the run is in its
+	// artifacts phase, logs after it. Parallel uploads report
+	// concurrently.
+	ArtifactUploaded
 )
 
 // Phases a run reaches, in order (a run may skip some).
@@ -139,4 +188,58 @@ type Event struct {
 	// "exception" (Reason the exception reason) or "canceled".
 	State  string
 	Reason string
+	// TaskCreated is the task's creation time, on Claimed events.
+	TaskCreated time.Time
+	// Image is the task image of an ImageReady event.
+	Image ImageFetch
+	// Cache is the volume cache of a CacheUsed event.
+	Cache CacheUse
+	// Artifact is the upload of an ArtifactUploaded event.
+	Artifact ArtifactUpload
+}
+
+// Kinds of task images, as ImageFetch.Kind names them.
+const (
+	ImagePull         = "pull"
+	ImageTaskImage    = "task-image"
+	ImageIndexedImage = "indexed-image"
+)
+
+// ImageFetch is how a task image was made available. The image provider
+// declares it in [Image.Fetch]; the runner adds Took and reports it.
+type ImageFetch struct {
+	// Kind is ImagePull, ImageTaskImage or ImageIndexedImage.
+	Kind string
+	// Cached says the image was already in Docker: nothing was fetched.
+	Cached bool
+	// Shared says the run waited for a fetch another run had started.
+	Shared bool
+	// Bytes is what was fetched: the artifact's bytes as read from the
+	// queue (task and indexed images), or the image's size as Docker
+	// reports it (pulls); 0 when cached.
+	Bytes int64
+	// Took is the time the provider took, waiting for a shared fetch
+	// included (set by the runner).
+	Took time.Duration
+}
+
+// CacheUse is one volume cache mounted for a run. The cache feature
+// declares it in [PrepareResponse.Caches]; the runner reports it.
+type CacheUse struct {
+	Name string
+	// Hit says an existing instance was reused; otherwise a new, empty
+	// one was created.
+	Hit bool
+}
+
+// ArtifactUpload is one upload through a run's [Publisher].
+type ArtifactUpload struct {
+	Name string
+	// Bytes is the body's size as sent (compressed when gzipped).
+	Bytes int64
+	// Took is from the creation of the artifact to the end of the upload,
+	// retries included.
+	Took time.Duration
+	// Failed says the upload gave up.
+	Failed bool
 }

@@ -46,6 +46,9 @@ type Image struct {
 	ArtifactSHA256 string
 	// Config is the image's own configuration.
 	Config ImageConfig
+	// Fetch says how the provider made the image available (for the
+	// metrics; Fetch.Took is the runner's).
+	Fetch ImageFetch
 }
 
 // ImageConfig is the part of an image's configuration features may need.
@@ -120,6 +123,9 @@ type PrepareResponse struct {
 	// LogLines are lines for the task log, written once the merged
 	// contribution is known (before the container starts).
 	LogLines []string
+	// Caches are the volume caches the feature mounted, for the metrics
+	// (the runner reports each; they do not change the container).
+	Caches []CacheUse
 }
 
 // Mount is a bind mount (Source is a host path) or a named volume (Volume).

@@ -93,6 +93,7 @@ func (r *run) executeSteps(ctx context.Context) outcome {
 		return fail(err)
 	}
 	r.res.SetImage(img)
+	r.w.hooks.emit(features.Event{Kind: features.ImageReady, Run: r.ref(), At: r.w.now(), Image: img.Fetch})
 	r.mark(features.PhaseImage)
 
 	var prep features.PrepareResponse
@@ -104,6 +105,9 @@ func (r *run) executeSteps(ctx context.Context) outcome {
 		var resp features.PrepareResponse
 		if err := p.Prepare(ctx, &features.PrepareRequest{Image: img}, &resp); err != nil {
 			return err
+		}
+		for _, c := range resp.Caches {
+			r.w.hooks.emit(features.Event{Kind: features.CacheUsed, Run: r.ref(), At: r.w.now(), Cache: c})
 		}
 		return taskerrInternal(mergePrepare(&prep, &resp))
 	}); err != nil {
@@ -215,11 +219,13 @@ func (r *run) provideImage(ctx context.Context) (features.Image, error) {
 			break
 		}
 		var img features.Image
+		began := r.w.now()
 		err := r.callPhase("image", f, func(activeFeature) error {
 			var err error
 			img, err = p.ProvideImage(ctx, &features.ImageRequest{})
 			return err
 		})
+		img.Fetch.Took = r.w.now().Sub(began)
 		if err != nil {
 			return features.Image{}, fmt.Errorf("feature %s: %w", f.name, err)
 		}

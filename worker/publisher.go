@@ -57,11 +57,16 @@ func (p publisher) create(ctx context.Context, name string, req tc.ArtifactReque
 }
 
 func (p publisher) Upload(ctx context.Context, a features.Upload) error {
+	began := p.r.w.now()
+	var err error
 	if p.r.w.cfg.Artifacts.StorageType == config.StorageObject {
-		if err := p.uploadObject(ctx, a); err != nil {
-			return infra(ctx, err)
-		}
-	} else if err := p.uploadS3(ctx, a); err != nil {
+		err = p.uploadObject(ctx, a)
+	} else {
+		err = p.uploadS3(ctx, a)
+	}
+	p.r.w.hooks.emit(features.Event{Kind: features.ArtifactUploaded, Run: p.r.ref(), At: p.r.w.now(),
+		Artifact: features.ArtifactUpload{Name: a.Name, Bytes: a.Size, Took: p.r.w.now().Sub(began), Failed: err != nil}})
+	if err != nil {
 		return infra(ctx, err)
 	}
 	sum := a.SHA256

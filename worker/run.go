@@ -159,7 +159,7 @@ func (r *run) run() {
 	ctx := r.ctx
 	r.beginJournal()
 	defer r.endJournal()
-	r.w.hooks.emit(features.Event{Kind: features.Claimed, Run: r.ref(), At: r.start})
+	r.w.hooks.emit(features.Event{Kind: features.Claimed, Run: r.ref(), At: r.start, TaskCreated: r.def.Created})
 	r.logger.Info("run task")
 
 	stopWatchers := make(chan struct{})

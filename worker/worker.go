@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -93,6 +94,10 @@ type Worker struct {
 	graceful     chan struct{}
 	gracefulOnce sync.Once
 
+	// initDone is set once the observers are registered (Emit reads
+	// them without a lock afterwards).
+	initDone atomic.Bool
+
 	mu      sync.Mutex
 	running int
 	freed   chan struct{} // signalled (non-blocking) when a task finishes
@@ -151,6 +156,21 @@ func (w *Worker) Stop(mode StopMode) {
 // Runs is the registry of runs in progress.
 func (w *Worker) Runs() features.Runs { return w.runs }
 
+// Emit tells the observers that want them (see features.WorkerObserver)
+// about a worker event seen by a service wired beside the worker: a queue
+// call that failed, a spot interruption notice. Events before Run has
+// initialised the extensions reach no one. It must not be called with a
+// kind the worker emits itself.
+func (w *Worker) Emit(ev features.WorkerEvent) {
+	if !w.initDone.Load() {
+		return
+	}
+	if ev.At.IsZero() {
+		ev.At = w.now()
+	}
+	w.hooks.emitWorker(ev)
+}
+
 // Running returns the number of tasks in progress.
 func (w *Worker) Running() int {
 	w.mu.Lock()
@@ -205,6 +225,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelClaims()
 	}()
 
+	w.hooks.emitWorker(features.WorkerEvent{Kind: features.Ready, At: w.now()})
 	var limitReason string
 	var runErr error
 	failures, rejections := 0, 0
@@ -270,6 +291,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("stopped claiming; waiting for running tasks", "running", w.Running())
 	w.tasks.Wait()
+	w.hooks.emitWorker(features.WorkerEvent{Kind: features.Stopped, At: w.now()})
 	w.log.Info("exit")
 	return runErr
 }
@@ -291,6 +313,7 @@ func (w *Worker) init(ctx context.Context) error {
 		}
 	}
 	h.sealed = true
+	w.initDone.Store(true)
 	// What a killed process left goes first, so that the start hooks (the
 	// cache settling its instances, for one) see its containers gone.
 	w.recoverLeftovers(ctx)

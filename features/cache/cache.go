@@ -268,6 +268,7 @@ func (k *task) Prepare(ctx context.Context, _ *features.PrepareRequest, resp *fe
 		k.mu.Unlock()
 		resp.Mounts = append(resp.Mounts, features.Mount{Source: l.Path, Target: p.Cache[name]})
 		resp.LogLines = append(resp.LogLines, fmt.Sprintf("using cache %q -> %s", name, p.Cache[name]))
+		resp.Caches = append(resp.Caches, features.CacheUse{Name: name, Hit: l.Hit})
 	}
 	return nil
 }

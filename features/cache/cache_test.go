@@ -361,6 +361,16 @@ func TestReleaseAndReuse(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(r3.mount("/c"), "foo.txt")); string(b) != "foo" {
 		t.Errorf("content %q", b)
 	}
+	// Each run declares its cache use: a new instance for the first two,
+	// the released one for the third.
+	for _, c := range []struct {
+		r   *run
+		hit bool
+	}{{r1, false}, {r2, false}, {r3, true}} {
+		if want := []features.CacheUse{{Name: "c", Hit: c.hit}}; !cmp.Equal(c.r.resp.Caches, want) {
+			t.Errorf("caches %+v, want %+v", c.r.resp.Caches, want)
+		}
+	}
 	logs := e.logText()
 	for _, want := range []string{`"msg":"cache volume miss"`, `"msg":"cache volume release"`, `"msg":"cache volume hit"`} {
 		if !strings.Contains(logs, want) {

@@ -113,7 +113,9 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 	}
 	src := source{taskID: taskID, path: img.Path, format: f, repo: ArtifactRepo(taskID, img.Path)}
 	wait := fmt.Sprintf("Waiting for the download of %q from task %s already in progress", img.Path, taskID)
+	var ours atomic.Bool // this run started the load (others only wait)
 	res, err := k.f.loads.Do(ctx, src.ref(), log, tasklog.InfoLine(time.Now(), wait), func(ctx context.Context, c *call) (loaded, error) {
+		ours.Store(true)
 		return k.ensure(ctx, src, c)
 	})
 	if err != nil {
@@ -121,13 +123,20 @@ func (k *task) artifactImage(ctx context.Context, img schemas.Image) (features.I
 		return features.Image{}, fmt.Errorf("image artifact %q of task %s: %w", img.Path, taskID, err)
 	}
 	info(log, "Image '%s' from task '%s' loaded.  Using image ID %s.", img.Path, taskID, res.id)
-	return k.image(ctx, res.id, name, res.sha256)
+	out, err := k.image(ctx, res.id, name, res.sha256)
+	kind := features.ImageTaskImage
+	if img.Type == schemas.ImageTypeIndexedImage {
+		kind = features.ImageIndexedImage
+	}
+	out.Fetch = features.ImageFetch{Kind: kind, Cached: res.cached, Shared: !ours.Load(), Bytes: res.bytes}
+	return out, err
 }
 
 // ensure finds the artifact's image in Docker or loads it, retrying
 // downloads as the pull policy says.
 func (k *task) ensure(ctx context.Context, src source, c *call) (loaded, error) {
 	if res, ok := k.cached(ctx, src); ok {
+		res.cached = true
 		return res, nil
 	}
 	p := k.f.cfg.Policy
@@ -282,7 +291,7 @@ func (k *task) loadOnce(ctx context.Context, src source, c *call) (loaded, error
 		return loaded{}, fmt.Errorf("tag the loaded image: %w", err)
 	}
 	callf(c, "Downloaded and loaded %s in %.3f seconds (artifact sha256 %s)", mib(raw.n.Load()), time.Since(started).Seconds(), sum)
-	return loaded{id: id, sha256: sum}, nil
+	return loaded{id: id, sha256: sum, bytes: raw.n.Load()}, nil
 }
 
 // cause prefers the reason the attempt's context was cancelled (a stall)

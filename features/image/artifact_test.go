@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -185,7 +186,9 @@ func TestArtifactFormats(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := features.Image{ID: id, Name: "task-image " + imageTask + " " + tc.path, ArtifactSHA256: sum(tc.hashOf),
-				Config: features.ImageConfig{Cmd: []string{"echo", "hi"}, Env: []string{"A=b"}}}
+				Config: features.ImageConfig{Cmd: []string{"echo", "hi"}, Env: []string{"A=b"}},
+				// The bytes read from the queue, as sent.
+				Fetch: features.ImageFetch{Kind: features.ImageTaskImage, Bytes: int64(len(tc.art.body))}}
 			if diff := cmp.Diff(want, img); diff != "" {
 				t.Errorf("image (-want +got):\n%s", diff)
 			}
@@ -334,6 +337,9 @@ func TestLoadedOnce(t *testing.T) {
 		if img.ID != id || img.ArtifactSHA256 != first.ArtifactSHA256 {
 			t.Errorf("image %+v, want ID %s and hash %s", img, id, first.ArtifactSHA256)
 		}
+		if want := (features.ImageFetch{Kind: features.ImageTaskImage, Cached: true}); img.Fetch != want {
+			t.Errorf("fetch %+v, want %+v (found in Docker)", img.Fetch, want)
+		}
 		logHas(t, ft, "Image '"+path+"' from task '"+imageTask+"' loaded.  Using image ID "+id+".")
 		if strings.Contains(ft.LogText(), "Downloading") {
 			t.Errorf("downloaded again:\n%s", ft.LogText())
@@ -362,12 +368,19 @@ func TestConcurrentTasksShareOneDownload(t *testing.T) {
 	const n = 3
 	fts := make([]*featuretest.Task, n)
 	errs := make(chan error, n)
+	var sharedFetches atomic.Int32
 	for i := range fts {
 		fts[i] = taskImage(imageTask, "public/image.tar")
 		go func() {
 			img, err := provide(t, f, fts[i])
 			if err == nil && img.ID != id {
 				err = fmt.Errorf("image ID %s, want %s", img.ID, id)
+			}
+			if err == nil && (img.Fetch.Bytes != int64(len(archive)) || img.Fetch.Cached) {
+				err = fmt.Errorf("fetch %+v, want %d bytes, not cached", img.Fetch, len(archive))
+			}
+			if img.Fetch.Shared {
+				sharedFetches.Add(1)
 			}
 			errs <- err
 		}()
@@ -395,6 +408,9 @@ func TestConcurrentTasksShareOneDownload(t *testing.T) {
 	}
 	if shared != n-1 {
 		t.Errorf("%d tasks joined the download, want %d", shared, n-1)
+	}
+	if got := sharedFetches.Load(); got != n-1 {
+		t.Errorf("%d images say their fetch was shared, want %d", got, n-1)
 	}
 }
 
@@ -476,7 +492,8 @@ func TestIndexedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.ID != id || img.ArtifactSHA256 != sum(archive) || img.Name != "indexed-image garbage.docker-worker-tests.docker-images public/image.tar" {
+	if img.ID != id || img.ArtifactSHA256 != sum(archive) || img.Name != "indexed-image garbage.docker-worker-tests.docker-images public/image.tar" ||
+		img.Fetch.Kind != features.ImageIndexedImage {
 		t.Errorf("image %+v", img)
 	}
 	logHas(t, ft, "Image 'public/image.tar' from task '"+imageTask+"' loaded.")

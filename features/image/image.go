@@ -189,12 +189,19 @@ func (k *task) pull(ctx context.Context, name string) (features.Image, error) {
 	if auth, ok := k.f.credentials(name); ok {
 		p.Auth = &auth
 	}
+	// Present before: nothing is pulled (EnsureImage only looks it up).
+	_, present := k.f.cfg.Docker.InspectImage(ctx, name)
 	id, err := k.f.cfg.Docker.EnsureImage(ctx, name, k.t.Log(), p)
 	if err != nil {
 		k.failed(ctx, err)
 		return features.Image{}, fmt.Errorf("pull image %q: %w", name, err)
 	}
-	return k.image(ctx, id, name, "")
+	img, err := k.image(ctx, id, name, "")
+	img.Fetch.Kind, img.Fetch.Cached = features.ImagePull, present == nil
+	if img.Fetch.Cached {
+		img.Fetch.Bytes = 0
+	}
+	return img, err
 }
 
 // failed writes docker-worker's lines for an image that could not be had,
@@ -224,6 +231,7 @@ func (k *task) image(ctx context.Context, id, name, artifactSHA256 string) (feat
 			WorkingDir: cfg.WorkingDir,
 			User:       cfg.User,
 		},
+		Fetch: features.ImageFetch{Bytes: cfg.Size},
 	}, nil
 }
 

@@ -51,7 +51,7 @@ func provide(t *testing.T, f *Feature, ft *featuretest.Task) (features.Image, er
 func TestProvideRegistryImage(t *testing.T) {
 	d := newDocker()
 	d.ImageConfig = func(string) docker.ImageConfig {
-		return docker.ImageConfig{Entrypoint: []string{"/init"}, Cmd: []string{"sh"}, WorkingDir: "/w", User: "u"}
+		return docker.ImageConfig{Entrypoint: []string{"/init"}, Cmd: []string{"sh"}, WorkingDir: "/w", User: "u", Size: 1234}
 	}
 	policy := docker.PullPolicy{Attempts: 3, StallTimeout: 7}
 	ft := registryTask("busybox:1")
@@ -60,7 +60,8 @@ func TestProvideRegistryImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := features.Image{ID: dockerfake.ImageID("busybox:1"), Name: "busybox:1",
-		Config: features.ImageConfig{Entrypoint: []string{"/init"}, Cmd: []string{"sh"}, WorkingDir: "/w", User: "u"}}
+		Config: features.ImageConfig{Entrypoint: []string{"/init"}, Cmd: []string{"sh"}, WorkingDir: "/w", User: "u"},
+		Fetch:  features.ImageFetch{Kind: features.ImagePull, Bytes: 1234}}
 	if diff := cmp.Diff(want, img); diff != "" {
 		t.Errorf("image (-want +got):\n%s", diff)
 	}
@@ -69,6 +70,14 @@ func TestProvideRegistryImage(t *testing.T) {
 	}
 	if !strings.Contains(ft.LogText(), "busybox:1 exists in the cache.") {
 		t.Errorf("progress not in the task log: %q", ft.LogText())
+	}
+	// The second run finds it in Docker: nothing fetched.
+	again, err := provide(t, New(Config{Docker: d, Policy: policy}), registryTask("busybox:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (features.ImageFetch{Kind: features.ImagePull, Cached: true}); again.Fetch != want {
+		t.Errorf("second fetch %+v, want %+v", again.Fetch, want)
 	}
 }
 

@@ -13,6 +13,7 @@ type loaded struct {
 	id     string // image ID
 	sha256 string // hex sha256 of the artifact
 	cached bool   // found in Docker, nothing loaded
+	bytes  int64  // the artifact's bytes read from the queue
 }
 
 // group shares one load of an artifact image between the tasks that need

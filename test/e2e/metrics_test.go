@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -120,6 +121,13 @@ func influxDatabase(t *testing.T, base string) string {
 // of the test).
 func metricsWorker(t *testing.T, cfg *config.Config) (*workerEnv, *wiring.Worker, func()) {
 	t.Helper()
+	return metricsWorkerTo(t, cfg, io.Discard)
+}
+
+// metricsWorkerTo is metricsWorker printing its WORKER_METRICS lines to
+// stdout.
+func metricsWorkerTo(t *testing.T, cfg *config.Config, stdout io.Writer) (*workerEnv, *wiring.Worker, func()) {
+	t.Helper()
 	dc := dockertest.Require(t)
 	cfg.Logging.LiveLogBindAddress = "127.0.0.1"
 	off := false
@@ -132,7 +140,7 @@ func metricsWorker(t *testing.T, cfg *config.Config) (*workerEnv, *wiring.Worker
 	logs := &logSink{}
 	w, err := wiring.Build(t.Context(), cfg, wiring.Options{
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version: "e2e", Hostname: "e2e-host", TempDir: t.TempDir(), Docker: dc,
+		Version: "e2e", Hostname: "e2e-host", TempDir: t.TempDir(), Docker: dc, Stdout: stdout,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,8 @@ import (
 // writes the worker's config file as the runner does (JSON, mode 0600),
 // starts the worker with pipes on its stdin and stdout, and speaks the
 // ~{json} line protocol. Every stdout line that is not a protocol message
-// must be a JSON log record, as the runner logs them.
+// must be a JSON log record, as the runner logs them, or a WORKER_METRICS
+// line.
 type runnerStandIn struct {
 	t      *testing.T
 	cmd    *exec.Cmd
@@ -33,10 +34,13 @@ type runnerStandIn struct {
 	mu       sync.Mutex
 	records  []map[string]any // the worker's log records
 	messages []map[string]any // the worker's protocol messages
-	bad      []string         // stdout lines that are neither
-	changed  chan struct{}    // pinged on every stdout line
-	outDone  chan struct{}
-	exitCode int
+	bad      []string         // stdout lines that are none of these
+	// workerMetrics are the WORKER_METRICS lines (and the empty lines
+	// before them).
+	workerMetrics string
+	changed       chan struct{} // pinged on every stdout line
+	outDone       chan struct{}
+	exitCode      int
 }
 
 // legacy is how worker-runner's docker-worker launcher (worker-runner up
@@ -105,6 +109,10 @@ func (r *runnerStandIn) read(stdout io.Reader) {
 			r.messages = append(r.messages, m)
 		case strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &m) == nil:
 			r.records = append(r.records, m)
+		case line == "" || strings.HasPrefix(line, "WORKER_METRICS {") && json.Unmarshal([]byte(line[len("WORKER_METRICS "):]), &m) == nil:
+			// docker-worker's WORKER_METRICS lines, each after an empty
+			// line; worker-runner forwards them as text.
+			r.workerMetrics += line + "\n"
 		default:
 			r.bad = append(r.bad, line)
 		}
@@ -205,6 +213,10 @@ func (r *runnerStandIn) wait() int {
 	defer r.mu.Unlock()
 	if len(r.bad) > 0 {
 		r.t.Errorf("stdout lines that are neither protocol messages nor JSON records: %q", r.bad)
+	}
+	if !strings.HasPrefix(r.workerMetrics, "\nWORKER_METRICS {\"eventType\":\"instanceBoot\"") ||
+		!strings.Contains(r.workerMetrics, "\nWORKER_METRICS {\"eventType\":\"instanceShutdown\"") {
+		r.t.Errorf("WORKER_METRICS lines do not start with instanceBoot and include instanceShutdown:\n%s", r.workerMetrics)
 	}
 	return r.exitCode
 }

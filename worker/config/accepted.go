@@ -26,7 +26,6 @@ var noEffect = []struct{ key, why string }{
 	{"monitorProject", "the service name of docker-worker's monitor; logs here carry no service name"},
 	{"testMode", "docker-worker's test-only halt message"},
 	{"alivenessCheckInterval", "docker-worker's periodic aliveness log line"},
-	{"metricsCollection", "docker-worker's host metrics records"},
 	{"influx.connectionString", "docker-worker's Influx connection string; influx.url and its keys configure the metrics here"},
 	{"influx.maxDelay", "docker-worker's Influx flush delay; influx.flushInterval here"},
 	{"influx.maxPendingPoints", "docker-worker's Influx queue bound; influx.batchSize and influx.bufferSize here"},

@@ -64,7 +64,7 @@ func TestReferenceConfigLoads(t *testing.T) {
 	}
 	wantIgnored := []string{"monitorProject", "statelessHostname", "testMode", "alivenessCheckInterval",
 		"garbageCollection.interval", "logging.liveLogChunkInterval", "task.dequeueCount",
-		"createQueue", "pulse.username", "pulse.password", "metricsCollection", "schema",
+		"createQueue", "pulse.username", "pulse.password", "schema",
 		"influx.connectionString", "influx.maxDelay", "influx.maxPendingPoints"}
 	for _, profile := range []string{"", "production", "test"} {
 		t.Run("profile "+profile, func(t *testing.T) {

@@ -95,6 +95,8 @@ type Config struct {
 	Status StatusConfig `yaml:"status"`
 	// Influx is where metrics go (see influx.go).
 	Influx InfluxConfig `yaml:"influx"`
+	// MetricsCollection: how often host points are written (influx.go).
+	MetricsCollection MetricsCollectionConfig `yaml:"metricsCollection"`
 	// Provider: registration with worker-manager (see provider.go).
 	Provider ProviderConfig `yaml:"provider"`
 

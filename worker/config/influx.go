@@ -45,6 +45,17 @@ type InfluxConfig struct {
 	CapacityInterval int `yaml:"capacityInterval"`
 }
 
+// MetricsCollectionConfig is docker-worker's metricsCollection section.
+type MetricsCollectionConfig struct {
+	// HostMetricsInterval (ms) is how often the host's CPU, memory and
+	// Docker volume disk are measured and written (with influx.url); 0
+	// turns the host points off.
+	HostMetricsInterval int `yaml:"hostMetricsInterval"`
+}
+
+// DefaultHostMetricsInterval is docker-worker's metricsCollection default.
+const DefaultHostMetricsInterval = 60000
+
 // Influx defaults.
 const (
 	DefaultInfluxBatchSize        = 500
@@ -62,11 +73,15 @@ func (c *Config) defaultInflux() {
 		WriteTimeout:     DefaultInfluxWriteTimeout,
 		CapacityInterval: DefaultInfluxCapacityInterval,
 	}
+	c.MetricsCollection = MetricsCollectionConfig{HostMetricsInterval: DefaultHostMetricsInterval}
 }
 
 // validateInflux checks the influx.* keys. Problems never quote the URL,
 // the token or the password.
 func (c *Config) validateInflux(bad func(key, format string, args ...any)) {
+	if c.MetricsCollection.HostMetricsInterval < 0 {
+		bad("metricsCollection.hostMetricsInterval", "must be 0 (off) or more, got %d", c.MetricsCollection.HostMetricsInterval)
+	}
 	i := c.Influx
 	if i.URL == "" {
 		return
@@ -129,4 +144,10 @@ func (c *Config) InfluxWriteTimeout() time.Duration {
 // InfluxCapacityInterval is Influx.CapacityInterval as a duration.
 func (c *Config) InfluxCapacityInterval() time.Duration {
 	return time.Duration(c.Influx.CapacityInterval) * time.Millisecond
+}
+
+// HostMetricsInterval is MetricsCollection.HostMetricsInterval as a
+// duration (0: no host points).
+func (c *Config) HostMetricsInterval() time.Duration {
+	return time.Duration(c.MetricsCollection.HostMetricsInterval) * time.Millisecond
 }

@@ -13,6 +13,9 @@ type ImageConfig struct {
 	Env        []string
 	WorkingDir string
 	User       string
+	// Size is the image's size as Docker reports it (its layers,
+	// uncompressed).
+	Size int64
 }
 
 // InspectImage returns the configuration of a local image (by reference or
@@ -22,7 +25,7 @@ func (c *Client) InspectImage(ctx context.Context, ref string) (ImageConfig, err
 	if err != nil {
 		return ImageConfig{}, fmt.Errorf("inspect image %q: %w", ref, fault(err))
 	}
-	out := ImageConfig{ID: res.ID}
+	out := ImageConfig{ID: res.ID, Size: res.Size}
 	if cfg := res.Config; cfg != nil {
 		out.Entrypoint = cfg.Entrypoint
 		out.Cmd = cfg.Cmd

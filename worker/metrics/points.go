@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"strconv"
 	"sync"
 	"time"
 )
@@ -48,11 +47,7 @@ func Capacity(a Adder, running, total int, at time.Time) {
 // ClaimError writes a claim_error point; status is the queue's HTTP
 // answer (0: none).
 func ClaimError(a Adder, status int, message string, at time.Time) {
-	code := "none"
-	if status != 0 {
-		code = strconv.Itoa(status)
-	}
-	a.Add(MeasurementClaimError, map[string]string{"code": code},
+	a.Add(MeasurementClaimError, map[string]string{"code": code(status)},
 		map[string]any{"count": 1, "message": message}, at)
 }
 
@@ -70,6 +65,8 @@ type Runs struct {
 	a    Adder
 	mu   sync.Mutex
 	runs map[runKey]*runTimes
+	// ran is the time from claim to resolution of every run resolved.
+	ran time.Duration
 }
 
 type runKey struct {
@@ -82,6 +79,10 @@ type runTimes struct {
 	last        time.Time
 	firstOutput time.Time
 	fields      map[string]any
+	// artifactsDone is set once the artifacts phase is reached: later
+	// uploads are logs.
+	artifactsDone   bool
+	artifacts, logs uploads
 }
 
 // NewRuns returns a tracker writing to a.
@@ -125,6 +126,27 @@ func (t *runTimes) phase(phase string, at time.Time) {
 	t.fields[phase+"Ms"] = d
 	t.fields[phase+"AtMs"] = ms(at.Sub(t.claimed))
 	t.last = at
+	if phase == "artifacts" {
+		t.artifactsDone = true
+	}
+}
+
+// Upload records an upload of the run: payload artifacts before the
+// artifacts phase is reached, logs after. Uploads of a run not followed
+// (the log of a run a previous process left, uploaded at start) are not
+// counted: no task point would carry them.
+func (r *Runs) Upload(taskID string, runID int, bytes int64, took time.Duration, failed bool, _ time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.runs[runKey{taskID, runID}]
+	if t == nil {
+		return
+	}
+	if t.artifactsDone {
+		t.logs.add(bytes, took, failed)
+	} else {
+		t.artifacts.add(bytes, took, failed)
+	}
 }
 
 // FirstOutput records the container's first output.
@@ -139,19 +161,31 @@ func (r *Runs) FirstOutput(taskID string, runID int, at time.Time) {
 }
 
 // Resolved ends the "resolved" phase (which the worker may also mark
-// itself, just before), writes the run's task point and forgets the run.
-// state is the resolution; reason the exception reason ("" for none).
+// itself, just before), writes the run's artifacts points (when it
+// uploaded something) and its task point, and forgets the run. state is
+// the resolution; reason the exception reason ("" for none).
 func (r *Runs) Resolved(taskID string, runID int, state, reason string, at time.Time) {
 	r.mu.Lock()
 	t := r.get(taskID, runID, at)
 	delete(r.runs, runKey{taskID, runID})
+	r.ran += at.Sub(t.claimed)
 	r.mu.Unlock()
+	t.artifacts.write(r.a, taskID, runID, "artifacts", at)
+	t.logs.write(r.a, taskID, runID, "logs", at)
 	t.phase("resolved", at)
 	f := t.fields
 	f["totalMs"] = ms(at.Sub(t.claimed))
 	f["taskId"] = taskID
 	f["runId"] = runID
 	r.a.Add(MeasurementTask, map[string]string{"resolution": state, "reason": reason}, f, at)
+}
+
+// RunTime is the sum, over the runs resolved so far, of the time from
+// claim to resolution (docker-worker's totalRunTime).
+func (r *Runs) RunTime() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ran
 }
 
 // Open is how many runs are followed (claimed, not resolved).

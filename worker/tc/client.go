@@ -61,6 +61,22 @@ type Config struct {
 	StallTimeout time.Duration
 	// Now is the clock used for Hawk timestamps; nil means time.Now.
 	Now func() time.Time
+	// OnFailure, when set, is told about every call of Request (and of
+	// the methods built on it) that fails for good, its retries done,
+	// unless the caller's context ended. It must not block. Clients made
+	// by WithCredentials keep it.
+	OnFailure func(FailedCall)
+}
+
+// FailedCall is a call that failed for good (see Config.OnFailure).
+type FailedCall struct {
+	// Service is the service ("queue", "object", "index", ...).
+	Service string
+	// Method is the API method (see APIMethod).
+	Method string
+	// Status is the HTTP answer, 0 when there was none.
+	Status int
+	Err    error
 }
 
 // Client calls Taskcluster services under one root URL. It is safe for
@@ -74,6 +90,7 @@ type Client struct {
 	now     func() time.Time
 
 	attemptTimeout, stallTimeout time.Duration
+	onFailure                    func(FailedCall)
 }
 
 // New returns a Client for cfg, filling in defaults.
@@ -85,6 +102,7 @@ func New(cfg Config) *Client {
 		backoff: backoff.Policy{Base: cfg.BaseDelay, Max: cfg.MaxDelay, Jitter: retryJitter},
 		now:     cfg.Now,
 
+		onFailure:      cfg.OnFailure,
 		attemptTimeout: durationOr(cfg.AttemptTimeout, DefaultAttemptTimeout),
 		stallTimeout:   durationOr(cfg.StallTimeout, DefaultStallTimeout),
 	}
@@ -220,6 +238,9 @@ func (c *Client) Request(ctx context.Context, service, method, path string, quer
 		return false, nil
 	})
 	if err != nil {
+		if c.onFailure != nil && ctx.Err() == nil {
+			c.onFailure(FailedCall{Service: service, Method: APIMethod(service, method, path), Status: StatusCode(err), Err: err})
+		}
 		return err
 	}
 	if out == nil || len(bytes.TrimSpace(respBody)) == 0 {

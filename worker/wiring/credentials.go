@@ -17,6 +17,10 @@ import (
 // claim is dropped. Safe for concurrent use.
 type WorkerCredentials struct {
 	client atomic.Pointer[tc.Client]
+	// failed is told about calls that failed for good (see
+	// tc.Config.OnFailure), by this client and the run clients made from
+	// it; nil until Build wires it.
+	failed atomic.Pointer[func(tc.FailedCall)]
 }
 
 // NewWorkerCredentials returns the credentials of cfg (taskcluster.*)
@@ -27,9 +31,19 @@ func NewWorkerCredentials(cfg *config.Config) *WorkerCredentials {
 		ClientID:    cfg.Taskcluster.ClientID,
 		AccessToken: cfg.Taskcluster.AccessToken,
 		Certificate: cfg.Taskcluster.Certificate,
-	}}))
+	}, OnFailure: w.callFailed}))
 	return w
 }
+
+// callFailed passes a failed call on to the function onFailure set.
+func (w *WorkerCredentials) callFailed(fc tc.FailedCall) {
+	if f := w.failed.Load(); f != nil {
+		(*f)(fc)
+	}
+}
+
+// onFailure makes f the receiver of the calls that fail for good.
+func (w *WorkerCredentials) onFailure(f func(tc.FailedCall)) { w.failed.Store(&f) }
 
 // Set makes c the worker's credentials from now on.
 func (w *WorkerCredentials) Set(c tc.Credentials) {

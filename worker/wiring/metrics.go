@@ -3,6 +3,7 @@ package wiring
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 const metricsCloseTimeout = 10 * time.Second
 
 // addMetrics wires the metrics when influx.url is set: a sink, an
-// extension that writes a point per run, per claim error and per
-// recovery, and the capacity every influx.capacityInterval. It returns
+// extension that writes a point per run (and per image, cache and kind of
+// upload of the run), per claim error, failed queue call, spot notice and
+// recovery, the capacity every influx.capacityInterval and the host every
+// metricsCollection.hostMetricsInterval. It returns
 // exts with the extension added; out closes the sink.
 func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.Extension) ([]features.Extension, error) {
 	if cfg.Influx.URL == "" {
@@ -45,11 +48,14 @@ func addMetrics(cfg *config.Config, opts *Options, out *Worker, exts []features.
 	opts.Logger.Info("metrics: writing to InfluxDB", "to", sink.String(),
 		"capacityInterval", cfg.InfluxCapacityInterval())
 	e := &metricsExtension{
-		points:   sink,
-		flush:    sink.Close,
-		runs:     metrics.NewRuns(sink),
-		capacity: cfg.Capacity,
-		interval: cfg.InfluxCapacityInterval(),
+		points:       sink,
+		flush:        sink.Close,
+		runs:         metrics.NewRuns(sink),
+		capacity:     cfg.Capacity,
+		interval:     cfg.InfluxCapacityInterval(),
+		host:         &metrics.Host{Volume: cfg.DockerVolume},
+		hostInterval: cfg.HostMetricsInterval(),
+		log:          opts.Logger.With("component", "metrics"),
 	}
 	out.Metrics = sink
 	out.closers = append(out.closers, e.close)
@@ -64,6 +70,12 @@ type metricsExtension struct {
 	runs     *metrics.Runs
 	capacity int
 	interval time.Duration
+	// slots follows the busy slots from Init on.
+	slots *metrics.Slots
+	// host is read every hostInterval (0: never).
+	host         *metrics.Host
+	hostInterval time.Duration
+	log          *slog.Logger
 
 	mu     sync.Mutex
 	stop   context.CancelFunc
@@ -89,33 +101,85 @@ func (e *metricsExtension) Init(ctx context.Context, h features.Host) error {
 	}
 	ctx, e.stop = context.WithCancel(ctx)
 	e.done = make(chan struct{})
-	go func() {
-		defer close(e.done)
+	e.slots = metrics.NewSlots(e.capacity, time.Now())
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		tick := time.NewTicker(e.interval)
 		defer tick.Stop()
 		for {
-			metrics.Capacity(e.points, len(runs.List()), e.capacity, time.Now())
+			now := time.Now()
+			e.slots.Set(len(runs.List()), now)
+			e.slots.Point(e.points, e.runs.RunTime(), now)
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
 				return
 			}
 		}
+	})
+	if e.hostInterval > 0 {
+		wg.Go(func() { e.hostLoop(ctx) })
+	}
+	go func() {
+		wg.Wait()
+		close(e.done)
 	}()
 	return nil
 }
 
+// hostLoop writes a host point now and every hostInterval until ctx
+// ends; a part of the host that cannot be read is logged once.
+func (e *metricsExtension) hostLoop(ctx context.Context) {
+	tick := time.NewTicker(e.hostInterval)
+	defer tick.Stop()
+	warned := false
+	for {
+		s, err := e.host.Sample()
+		if err != nil && !warned {
+			e.log.Warn("metrics: host points lack what cannot be read", "error", err)
+			warned = true
+		}
+		metrics.HostPoint(e.points, s, time.Now())
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // RunEvent follows the run's phases; it never blocks.
 func (e *metricsExtension) RunEvent(ev features.Event) {
+	r := ev.Run
 	switch ev.Kind {
 	case features.Claimed:
-		e.runs.Claimed(ev.Run.TaskID, ev.Run.RunID, ev.At)
+		e.runs.Claimed(r.TaskID, r.RunID, ev.At)
+		e.addSlots(1, ev.At)
 	case features.PhaseReached:
-		e.runs.Phase(ev.Run.TaskID, ev.Run.RunID, ev.Phase, ev.At)
+		e.runs.Phase(r.TaskID, r.RunID, ev.Phase, ev.At)
 	case features.FirstOutput:
-		e.runs.FirstOutput(ev.Run.TaskID, ev.Run.RunID, ev.At)
+		e.runs.FirstOutput(r.TaskID, r.RunID, ev.At)
+	case features.ImageReady:
+		i := ev.Image
+		metrics.Image(e.points, r.TaskID, r.RunID, i.Kind, i.Cached, i.Shared, i.Bytes, i.Took, ev.At)
+	case features.CacheUsed:
+		metrics.Cache(e.points, r.TaskID, r.RunID, ev.Cache.Name, ev.Cache.Hit, ev.At)
+	case features.ArtifactUploaded:
+		a := ev.Artifact
+		e.runs.Upload(r.TaskID, r.RunID, a.Bytes, a.Took, a.Failed, ev.At)
 	case features.Resolved:
-		e.runs.Resolved(ev.Run.TaskID, ev.Run.RunID, ev.State, ev.Reason, ev.At)
+		e.runs.Resolved(r.TaskID, r.RunID, ev.State, ev.Reason, ev.At)
+		e.addSlots(-1, ev.At)
+	}
+}
+
+// addSlots changes the busy slots once Init has run.
+func (e *metricsExtension) addSlots(delta int, at time.Time) {
+	e.mu.Lock()
+	s := e.slots
+	e.mu.Unlock()
+	if s != nil {
+		s.Add(delta, at)
 	}
 }
 
@@ -126,15 +190,28 @@ const maxClaimErrorMessage = 500
 func (e *metricsExtension) WorkerEvent(ev features.WorkerEvent) {
 	switch ev.Kind {
 	case features.ClaimFailed:
-		msg := ev.Err.Error()
-		if len(msg) > maxClaimErrorMessage {
-			msg = msg[:maxClaimErrorMessage]
-		}
-		metrics.ClaimError(e.points, tc.StatusCode(ev.Err), msg, ev.At)
+		metrics.ClaimError(e.points, tc.StatusCode(ev.Err), truncate(ev.Err), ev.At)
 	case features.Recovered:
 		r := ev.Recovery
 		metrics.Recovery(e.points, r.ContainersRemoved, r.RunsResolved, r.RunsExpired, r.RunsFailed, r.Took, ev.At)
+	case features.QueueCallFailed:
+		c := ev.Call
+		metrics.QueueError(e.points, c.Service, c.Method, c.Status, truncate(ev.Err), ev.At)
+	case features.SpotNotice:
+		metrics.SpotNotice(e.points, ev.Notice.Action, ev.Notice.Time, ev.At)
 	}
+}
+
+// truncate is err's message, at most maxClaimErrorMessage bytes.
+func truncate(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if len(msg) > maxClaimErrorMessage {
+		msg = msg[:maxClaimErrorMessage]
+	}
+	return msg
 }
 
 // close stops the capacity points and sends what is waiting, for at most

@@ -20,6 +20,8 @@ type selfStop struct {
 	logger *slog.Logger
 	action shutdown.Action
 	stop   func(worker.StopMode)
+	// emit reports a worker event (a spot notice) to the observers.
+	emit func(features.WorkerEvent)
 	// ctx bounds the background checks (the spot poller); cancel ends
 	// them once Run returned.
 	ctx    context.Context
@@ -46,6 +48,7 @@ func (w *Worker) selfStopExtensions(cfg *config.Config, opts Options) []features
 		logger: opts.Logger,
 		action: action,
 		stop:   func(m worker.StopMode) { w.Worker.Stop(m) },
+		emit:   func(ev features.WorkerEvent) { w.Worker.Emit(ev) },
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -194,5 +197,8 @@ func (e *spotExtension) Init(_ context.Context, h features.Host) error {
 func (e *spotExtension) noticed(n spot.Notice) {
 	e.self.logger.Warn("spot termination notice: aborting running tasks, claiming no more",
 		"path", n.Path, "action", n.Action, "time", n.Time, "notice", n.Body)
+	if e.self.emit != nil {
+		e.self.emit(features.WorkerEvent{Kind: features.SpotNotice, Notice: features.Notice{Action: n.Action, Time: n.Time}})
+	}
 	e.self.request(worker.StopImmediate, shutdown.TerminationNotice)
 }

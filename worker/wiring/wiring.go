@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -65,6 +66,9 @@ type Options struct {
 	// Registration, when set, is the worker's registration with
 	// worker-manager (see LoadConfig and provider.go).
 	Registration *Registration
+	// Stdout receives docker-worker's WORKER_METRICS lines (nil:
+	// os.Stdout).
+	Stdout io.Writer
 }
 
 // Worker is a built worker and what it holds.
@@ -165,6 +169,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 	if opts.Registration != nil {
 		exts = append(exts, out.providerExtensions(opts.Registration, opts.Logger)...)
 	}
+	exts = append(exts, newWorkerMetricsExtension(cfg, opts.Stdout))
 	if exts, err = addMetrics(cfg, &opts, out, exts); err != nil {
 		return fail(err)
 	}
@@ -186,6 +191,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Worker, erro
 		Version:     opts.Version,
 		Hostname:    opts.Hostname,
 	})
+	reportFailedCalls(out.Worker, queue)
 	return out, nil
 }
 
