@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -188,6 +189,7 @@ func buildWorker(t *testing.T, cfg *config.Config, extra []features.Feature) *wo
 		Hostname: "e2e-host",
 		TempDir:  t.TempDir(),
 		Docker:   dc,
+		Stdout:   io.Discard, // WORKER_METRICS lines; TestMetrics* read their own
 
 		ExtraFeatures: extra,
 	})
