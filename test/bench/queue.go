@@ -30,6 +30,10 @@ type queueSample struct {
 	// CreateMs: createTask, one client, sequential (the tasks the round
 	// trips then claim).
 	CreateMs []float64 `json:"create_ms"`
+	// PairMs: after each round trip, two bare bbolt transactions (a
+	// one-record update, fsynced, as the queue's store does it), the floor
+	// of a claim and a resolve that are each durable before their answer.
+	PairMs []float64 `json:"bare_transaction_pair_ms"`
 	// Clients create → claim → resolve Tasks tasks in Seconds.
 	Clients int     `json:"clients"`
 	Tasks   int     `json:"tasks"`
@@ -177,8 +181,14 @@ func (e *env) queueRows(ctx context.Context, r *results) error {
 	}
 	defer p.stop()
 
-	// Round trips: create one task, then claim and resolve it.
+	// Round trips: create one task, then claim and resolve it; then the
+	// two bare transactions.
 	wt := randomName("rt-")
+	pair, closePair, err := barePair(filepath.Join(e.dir, "pair-"+slugid.Nice()+".db"))
+	if err != nil {
+		return err
+	}
+	defer closePair()
 	for range e.o.queueRounds {
 		def, err := queueTaskDef(wt)
 		if err != nil {
@@ -194,18 +204,48 @@ func (e *env) queueRows(ctx context.Context, r *results) error {
 			return err
 		}
 		s.ClaimResolveMs = append(s.ClaimResolveMs, ms(time.Since(start)))
+		d, err := pair()
+		if err != nil {
+			return err
+		}
+		s.PairMs = append(s.PairMs, ms(d))
 	}
 
-	// Sustained: each client its own worker type, so that no claim waits
-	// on a task another client took.
-	s.Clients, s.Tasks = e.o.queueClients, e.o.queueTasks
-	per := max(s.Tasks/s.Clients, 1)
-	s.Tasks = per * s.Clients
+	// Sustained, in two rounds, each followed by its half of the
+	// baseline: as many transactions as the queue committed state changes
+	// (create, claim, resolve), each a bbolt update with its fsync, about
+	// as large as a task record. Interleaving shares the disk's mood
+	// between the two.
+	s.Clients = e.o.queueClients
+	per := max(e.o.queueTasks/s.Clients/2, 1)
+	for range 2 {
+		secs, cpu, err := sustained(ctx, p, s.Clients, per)
+		if err != nil {
+			return err
+		}
+		s.Tasks += per * s.Clients
+		s.Seconds += secs
+		s.QueueCPUSeconds += cpu
+		n := 3 * per * s.Clients
+		if secs, err = boltBaseline(filepath.Join(e.dir, "baseline-"+slugid.Nice()+".db"), n, s.Clients); err != nil {
+			return err
+		}
+		s.BaselineTransactions += n
+		s.BaselineSeconds += secs
+	}
+	return nil
+}
+
+// sustained has clients clients create, claim and resolve per tasks each
+// and returns the seconds it took and the queue's CPU seconds meanwhile.
+// Each client has its own worker type, so that no claim waits on a task
+// another client took.
+func sustained(ctx context.Context, p *queueProc, clients, per int) (secs, cpu float64, err error) {
 	cpu0, _ := cpuSeconds(p.cmd.Process.Pid)
 	start := time.Now()
-	errs := make(chan error, s.Clients)
+	errs := make(chan error, clients)
 	var wg sync.WaitGroup
-	for i := range s.Clients {
+	for i := range clients {
 		wg.Go(func() {
 			wt := randomName(fmt.Sprintf("c%d-", i))
 			def, err := queueTaskDef(wt)
@@ -226,24 +266,40 @@ func (e *env) queueRows(ctx context.Context, r *results) error {
 		})
 	}
 	wg.Wait()
-	s.Seconds = time.Since(start).Seconds()
+	secs = time.Since(start).Seconds()
 	cpu1, _ := cpuSeconds(p.cmd.Process.Pid)
-	s.QueueCPUSeconds = cpu1 - cpu0
 	close(errs)
 	if err := <-errs; err != nil {
-		return err
+		return 0, 0, err
 	}
+	return secs, cpu1 - cpu0, nil
+}
 
-	// Baseline: as many transactions as the queue committed state changes
-	// (create, claim, resolve), each a bbolt update with its fsync, about
-	// as large as a task record.
-	s.BaselineTransactions = 3 * s.Tasks
-	secs, err := boltBaseline(filepath.Join(e.dir, "baseline-"+slugid.Nice()+".db"), s.BaselineTransactions, s.Clients)
+// barePair opens a bbolt file at path and returns a function that times
+// two transactions of one ~1.5 KB record each, and one that closes and
+// removes the file.
+func barePair(path string) (func() (time.Duration, error), func(), error) {
+	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("baseline store: %w", err)
 	}
-	s.BaselineSeconds = secs
-	return nil
+	bucket := []byte("tasks")
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	value := []byte(strings.Repeat("x", 1500))
+	pair := func() (time.Duration, error) {
+		start := time.Now()
+		for range 2 {
+			key := []byte(slugid.Nice())
+			if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(key, value) }); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start), nil
+	}
+	return pair, func() { db.Close(); os.Remove(path) }, nil
 }
 
 // boltBaseline commits n bbolt transactions of one ~1.5 KB record each
