@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fanoutContent is n numbered lines, then one write larger than twice the
@@ -120,4 +122,61 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// BenchmarkFanOut100Readers writes b.N lines of 60 bytes, each after the
+// previous one reached all 100 HTTP readers, and reports the time from
+// write to the last reader's receipt (ns/op) and the readers' p99.
+func BenchmarkFanOut100Readers(b *testing.B) {
+	const readers = 100
+	srv, err := Start(Config{Address: "127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	s, err := NewStream(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Remove()
+	url := "http://127.0.0.1:" + strconv.Itoa(srv.Port()) + "/log/" + srv.Add(s)
+	line := append(bytes.Repeat([]byte("x"), 59), '\n')
+	got := make(chan time.Time, readers)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: readers + 1, MaxIdleConnsPerHost: readers + 1}}
+	var wg sync.WaitGroup
+	for range readers {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer resp.Body.Close()
+			buf := make([]byte, 4096)
+			pending := 0
+			for {
+				n, err := resp.Body.Read(buf)
+				pending += n
+				for ; pending >= len(line); pending -= len(line) {
+					got <- time.Now()
+				}
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	var delays []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		s.Write(line)
+		for range readers {
+			delays = append(delays, (<-got).Sub(start))
+		}
+	}
+	b.StopTimer()
+	s.Close()
+	wg.Wait()
+	slices.Sort(delays)
+	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds()), "p99-µs")
 }
