@@ -305,3 +305,45 @@ func (s *localServer) Close() error {
 	s.srv.Close()
 	return s.q.Close()
 }
+
+// BenchmarkClaimResolve is one client's claimWork + reportCompleted over
+// HTTP, with a task created before each (not timed), on store.
+func BenchmarkClaimResolve(b *testing.B) {
+	for _, kind := range []string{"memory", "bbolt"} {
+		b.Run(kind, func(b *testing.B) {
+			dir := b.TempDir()
+			store := NewMemStore()
+			if kind == "bbolt" {
+				var err error
+				if store, err = OpenBoltStore(filepath.Join(dir, "queue.db")); err != nil {
+					b.Fatal(err)
+				}
+			}
+			srv, root := benchQueue(b, store, dir)
+			defer srv.Close()
+			client := tc.New(tc.Config{RootURL: root, Credentials: &adminCreds})
+			now := time.Now().UTC()
+			def, _ := json.Marshal(map[string]any{
+				"taskQueueId": "bench/rt", "created": now.Format(time.RFC3339Nano), "deadline": now.Add(time.Hour).Format(time.RFC3339Nano),
+				"payload":  map[string]any{"image": "busybox", "command": []string{"true"}, "maxRunTime": 60},
+				"metadata": map[string]any{"name": "b", "description": "b", "owner": "b@example.com", "source": "https://example.com/b"},
+			})
+			ctx := context.Background()
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := client.CreateTask(ctx, slugid.Nice(), def); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				resp, err := client.ClaimWork(ctx, "bench/rt", tc.ClaimWorkRequest{Tasks: 1, WorkerGroup: "wg", WorkerID: "w"})
+				if err != nil || len(resp.Tasks) != 1 {
+					b.Fatal("claimWork", err)
+				}
+				c := resp.Tasks[0]
+				if _, err := client.WithCredentials(c.Credentials).ReportCompleted(ctx, c.Status.TaskID, c.RunID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
