@@ -361,24 +361,30 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The answer is held until every change applied before it is written
 	// is durable (see groupcommit.go): the request's own, and any it saw.
+	// (Not deferred: after a panic nothing is sent.)
 	held := &heldWriter{w: w}
-	defer q.sendDurable(held, rq)
-	w = held
 	ctx := context.WithValue(r.Context(), deferDurableKey{}, true)
+	w = held
 	if ai.nonce != nil {
 		ctx = context.WithValue(ctx, pendingNonceKey{}, ai.nonce)
 		w = &nonceWriter{ResponseWriter: w, ctx: ctx, nonce: ai.nonce, log: q.log}
 	}
-	r = r.WithContext(ctx)
-	rq.r = r
+	rq.r = r.WithContext(ctx)
 	rq.auth = ai
-	if rt.byURL {
+	q.handle(w, rq)
+	q.sendDurable(held, rq)
+}
+
+// handle checks the scopes the URL alone decides, then runs the route's
+// handler; errors are answered on w.
+func (q *Queue) handle(w http.ResponseWriter, rq *apiRequest) {
+	if rq.route.byURL {
 		if err := rq.authorize(nil); err != nil {
 			q.writeError(w, rq, err)
 			return
 		}
 	}
-	if err := rt.handle(q, w, rq); err != nil {
+	if err := rq.route.handle(q, w, rq); err != nil {
 		q.writeError(w, rq, err)
 	}
 }
