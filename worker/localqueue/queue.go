@@ -455,6 +455,13 @@ func (t *tx) msg(m Message) {
 	}
 }
 
+// msgOf is msg for a message built only when a Publisher will get it.
+func (t *tx) msgOf(build func() Message) {
+	if t.q.publisher != nil {
+		t.msgs = append(t.msgs, build())
+	}
+}
+
 // commit stores the change and updates the indexes.
 func (t *tx) commit() error {
 	c := Change{Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
