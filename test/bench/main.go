@@ -38,6 +38,12 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-results.json", "where to write the JSON results")
 	flag.StringVar(&o.workerLogs, "worker-logs", "", "directory to keep each worker process's log in (default: not kept)")
 	flag.StringVar(&o.bin, "bin", "", "docker-worker binary (default: build ./cmd/docker-worker)")
+	flag.IntVar(&o.queueRounds, "queue-rounds", 200, "sequential claim + resolve round trips on the embedded queue (0 skips the queue rows)")
+	flag.IntVar(&o.queueTasks, "queue-tasks", 2000, "tasks created, claimed and resolved by the queue clients")
+	flag.IntVar(&o.queueClients, "queue-clients", 16, "concurrent clients of the sustained queue row (and goroutines of its baseline)")
+	flag.IntVar(&o.livelogReaders, "livelog-readers", 100, "live-log readers of the load rows (0 skips them)")
+	flag.IntVar(&o.livelogTasks, "livelog-tasks", 4, "tasks of the second live-log load row, sharing -livelog-readers")
+	flag.StringVar(&o.only, "only", "", "run only these rows, comma-separated (queue, livelog-load), and write only their figures")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

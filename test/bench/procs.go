@@ -26,6 +26,7 @@ type options struct {
 	taskImageMiB, taskImageRounds                                 int
 	pulseCancelN, crashRounds                                     int
 	image, out, bin, pulseURL, workerLogs                         string
+	loadOptions
 }
 
 // env is the running queue process and its admin client.

@@ -39,6 +39,12 @@ type results struct {
 	TaskImageFirstRatio          *float64 `json:"task_image_first_ratio"`
 	TaskImageCachedOverNamedMs   *float64 `json:"task_image_cached_over_named_ms"`
 	TaskImageConcurrentDownloads *float64 `json:"task_image_concurrent_downloads"`
+	// Under load: live-log p99 with 100 readers on one task; the embedded
+	// queue's claim + resolve round trip (p50) and its sustained
+	// create → claim → resolve rate with 16 clients.
+	LivelogP99Ms100Readers *float64 `json:"livelog_p99_ms_100_readers"`
+	QueueClaimResolveP50Ms *float64 `json:"queue_claim_resolve_p50_ms"`
+	QueueTasksPerS         *float64 `json:"queue_tasks_per_s"`
 
 	// NotMeasured says why a headline figure is null.
 	NotMeasured map[string]string `json:"not_measured"`
@@ -70,6 +76,10 @@ type samples struct {
 	ArtifactText           uploadSample    `json:"artifact_text"`
 	StatusPollMs           int             `json:"status_poll_ms"`
 	TaskImage              taskImageSample `json:"task_image"`
+
+	// The rows under load (queue.go, livelog_load.go).
+	Queue       queueSample           `json:"queue"`
+	LivelogLoad []livelogLoadScenario `json:"livelog_load"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -122,6 +132,9 @@ func run(ctx context.Context, o options) error {
 	defer e.stopQueue()
 
 	r := &results{Machine: machine(), When: time.Now().UTC(), NotMeasured: map[string]string{}}
+	if o.only != "" {
+		return e.runOnly(ctx, r)
+	}
 	step := func(name string, f func(context.Context, *results) error) error {
 		fmt.Fprintf(os.Stderr, "bench: %s...\n", name)
 		start := time.Now()
@@ -175,8 +188,12 @@ func run(ctx context.Context, o options) error {
 	if err := optional("task_image_first_ratio", "task image", e.taskImage); err != nil {
 		return err
 	}
+	if err := e.loadRows(ctx, r, step); err != nil {
+		return err
+	}
 	r.summarize(o)
-	fmt.Println(table(r, o))
+	r.summarizeLoad()
+	fmt.Println(table(r, o) + loadTable(r))
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

@@ -191,18 +191,24 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request) {
 }
 
 // readerWriter writes a stream to one reader: the status line goes out
-// with the first write or flush, and every write gets its own deadline so
-// that a stalled reader is dropped instead of holding its goroutine forever.
+// with the first write or flush, and writes have a deadline so that a
+// stalled reader is dropped instead of holding its goroutine forever. The
+// deadline is moved forward when a quarter of the timeout has passed since
+// it was last set, so a write always has at least three quarters of it.
 type readerWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	started bool
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	started  bool
+	deadline time.Time // when the deadline was last set
 }
 
 func (d *readerWriter) start() error {
-	if err := d.rc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+	if now := time.Now(); now.Sub(d.deadline) >= d.timeout/4 {
+		if err := d.rc.SetWriteDeadline(now.Add(d.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		d.deadline = now
 	}
 	if !d.started {
 		d.started = true

@@ -4,9 +4,11 @@
 // written so far, then follows new output until the stream is closed.
 //
 // Writers never wait for readers: the data is on disk, and each reader
-// reads it at its own pace with its own small buffer, so a slow or stalled
-// reader costs neither the writer nor the other readers anything, and
-// memory does not grow with the log. The package knows nothing about
+// reads it at its own pace, so a slow or stalled reader costs neither the
+// writer nor the other readers anything, and memory does not grow with the
+// log. The most recent bytes are also kept in memory (at most
+// [TailBytes]), and readers that keep up take new output straight from
+// there, the same bytes for all of them, without a copy or a file read. The package knows nothing about
 // Taskcluster; features/localLiveLog puts it to use.
 package livelog
 
@@ -19,17 +21,27 @@ import (
 	"sync"
 )
 
+// TailBytes is how much of the most recent output a [Stream] keeps in
+// memory for its readers (up to twice as much just before it trims).
+const TailBytes = 64 << 10
+
 // Stream is an append-only log that many readers can follow. It is safe for
 // concurrent use.
 type Stream struct {
-	mu      sync.Mutex
-	f       *os.File
-	size    int64
-	closed  bool // no more writes: readers end at size
-	removed bool // the file is unlinked; f closes when the last reader leaves
-	readers int
-	waiting bool          // a reader waits on changed
-	changed chan struct{} // closed (and replaced) when size or closed changes
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+	// tail holds the bytes from tailStart to size. Bytes in it are never
+	// changed: appends go past every slice handed out, and trimming moves
+	// the rest to a new array, so readers may use a slice of it after
+	// unlocking.
+	tail      []byte
+	tailStart int64
+	closed    bool // no more writes: readers end at size
+	removed   bool // the file is unlinked; f closes when the last reader leaves
+	readers   int
+	waiting   bool          // a reader waits on changed
+	changed   chan struct{} // closed (and replaced) when size or closed changes
 }
 
 // ErrClosed is returned by Write after Close.
@@ -62,14 +74,28 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	n, err := s.f.WriteAt(p, s.size)
-	s.size += int64(n)
 	if n > 0 {
+		s.appendTail(p[:n])
+		s.size += int64(n)
 		s.notify()
 	}
 	if err != nil {
 		return n, fmt.Errorf("livelog: %w", err)
 	}
 	return n, nil
+}
+
+// appendTail adds p to the in-memory tail, moving the last TailBytes to a
+// new array when it holds twice that; s.mu is held.
+func (s *Stream) appendTail(p []byte) {
+	if len(s.tail)+len(p) > 2*TailBytes {
+		keep := min(len(s.tail), max(TailBytes-len(p), 0))
+		fresh := make([]byte, keep, max(2*TailBytes, keep+len(p)))
+		copy(fresh, s.tail[len(s.tail)-keep:])
+		s.tailStart += int64(len(s.tail) - keep)
+		s.tail = fresh
+	}
+	s.tail = append(s.tail, p...)
 }
 
 // Close ends the stream: readers get what was written and then EOF. It is
@@ -136,7 +162,7 @@ func (s *Stream) Follow(ctx context.Context, w io.Writer, from int64, flush func
 		}
 	}()
 
-	buf := make([]byte, 32<<10)
+	var buf []byte // for reads from the file, allocated when first needed
 	off := from
 	for {
 		s.mu.Lock()
@@ -146,9 +172,23 @@ func (s *Stream) Follow(ctx context.Context, w io.Writer, from int64, flush func
 			s.waiting = true
 			wait = s.changed
 		}
+		var recent []byte
+		if off < size && off >= s.tailStart {
+			recent = s.tail[off-s.tailStart : size-s.tailStart]
+		}
 		s.mu.Unlock()
 
+		if len(recent) > 0 {
+			if _, err := w.Write(recent); err != nil {
+				return err
+			}
+			off += int64(len(recent))
+			continue
+		}
 		if off < size {
+			if buf == nil {
+				buf = make([]byte, 32<<10)
+			}
 			n, err := s.f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 			if n > 0 {
 				if _, werr := w.Write(buf[:n]); werr != nil {

@@ -316,6 +316,15 @@ func (n *pendingNonce) store(ctx context.Context) error {
 	if n.stored || n.cache.store == nil {
 		return nil
 	}
+	// An answer the router holds until it is durable: the nonce needs only
+	// to join the next group of changes.
+	if g, ok := n.cache.store.(*groupStore); ok && durabilityDeferred(ctx) {
+		if _, err := g.apply(Change{Nonces: []NonceRecord{{Key: n.key, ForgetAt: n.forgetAt}}}); err != nil {
+			return fmt.Errorf("cannot record the Hawk nonce: %w", err)
+		}
+		n.stored = true
+		return nil
+	}
 	if err := n.cache.store.RememberNonce(ctx, n.key, n.forgetAt); err != nil {
 		return fmt.Errorf("cannot record the Hawk nonce: %w", err)
 	}

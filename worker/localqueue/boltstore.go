@@ -142,62 +142,78 @@ func (s *boltStore) Object(_ context.Context, name string) (*ObjectRecord, error
 }
 
 func (s *boltStore) Commit(_ context.Context, c Change) error {
+	return s.update(func(tx *bolt.Tx) error { return commitChange(tx, c) })
+}
+
+// CommitBatch applies the changes in order in one transaction: one write
+// of the changed pages and one fsync for all of them.
+func (s *boltStore) CommitBatch(_ context.Context, cs []Change) error {
 	return s.update(func(tx *bolt.Tx) error {
-		tasks := tx.Bucket(bucketTasks)
-		for _, rec := range c.Tasks {
-			b, err := marshalRecord(rec)
-			if err != nil {
-				return fmt.Errorf("encode task %s: %w", rec.TaskID, err)
-			}
-			if err := tasks.Put([]byte(rec.TaskID), b); err != nil {
-				return fmt.Errorf("store task %s: %w", rec.TaskID, err)
-			}
-		}
-		objects := tx.Bucket(bucketObjects)
-		for _, o := range c.Objects {
-			b, err := marshalRecord(o)
-			if err != nil {
-				return fmt.Errorf("encode object %q: %w", o.Name, err)
-			}
-			if err := objects.Put([]byte(o.Name), b); err != nil {
-				return fmt.Errorf("store object %q: %w", o.Name, err)
-			}
-		}
-		if err := putAll(tx.Bucket(bucketIndexed), c.IndexedTasks, func(r *IndexedTaskRecord) string { return childKey(r.Path) }); err != nil {
-			return err
-		}
-		if err := putAll(tx.Bucket(bucketNamespaces), c.Namespaces, func(n *NamespaceRecord) string { return childKey(n.Path) }); err != nil {
-			return err
-		}
-		if err := putAll(tx.Bucket(bucketPurges), c.PurgeRequests, (*PurgeRecord).Key); err != nil {
-			return err
-		}
-		for _, path := range c.DeleteIndexedTasks {
-			if err := tx.Bucket(bucketIndexed).Delete([]byte(childKey(path))); err != nil {
-				return fmt.Errorf("delete indexed task %q: %w", path, err)
-			}
-		}
-		for _, n := range c.Nonces {
-			if err := tx.Bucket(bucketNonces).Put([]byte(n.Key), nonceValue(n.ForgetAt)); err != nil {
-				return fmt.Errorf("store nonce: %w", err)
-			}
-		}
-		outbox := tx.Bucket(bucketOutbox)
-		for _, m := range c.Messages {
-			seq, err := outbox.NextSequence()
-			if err != nil {
-				return fmt.Errorf("outbox sequence: %w", err)
-			}
-			b, err := marshalRecord(m)
-			if err != nil {
-				return fmt.Errorf("encode message: %w", err)
-			}
-			if err := outbox.Put(seqKey(seq), b); err != nil {
-				return fmt.Errorf("store message: %w", err)
+		for _, c := range cs {
+			if err := commitChange(tx, c); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// commitChange writes c in tx.
+func commitChange(tx *bolt.Tx, c Change) error {
+	tasks := tx.Bucket(bucketTasks)
+	for _, rec := range c.Tasks {
+		b, err := marshalRecord(rec)
+		if err != nil {
+			return fmt.Errorf("encode task %s: %w", rec.TaskID, err)
+		}
+		if err := tasks.Put([]byte(rec.TaskID), b); err != nil {
+			return fmt.Errorf("store task %s: %w", rec.TaskID, err)
+		}
+	}
+	objects := tx.Bucket(bucketObjects)
+	for _, o := range c.Objects {
+		b, err := marshalRecord(o)
+		if err != nil {
+			return fmt.Errorf("encode object %q: %w", o.Name, err)
+		}
+		if err := objects.Put([]byte(o.Name), b); err != nil {
+			return fmt.Errorf("store object %q: %w", o.Name, err)
+		}
+	}
+	if err := putAll(tx.Bucket(bucketIndexed), c.IndexedTasks, func(r *IndexedTaskRecord) string { return childKey(r.Path) }); err != nil {
+		return err
+	}
+	if err := putAll(tx.Bucket(bucketNamespaces), c.Namespaces, func(n *NamespaceRecord) string { return childKey(n.Path) }); err != nil {
+		return err
+	}
+	if err := putAll(tx.Bucket(bucketPurges), c.PurgeRequests, (*PurgeRecord).Key); err != nil {
+		return err
+	}
+	for _, path := range c.DeleteIndexedTasks {
+		if err := tx.Bucket(bucketIndexed).Delete([]byte(childKey(path))); err != nil {
+			return fmt.Errorf("delete indexed task %q: %w", path, err)
+		}
+	}
+	for _, n := range c.Nonces {
+		if err := tx.Bucket(bucketNonces).Put([]byte(n.Key), nonceValue(n.ForgetAt)); err != nil {
+			return fmt.Errorf("store nonce: %w", err)
+		}
+	}
+	outbox := tx.Bucket(bucketOutbox)
+	for _, m := range c.Messages {
+		seq, err := outbox.NextSequence()
+		if err != nil {
+			return fmt.Errorf("outbox sequence: %w", err)
+		}
+		b, err := marshalRecord(m)
+		if err != nil {
+			return fmt.Errorf("encode message: %w", err)
+		}
+		if err := outbox.Put(seqKey(seq), b); err != nil {
+			return fmt.Errorf("store message: %w", err)
+		}
+	}
+	return nil
 }
 
 // putAll stores each record of recs under key(record).

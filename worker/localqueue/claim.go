@@ -156,7 +156,7 @@ func (q *Queue) claimLocked(ctx context.Context, queueID, workerGroup, workerID 
 			if err == nil {
 				t := q.begin(ctx)
 				t.put(rec)
-				t.msg(msgTaskRunning(rec, ref.runID))
+				t.msgOf(func() Message { return msgTaskRunning(rec, ref.runID) })
 				err = t.commit()
 			}
 			if err != nil {

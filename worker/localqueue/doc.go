@@ -20,7 +20,10 @@
 //
 // State lives in a [Store]: [NewMemStore] for tests and throw-away queues,
 // [OpenBoltStore] for a queue that survives restarts and crashes (every
-// acknowledged change is on disk before the answer is sent). Artifact and
+// acknowledged change is on disk before the answer is sent). Changes made
+// at once share one transaction and one fsync (group commit, see
+// groupcommit.go): each is applied in memory at once, and each answer is
+// held until every change before it is durable. Artifact and
 // object bytes live in a [BlobStore]: by default files under
 // [Config].DataDir served by the queue itself through signed URLs
 // (`<rootUrl>/api/queue/v1/_store/<token>`), or an S3 bucket

@@ -113,7 +113,8 @@ func DefaultAnonymousScopes() []string {
 type Queue struct {
 	log          *slog.Logger
 	now          func() time.Time
-	store        Store
+	store        Store // == commits
+	commits      *groupStore
 	blobs        BlobStore
 	local        *localBlobs // == blobs when the queue serves the bytes itself
 	publisher    Publisher
@@ -213,6 +214,8 @@ func New(cfg Config) (*Queue, error) {
 	if q.store == nil {
 		q.store = NewMemStore()
 	}
+	q.commits = newGroupStore(q.store)
+	q.store = q.commits
 	for _, c := range cfg.Clients {
 		switch {
 		case c.ClientID == "" || c.AccessToken == "":
@@ -452,6 +455,13 @@ func (t *tx) msg(m Message) {
 	}
 }
 
+// msgOf is msg for a message built only when a Publisher will get it.
+func (t *tx) msgOf(build func() Message) {
+	if t.q.publisher != nil {
+		t.msgs = append(t.msgs, build())
+	}
+}
+
 // commit stores the change and updates the indexes.
 func (t *tx) commit() error {
 	c := Change{Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
@@ -464,11 +474,14 @@ func (t *tx) commit() error {
 	for _, path := range t.nsOrder {
 		c.Namespaces = append(c.Namespaces, t.namespaces[path])
 	}
+	var seq uint64
 	store := func(n *NonceRecord) error {
 		if n != nil {
 			c.Nonces = []NonceRecord{*n}
 		}
-		return t.q.store.Commit(t.ctx, c)
+		var err error
+		seq, err = t.q.commits.apply(c)
+		return err
 	}
 	var err error
 	if n := pendingNonceOf(t.ctx); n != nil {
@@ -484,6 +497,13 @@ func (t *tx) commit() error {
 	}
 	for _, id := range t.pending {
 		t.q.enqueueLocked(t.recs[id])
+	}
+	// A request's answer waits for durability in the router, after q.mu
+	// is released; anything else waits here.
+	if !durabilityDeferred(t.ctx) {
+		if err := t.q.commits.wait(seq); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
 	}
 	if len(c.Messages) > 0 {
 		t.q.wakeOutbox()

@@ -117,9 +117,9 @@ func (q *Queue) retryLocked(t *tx, rec *TaskRecord, reasonCreated string, now ti
 // unblocks and, when it was the last unresolved task of its group, the
 // task-group-resolved message.
 func (q *Queue) afterResolveLocked(t *tx, rec *TaskRecord, runID int, retried bool, now time.Time) error {
-	t.msg(msgResolved(rec, runID))
+	t.msgOf(func() Message { return msgResolved(rec, runID) })
 	if retried {
-		t.msg(msgTaskPending(rec, len(rec.Runs)-1))
+		t.msgOf(func() Message { return msgTaskPending(rec, len(rec.Runs)-1) })
 		return nil
 	}
 	for _, id := range q.dependents[rec.TaskID] {
@@ -152,7 +152,7 @@ func (q *Queue) afterResolveLocked(t *tx, rec *TaskRecord, runID int, retried bo
 	if exp := mustTime(rec.Task.Expires); exp.After(expires) {
 		expires = exp
 	}
-	t.msg(msgTaskGroupResolved(groupID, g.schedulerID, expires))
+	t.msgOf(func() Message { return msgTaskGroupResolved(groupID, g.schedulerID, expires) })
 	return nil
 }
 

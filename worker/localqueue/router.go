@@ -359,21 +359,48 @@ func (q *Queue) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if ai == nil {
 		ai = &authInfo{Scopes: q.anonymous}
 	}
+	// The answer is held until every change applied before it is written
+	// is durable (see groupcommit.go): the request's own, and any it saw.
+	// (Not deferred: after a panic nothing is sent.)
+	held := &heldWriter{w: w}
+	ctx := context.WithValue(r.Context(), deferDurableKey{}, true)
+	w = held
 	if ai.nonce != nil {
-		r = r.WithContext(context.WithValue(r.Context(), pendingNonceKey{}, ai.nonce))
-		w = &nonceWriter{ResponseWriter: w, ctx: r.Context(), nonce: ai.nonce, log: q.log}
-		rq.r = r
+		ctx = context.WithValue(ctx, pendingNonceKey{}, ai.nonce)
+		w = &nonceWriter{ResponseWriter: w, ctx: ctx, nonce: ai.nonce, log: q.log}
 	}
+	rq.r = r.WithContext(ctx)
 	rq.auth = ai
-	if rt.byURL {
+	q.handle(w, rq)
+	q.sendDurable(held, rq)
+}
+
+// handle checks the scopes the URL alone decides, then runs the route's
+// handler; errors are answered on w.
+func (q *Queue) handle(w http.ResponseWriter, rq *apiRequest) {
+	if rq.route.byURL {
 		if err := rq.authorize(nil); err != nil {
 			q.writeError(w, rq, err)
 			return
 		}
 	}
-	if err := rt.handle(q, w, rq); err != nil {
+	if err := rq.route.handle(q, w, rq); err != nil {
 		q.writeError(w, rq, err)
 	}
+}
+
+// sendDurable sends the held answer once everything applied so far is
+// durable, or an internal error when writing it failed.
+func (q *Queue) sendDurable(held *heldWriter, rq *apiRequest) {
+	if err := q.commits.sync(); err != nil {
+		h := held.w.Header()
+		for k := range h {
+			delete(h, k)
+		}
+		q.writeError(held.w, rq, err)
+		return
+	}
+	held.send()
 }
 
 // authorize checks the route's scope expression against the request's

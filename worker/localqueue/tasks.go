@@ -321,7 +321,7 @@ func (q *Queue) createTask(w http.ResponseWriter, rq *apiRequest) error {
 		return err
 	}
 	t.put(rec)
-	t.msg(msgTaskDefined(rec)) // the status before scheduling: unscheduled, no runs
+	t.msgOf(func() Message { return msgTaskDefined(rec) }) // the status before scheduling: unscheduled, no runs
 	if ready, err := q.dependenciesSatisfied(t, rec); err != nil {
 		return err
 	} else if ready {
@@ -408,7 +408,7 @@ func (q *Queue) scheduleLocked(t *tx, rec *TaskRecord, now time.Time) {
 	rec.Runs = append(rec.Runs, RunRecord{RunID: 0, State: statePending, ReasonCreated: reasonScheduled, Scheduled: now})
 	t.put(rec)
 	t.pending = append(t.pending, rec.TaskID)
-	t.msg(msgTaskPending(rec, 0))
+	t.msgOf(func() Message { return msgTaskPending(rec, 0) })
 }
 
 // loadTask reads a task for a request, mapping absence to ResourceNotFound.
@@ -602,7 +602,7 @@ func (q *Queue) rerunTask(w http.ResponseWriter, rq *apiRequest) error {
 		t := q.begin(rq.r.Context())
 		t.put(rec)
 		t.pending = append(t.pending, rec.TaskID)
-		t.msg(msgTaskPending(rec, runID))
+		t.msgOf(func() Message { return msgTaskPending(rec, runID) })
 		if err := t.commit(); err != nil {
 			return err
 		}
