@@ -64,6 +64,12 @@ type run struct {
 
 	active []activeFeature
 
+	// containerID is the task container until it is removed.
+	containerID string
+	// released is set once the run gave its slot back (Worker.release);
+	// guarded by the worker's mu.
+	released bool
+
 	// journal is the run's journal entry (nil without a journal).
 	journal *journal.Entry
 
@@ -118,28 +124,40 @@ func (r *run) queue() RunQueue {
 	return r.w.opts.RunQueue(r.creds)
 }
 
-// mark records that phase ended now.
+// mark records that phase ended now and tells the observers.
 func (r *run) mark(phase string) {
+	now := r.note(phase)
+	r.w.hooks.emit(features.Event{Kind: features.PhaseReached, Run: r.ref(), At: now, Phase: phase})
+}
+
+// note records that phase ended now, for the timings record only: the
+// steps after the resolution (phaseRemoved, phaseCleanedUp) are not run
+// phases the observers know.
+func (r *run) note(phase string) time.Time {
 	now := r.w.now()
 	r.mu.Lock()
 	r.marks = append(r.marks, mark{phase, now})
 	r.mu.Unlock()
-	r.w.hooks.emit(features.Event{Kind: features.PhaseReached, Run: r.ref(), At: now, Phase: phase})
+	return now
 }
 
 // timings returns slog attributes with each phase's duration in
 // milliseconds (since the previous mark; the first since the claim), in
-// order, and the total.
+// order, and the total: claim → resolution (the container's removal,
+// which comes after, is not part of it).
 func (r *run) timings() []any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	attrs := make([]any, 0, 2*len(r.marks)+2)
-	prev := r.start
+	prev, end := r.start, r.start
 	for _, m := range r.marks {
 		attrs = append(attrs, m.phase+"Ms", m.at.Sub(prev).Seconds()*1000)
 		prev = m.at
+		if m.phase != phaseRemoved {
+			end = m.at
+		}
 	}
-	return append(attrs, "totalMs", prev.Sub(r.start).Seconds()*1000)
+	return append(attrs, "totalMs", end.Sub(r.start).Seconds()*1000)
 }
 
 // run takes the run from claim to resolution. A panic anywhere in it is
@@ -156,6 +174,9 @@ func (r *run) run() {
 			}
 		}
 	}()
+	// A run cut short by a panic still removes its container (the
+	// deferred calls run in reverse: this one after the report).
+	defer r.removeContainer(context.WithoutCancel(r.ctx))
 	ctx := r.ctx
 	r.beginJournal()
 	defer r.endJournal()
@@ -217,6 +238,12 @@ func (r *run) run() {
 	watchers.Wait()
 	// The report bounds its own retries by the claim (see resolve).
 	r.resolve(context.WithoutCancel(ctx), out, kind, success)
+
+	// The run is resolved: its slot takes the next task while the
+	// stopped container is removed.
+	r.w.release(r)
+	r.removeContainer(context.WithoutCancel(ctx))
+	r.logger.Info("task timings", r.timings()...)
 }
 
 // callPhase runs one feature's phase, turning a panic into an internal

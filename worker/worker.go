@@ -320,17 +320,31 @@ func (w *Worker) startTask(claim tc.TaskClaim) {
 	go func() {
 		defer w.tasks.Done()
 		defer func() {
+			w.release(r)
 			w.runs.remove(r)
-			w.mu.Lock()
-			w.running--
-			w.mu.Unlock()
-			select {
-			case w.freed <- struct{}{}:
-			default:
-			}
 		}()
 		r.run()
 	}()
+}
+
+// release gives r's slot back to the claim loop; only the first call
+// counts. A run releases its slot once it is resolved, before its
+// container is removed, so that the next claim overlaps the end of the
+// run; it stays in the run registry (and Run waits for it) until it
+// returns.
+func (w *Worker) release(r *run) {
+	w.mu.Lock()
+	if r.released {
+		w.mu.Unlock()
+		return
+	}
+	r.released = true
+	w.running--
+	w.mu.Unlock()
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
 }
 
 // claimBackoff is the pause after n consecutive claim failures: the poll
