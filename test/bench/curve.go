@@ -147,6 +147,9 @@ func (e *env) memory16(ctx context.Context, r *results) error {
 	if r.Samples.RSSManyIdleMiB, err = rssMiB(pid); err != nil {
 		return err
 	}
+	if r.Samples.RSSIdleAnonMiB, r.Samples.RSSIdleFileMiB, err = rssSplitMiB(pid); err != nil {
+		return err
+	}
 	var ids []string
 	for range c {
 		id, err := e.createTask(ctx, w, []string{"/bin/sh", "-c", "for i in $(seq 50); do echo line $i; sleep 0.1; done"}, 300)
@@ -167,6 +170,32 @@ func (e *env) memory16(ctx context.Context, r *results) error {
 	r.Samples.RSSManyTasksMiB = peak.max()
 	r.Samples.RSSManyTasks = c
 	return nil
+}
+
+// rssSplitMiB is the resident set of pid split into anonymous memory
+// (heap, stacks) and file-backed pages (the binary's text and read-only
+// data), in MiB.
+func rssSplitMiB(pid int) (anon, file float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "RssAnon" && k != "RssFile") {
+			continue
+		}
+		kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/status %s: %w", pid, k, err)
+		}
+		if k == "RssAnon" {
+			anon = float64(kb) / 1024
+		} else {
+			file = float64(kb) / 1024
+		}
+	}
+	return anon, file, nil
 }
 
 // peakRSS samples a process's RSS until stopped and keeps the peak.
@@ -276,8 +305,8 @@ func runnerRows(r *results) (rows, curve string) {
 			median(s.WorkerTaskMs), median(s.DockerRunMs), *r.ResolvedVsDockerRunRatio)
 	}
 	if r.RSS16TasksMiB != nil {
-		fmt.Fprintf(&b, "| worker RSS, %d tasks | worker at capacity %d: idle after 2 s, then the peak while %d tasks print for 5 s (50 ms samples) | idle %.1f MiB, peak %.1f MiB | | | < 20 MiB idle, < 40 MiB |\n",
-			s.RSSManyTasks, s.RSSManyTasks, s.RSSManyTasks, s.RSSManyIdleMiB, *r.RSS16TasksMiB)
+		fmt.Fprintf(&b, "| worker RSS, %d tasks | worker at capacity %d: idle after 2 s, then the peak while %d tasks print for 5 s (50 ms samples) | idle %.1f MiB (anon %.1f, file-backed %.1f), peak %.1f MiB | | | < 20 MiB idle, < 40 MiB |\n",
+			s.RSSManyTasks, s.RSSManyTasks, s.RSSManyTasks, s.RSSManyIdleMiB, s.RSSIdleAnonMiB, s.RSSIdleFileMiB, *r.RSS16TasksMiB)
 	}
 	if len(s.Curve) > 0 {
 		var c strings.Builder

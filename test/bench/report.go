@@ -81,6 +81,9 @@ type samples struct {
 	RSSManyTasks    int          `json:"rss_many_tasks"`
 	RSSManyIdleMiB  float64      `json:"rss_many_idle_mib"`
 	RSSManyTasksMiB float64      `json:"rss_many_tasks_mib"`
+	// The idle RSS of that worker split: anonymous, file-backed.
+	RSSIdleAnonMiB float64 `json:"rss_idle_anon_mib"`
+	RSSIdleFileMiB float64 `json:"rss_idle_file_mib"`
 }
 
 func ptr(v float64) *float64 { return &v }
