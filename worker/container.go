@@ -17,6 +17,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
 
@@ -338,11 +339,18 @@ func (r *run) removeContainer(ctx context.Context) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, removeTimeout)
 	defer cancel()
-	if err := r.w.opts.Docker.Remove(rctx, id); err != nil {
-		r.logger.Warn("container removal error", "container", id, "error", err)
-		return
+	for attempt := 1; ; attempt++ {
+		err := r.w.opts.Docker.Remove(rctx, id)
+		if err == nil {
+			r.note(phaseRemoved)
+			return
+		}
+		if attempt == removeAttempts || rctx.Err() != nil {
+			r.logger.Warn("container removal error", "container", id, "attempts", attempt, "error", err)
+			return
+		}
+		backoff.Wait(rctx, time.Duration(attempt)*removeRetryDelay)
 	}
-	r.note(phaseRemoved)
 }
 
 type waitResult struct {

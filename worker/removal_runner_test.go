@@ -254,3 +254,71 @@ func (l *logBuffer) records(msg string) []map[string]any {
 	}
 	return out
 }
+
+// failingRemove fails the first n container removals.
+type failingRemove struct {
+	*dockerfake.Fake
+	mu       sync.Mutex
+	n, calls int
+}
+
+func (f *failingRemove) wrap(fake *dockerfake.Fake) worker.Docker {
+	f.Fake = fake
+	return f
+}
+
+func (f *failingRemove) Remove(ctx context.Context, id string) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.n
+	f.mu.Unlock()
+	if fail {
+		return fmt.Errorf("remove container %s: device or resource busy", id)
+	}
+	return f.Fake.Remove(ctx, id)
+}
+
+// A removal that fails is tried again; one that keeps failing is given up
+// and logged, leaving the container (with the worker's labels) to the
+// recovery and the collectors.
+func TestFailedRemovalIsRetried(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		failures  int
+		wantCalls int
+		removed   bool
+	}{
+		{"once", 1, 2, true},
+		{"always", 100, 3, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &failingRemove{n: tt.failures}
+				e := start(t, setup{docker: f.wrap})
+				id := e.createTask(payload(600, "true"))
+				if r := e.waitRun(id, 0).Runs[0]; r.State != tc.StateCompleted {
+					t.Fatalf("task: %s/%s, want completed", r.State, r.ReasonResolved)
+				}
+				e.waitIdle(1)
+				e.shutdown()
+				f.mu.Lock()
+				calls := f.calls
+				f.mu.Unlock()
+				cs := e.docker.Containers()
+				if calls != tt.wantCalls || len(cs) != 1 || cs[0].Removed != tt.removed {
+					t.Errorf("%d removal calls, container removed %v; want %d, %v", calls, len(cs) == 1 && cs[0].Removed, tt.wantCalls, tt.removed)
+				}
+				wantErrs := 0
+				if !tt.removed {
+					wantErrs = 1
+				}
+				if n := e.logs.count("container removal error"); n != wantErrs {
+					t.Errorf("%d 'container removal error' records, want %d", n, wantErrs)
+				}
+				if !tt.removed {
+					e.docker.Remove(t.Context(), cs[0].ID)
+				}
+			})
+		})
+	}
+}

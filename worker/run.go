@@ -30,8 +30,12 @@ const (
 	cleanupTimeout = 2 * time.Minute
 	// killTimeout bounds killing the container and waiting for it to stop.
 	killTimeout = 30 * time.Second
-	// removeTimeout bounds removing the container.
-	removeTimeout = time.Minute
+	// removeTimeout bounds removing the container, its attempts
+	// included; removeAttempts is how many times a failed removal is
+	// tried, removeRetryDelay the pause before the second (growing).
+	removeTimeout    = time.Minute
+	removeAttempts   = 3
+	removeRetryDelay = time.Second
 	// createTimeout bounds creating it.
 	createTimeout = 2 * time.Minute
 	// resolveTimeout bounds the report of a run whose runner panicked.
