@@ -71,8 +71,8 @@ func removed(cs []dockerfake.Container) int {
 	return n
 }
 
-// A run is resolved before its container is removed, and its slot takes
-// the next task meanwhile: with capacity 1 and the first removal held, the
+// A run is resolved before its container is removed, and leaves the run
+// registry and its slot to the next task meanwhile: with capacity 1 and the first removal held, the
 // second task runs and resolves; both containers are removed once the
 // removals go through, and the timings record ends with the removal.
 func TestContainerRemovedAfterResolution(t *testing.T) {
@@ -86,6 +86,10 @@ func TestContainerRemovedAfterResolution(t *testing.T) {
 		synctest.Wait()
 		if cs := e.docker.Containers(); len(cs) != 1 || removed(cs) != 0 || g.pending() != 1 {
 			t.Fatalf("after the resolution: %d containers, %d removed, %d removals pending; want 1, 0, 1", len(cs), removed(cs), g.pending())
+		}
+		// The run is over for the worker: no slot, no registry entry.
+		if n, runs := e.w.Running(), e.w.Runs().List(); n != 0 || len(runs) != 0 {
+			t.Fatalf("after the resolution: %d running, registry %v; want none", n, runs)
 		}
 		second := e.createTask(payload(600, "true"))
 		if r := e.waitRun(second, 0).Runs[0]; r.State != tc.StateCompleted {
