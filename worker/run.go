@@ -135,8 +135,8 @@ func (r *run) mark(phase string) {
 }
 
 // note records that phase ended now, for the timings record only: the
-// steps after the resolution (phaseRemoved, phaseCleanedUp) are not run
-// phases the observers know.
+// container's removal (phaseRemoved), after the resolution, is not a run
+// phase the observers know.
 func (r *run) note(phase string) time.Time {
 	now := r.w.now()
 	r.mu.Lock()
@@ -178,8 +178,9 @@ func (r *run) run() {
 			}
 		}
 	}()
-	// A run cut short by a panic still removes its container (the
-	// deferred calls run in reverse: this one after the report).
+	// A run cut short by a panic still removes its container (deferred
+	// calls run in reverse: this one before the panic's report). Once
+	// removed, the id is cleared, so this is a no-op on the normal path.
 	defer r.removeContainer(context.WithoutCancel(r.ctx))
 	ctx := r.ctx
 	r.beginJournal()
