@@ -17,6 +17,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/features"
 	"go.dockerworker.dev/docker-worker/worker/docker"
+	"go.dockerworker.dev/docker-worker/worker/internal/backoff"
 	"go.dockerworker.dev/docker-worker/worker/taskerr"
 )
 
@@ -200,7 +201,8 @@ func (r *run) maxRunTime() (d time.Duration, deadline bool) {
 
 // runContainer creates, starts and waits for the task container, enforcing
 // maxRunTime and aborts, then calls the Started and Exited phases. The
-// container is removed on every path.
+// container is left stopped (killed on every abort): the run removes it
+// after its resolution (see removeContainer).
 func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out outcome) outcome {
 	d := r.w.opts.Docker
 	bg := context.WithoutCancel(ctx)
@@ -220,13 +222,11 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 	if err != nil {
 		return startErr(fmt.Errorf("create container: %w", err))
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(bg, removeTimeout)
-		defer cancel()
-		if err := d.Remove(rctx, id); err != nil {
-			r.logger.Warn("container removal error", "container", id, "error", err)
-		}
-	}()
+	// The container is removed once the run is resolved (removeContainer),
+	// off the task's critical path.
+	r.mu.Lock()
+	r.containerID = id
+	r.mu.Unlock()
 	if ctx.Err() != nil {
 		out.err = errors.Join(out.err, context.Cause(ctx))
 		return out
@@ -321,6 +321,36 @@ func (r *run) runContainer(ctx context.Context, spec docker.ContainerSpec, out o
 	}
 	r.mark(features.PhaseArtifacts)
 	return out
+}
+
+// removeContainer removes the run's task container, if it has one. The
+// runner calls it once the run is resolved, so that the removal is not
+// part of the time to the resolution; a removal that fails (or a process
+// that dies first) leaves a container carrying the worker's labels, which
+// the start-up recovery, the Docker health sweep and the disk collector
+// find and remove.
+func (r *run) removeContainer(ctx context.Context) {
+	r.mu.Lock()
+	id := r.containerID
+	r.containerID = ""
+	r.mu.Unlock()
+	if id == "" {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := r.w.opts.Docker.Remove(rctx, id)
+		if err == nil {
+			r.note(phaseRemoved)
+			return
+		}
+		if attempt == removeAttempts || rctx.Err() != nil {
+			r.logger.Warn("container removal error", "container", id, "attempts", attempt, "error", err)
+			return
+		}
+		backoff.Wait(rctx, time.Duration(attempt)*removeRetryDelay)
+	}
 }
 
 type waitResult struct {

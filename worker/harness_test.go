@@ -310,6 +310,8 @@ type setup struct {
 	// what a killed worker process would).
 	stateDir  string
 	beforeRun func(t *testing.T, admin *tc.Client, fake *dockerfake.Fake, cfg *config.Config)
+	// docker, when set, wraps the fake Docker the worker uses.
+	docker func(*dockerfake.Fake) worker.Docker
 }
 
 // env is a running worker, embedded queue and fake Docker in one synctest
@@ -431,13 +433,17 @@ func start(t *testing.T, s setup) *env {
 		}
 		t.Cleanup(func() { jnl.Close() })
 	}
+	var d worker.Docker = fake
+	if s.docker != nil {
+		d = s.docker(fake)
+	}
 	w := worker.New(worker.Options{
 		Journal:     jnl,
 		Config:      cfg,
 		Queue:       workerClient,
 		StatusQueue: tc.New(tc.Config{RootURL: rootURL, HTTPClient: httpClient}),
 		RunQueue:    func(c tc.Credentials) worker.RunQueue { return client.WithCredentials(c) },
-		Docker:      fake,
+		Docker:      d,
 		Validator:   v,
 		Features:    feats,
 		Extensions:  s.extensions,

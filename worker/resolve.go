@@ -71,9 +71,8 @@ func (r *run) resolve(ctx context.Context, out outcome, kind taskerr.Kind, succe
 		r.logger.Error("could not resolve task", "taskState", full, "error", err)
 		return
 	}
-	r.mark("resolved")
+	r.mark(phaseResolved)
 	r.w.hooks.emit(features.Event{Kind: features.Resolved, Run: r.ref(), At: r.w.now(), State: state, Reason: reason})
-	r.logger.Info("task timings", r.timings()...)
 }
 
 // report sends a run's resolution: state completed, failed or exception

@@ -30,8 +30,12 @@ const (
 	cleanupTimeout = 2 * time.Minute
 	// killTimeout bounds killing the container and waiting for it to stop.
 	killTimeout = 30 * time.Second
-	// removeTimeout bounds removing the container.
-	removeTimeout = time.Minute
+	// removeTimeout bounds removing the container, its attempts
+	// included; removeAttempts is how many times a failed removal is
+	// tried, removeRetryDelay the pause before the second (growing).
+	removeTimeout    = time.Minute
+	removeAttempts   = 3
+	removeRetryDelay = time.Second
 	// createTimeout bounds creating it.
 	createTimeout = 2 * time.Minute
 	// resolveTimeout bounds the report of a run whose runner panicked.
@@ -63,6 +67,12 @@ type run struct {
 	takenUntil time.Time
 
 	active []activeFeature
+
+	// containerID is the task container until it is removed.
+	containerID string
+	// released is set once the run gave its slot back (Worker.release);
+	// guarded by the worker's mu.
+	released bool
 
 	// journal is the run's journal entry (nil without a journal).
 	journal *journal.Entry
@@ -118,28 +128,40 @@ func (r *run) queue() RunQueue {
 	return r.w.opts.RunQueue(r.creds)
 }
 
-// mark records that phase ended now.
+// mark records that phase ended now and tells the observers.
 func (r *run) mark(phase string) {
+	now := r.note(phase)
+	r.w.hooks.emit(features.Event{Kind: features.PhaseReached, Run: r.ref(), At: now, Phase: phase})
+}
+
+// note records that phase ended now, for the timings record only: the
+// container's removal (phaseRemoved), after the resolution, is not a run
+// phase the observers know.
+func (r *run) note(phase string) time.Time {
 	now := r.w.now()
 	r.mu.Lock()
 	r.marks = append(r.marks, mark{phase, now})
 	r.mu.Unlock()
-	r.w.hooks.emit(features.Event{Kind: features.PhaseReached, Run: r.ref(), At: now, Phase: phase})
+	return now
 }
 
 // timings returns slog attributes with each phase's duration in
 // milliseconds (since the previous mark; the first since the claim), in
-// order, and the total.
+// order, and the total: claim → resolution (the container's removal,
+// which comes after, is not part of it).
 func (r *run) timings() []any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	attrs := make([]any, 0, 2*len(r.marks)+2)
-	prev := r.start
+	prev, end := r.start, r.start
 	for _, m := range r.marks {
 		attrs = append(attrs, m.phase+"Ms", m.at.Sub(prev).Seconds()*1000)
 		prev = m.at
+		if m.phase != phaseRemoved {
+			end = m.at
+		}
 	}
-	return append(attrs, "totalMs", prev.Sub(r.start).Seconds()*1000)
+	return append(attrs, "totalMs", end.Sub(r.start).Seconds()*1000)
 }
 
 // run takes the run from claim to resolution. A panic anywhere in it is
@@ -156,6 +178,10 @@ func (r *run) run() {
 			}
 		}
 	}()
+	// A run cut short by a panic still removes its container (deferred
+	// calls run in reverse: this one before the panic's report). Once
+	// removed, the id is cleared, so this is a no-op on the normal path.
+	defer r.removeContainer(context.WithoutCancel(r.ctx))
 	ctx := r.ctx
 	r.beginJournal()
 	defer r.endJournal()
@@ -217,6 +243,12 @@ func (r *run) run() {
 	watchers.Wait()
 	// The report bounds its own retries by the claim (see resolve).
 	r.resolve(context.WithoutCancel(ctx), out, kind, success)
+
+	// The run is resolved: its slot takes the next task while the
+	// stopped container is removed.
+	r.w.release(r)
+	r.removeContainer(context.WithoutCancel(ctx))
+	r.logger.Info("task timings", r.timings()...)
 }
 
 // callPhase runs one feature's phase, turning a panic into an internal

@@ -12,6 +12,14 @@ import (
 // record. `docker-worker task timings` reads it back.
 const TimingsLinePrefix = "Task timings (ms): "
 
+// Steps of a run after its last features phase, in the timings record:
+// the resolution reported, then the task container removed (after the
+// resolution, off the task's critical path).
+const (
+	phaseResolved = "resolved"
+	phaseRemoved  = "removed"
+)
+
 // timingsLine is the task log line of the run's phases so far.
 func (r *run) timingsLine() string {
 	r.mu.Lock()

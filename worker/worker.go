@@ -342,18 +342,32 @@ func (w *Worker) startTask(claim tc.TaskClaim) {
 	w.hooks.claimed(w.abortCtx, features.RunRef{TaskID: r.taskID, RunID: r.runID})
 	go func() {
 		defer w.tasks.Done()
-		defer func() {
-			w.runs.remove(r)
-			w.mu.Lock()
-			w.running--
-			w.mu.Unlock()
-			select {
-			case w.freed <- struct{}{}:
-			default:
-			}
-		}()
+		defer w.release(r)
 		r.run()
 	}()
+}
+
+// release takes r out of the run registry and gives its slot back to the
+// claim loop; only the first call counts. A run is released once it is
+// resolved, before its container is removed, so that the next claim
+// overlaps the end of the run; Run still waits for the removal (its
+// goroutine). A container whose removal is pending or failed belongs to
+// no run the registry holds, so the Docker health sweep may remove it
+// too.
+func (w *Worker) release(r *run) {
+	w.mu.Lock()
+	if r.released {
+		w.mu.Unlock()
+		return
+	}
+	r.released = true
+	w.running--
+	w.mu.Unlock()
+	w.runs.remove(r)
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
 }
 
 // claimBackoff is the pause after n consecutive claim failures: the poll

@@ -25,6 +25,8 @@ type options struct {
 	cancelN, statusPollMs, artifactRounds                         int
 	taskImageMiB, taskImageRounds                                 int
 	pulseCancelN, crashRounds                                     int
+	curveN, rssTasks                                              int
+	curveCaps                                                     string
 	image, out, bin, pulseURL, workerLogs                         string
 	loadOptions
 }
