@@ -166,23 +166,17 @@ func (n *Node) Open() (*os.File, error) {
 	return f, nil
 }
 
-// OpenBelow opens the regular file at rel below the node, a directory,
-// refusing any symlink on the way.
-func (n *Node) OpenBelow(rel string) (*os.File, error) {
-	dfd, err := unix.Openat(n.parent, n.name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// OpenFile opens the regular file at p inside the root for reading,
+// following symlinks inside the root on the way but not a final one.
+func (r *Root) OpenFile(p string) (*os.File, error) {
+	fd, err := openat2(r.fd, p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, resolveInRoot)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: n.Real, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	defer unix.Close(dfd)
-	fd, err := openat2(dfd, rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY,
-		unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_XDEV)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path.Join(n.Real, rel), Err: err}
-	}
-	f := os.NewFile(uintptr(fd), path.Join(n.Real, rel))
+	f := os.NewFile(uintptr(fd), p)
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("open %s: not a regular file", path.Join(n.Real, rel))
+		return nil, fmt.Errorf("open %s: not a regular file", p)
 	}
 	return f, nil
 }

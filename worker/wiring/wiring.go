@@ -240,6 +240,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
 			Parallelism:     cfg.Artifacts.UploadParallelism,
 			TempDir:         opts.TempDir,
+			Layers:          artifactLayers(imageDocker),
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
@@ -249,6 +250,18 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		interactiveFeature(cfg, opts, imageDocker),
 		allowptrace.New(),
 	}
+}
+
+// artifactLayers is the Docker client when it can describe a container's
+// layers (the real one), for reading artifacts without the archive API.
+func artifactLayers(d image.Docker) artifacts.Layers {
+	if t, ok := d.(trackedImages); ok {
+		d = t.Docker
+	}
+	if l, ok := d.(artifacts.Layers); ok {
+		return l
+	}
+	return nil
 }
 
 // PayloadCheck is the check the worker runs on payloads, built without
