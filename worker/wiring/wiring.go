@@ -240,7 +240,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
 			Parallelism:     cfg.Artifacts.UploadParallelism,
 			TempDir:         opts.TempDir,
-			Layers:          artifactLayers(imageDocker),
+			Layers:          artifactLayers(cfg, imageDocker),
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
@@ -253,8 +253,12 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 }
 
 // artifactLayers is the Docker client when it can describe a container's
-// layers (the real one), for reading artifacts without the archive API.
-func artifactLayers(d image.Docker) artifacts.Layers {
+// layers (the real one), for reading artifacts without the archive API,
+// unless the config turns that off.
+func artifactLayers(cfg *config.Config, d image.Docker) artifacts.Layers {
+	if cfg.Artifacts.ArchiveOnly {
+		return nil
+	}
 	if t, ok := d.(trackedImages); ok {
 		d = t.Docker
 	}
