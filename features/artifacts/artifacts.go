@@ -1,7 +1,11 @@
 // Package artifacts is the payload feature "artifacts" (on by default): once
 // the task container has exited by itself, every payload artifact is read
-// out of it through the Docker archive API and uploaded, as docker-worker
-// did. A file artifact is one upload; a directory artifact uploads each
+// out of it and uploaded, as docker-worker did. On overlay2, as root, files
+// are read straight from the container's layers (see fast.go: a detached
+// read-only overlay, paths resolved with openat2(RESOLVE_IN_ROOT)); a path
+// on or holding a mount point, a missing path, anything but a file or a
+// directory, another storage driver, or any error there goes through the
+// Docker archive API instead, with the same results. A file artifact is one upload; a directory artifact uploads each
 // regular file below it as "<name>/<relative path>" (symlinks, devices and
 // other entries are skipped). Each upload gets a content type from its
 // extension, gzip content-encoding unless the name ends with a skip-list

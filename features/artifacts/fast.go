@@ -54,11 +54,11 @@ func (k *task) openLayers(ctx context.Context, id string) *layers {
 }
 
 // mounted reports whether p (a clean absolute container path) is a mount
-// point, lies below one, or has one below it: its content is then not (or
-// not all) in the layers.
-func (l *layers) mounted(p string) bool {
+// point or lies below one (its content is then not in the layers) or, with
+// below, has one below it (a directory not all in the layers).
+func (l *layers) mounted(p string, below bool) bool {
 	for _, m := range l.info.MountPoints {
-		if within(p, m) || within(m, p) {
+		if within(p, m) || below && within(m, p) {
 			return true
 		}
 	}
@@ -84,7 +84,7 @@ func (k *task) fastArtifact(ctx context.Context, l *layers, g *wa.Group, dir, na
 		abs = path.Join("/", l.info.WorkingDir, abs)
 	}
 	abs = path.Clean(abs)
-	if l.mounted(abs) {
+	if l.mounted(abs, false) {
 		return false, nil
 	}
 	n, err := l.root.Lookup(abs)
@@ -92,7 +92,9 @@ func (k *task) fastArtifact(ctx context.Context, l *layers, g *wa.Group, dir, na
 		return false, nil
 	}
 	defer n.Close()
-	if l.mounted(n.Real) || (n.Kind != wa.KindFile && n.Kind != wa.KindDirectory) {
+	isDir := n.Kind == wa.KindDirectory
+	walk := isDir && a.Type == wa.KindDirectory // the files below it are read
+	if l.mounted(n.Real, walk) || walk && l.mounted(abs, true) || (n.Kind != wa.KindFile && !isDir) {
 		return false, nil
 	}
 	expires := k.expires(a)
