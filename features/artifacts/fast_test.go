@@ -196,4 +196,3 @@ func errorLines(log string) []string {
 	sort.Strings(out)
 	return out
 }
-
