@@ -400,9 +400,6 @@ type streamedEntry struct {
 	src   string
 	size  int64
 	first io.Reader
-	// reopen, when set, opens the file again for each attempt (a file
-	// read from the container's layers) instead of the archive API.
-	reopen func() (*os.File, error)
 
 	mu  sync.Mutex
 	sum string // sha256 of the last body read to its end
@@ -412,13 +409,6 @@ func (s *streamedEntry) open(ctx context.Context) (io.ReadCloser, error) {
 	if r := s.first; r != nil {
 		s.first = nil
 		return &hashingBody{r: io.LimitReader(r, s.size), s: s, h: sha256.New()}, nil
-	}
-	if s.reopen != nil {
-		f, err := s.reopen()
-		if err != nil {
-			return nil, err
-		}
-		return &hashingBody{r: io.LimitReader(f, s.size), c: f, s: s, h: sha256.New()}, nil
 	}
 	rc, _, err := s.c.CopyFrom(ctx, s.src)
 	if err != nil {

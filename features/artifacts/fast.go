@@ -2,11 +2,14 @@ package artifacts
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"go.dockerworker.dev/docker-worker/features"
@@ -162,8 +165,8 @@ func (k *task) uploadFile(ctx context.Context, g *wa.Group, dir, name, entry str
 		u.ContentEncoding = "gzip"
 		u.Size, u.Open, u.SHA256 = sp.Size, sp.Open, sp.SHA256
 	} else {
-		s := &streamedEntry{size: size, reopen: open}
-		u.Open, u.Digest = s.open, s.digest
+		h := &hashedFile{open: open, size: size, done: make(chan struct{})}
+		u.Open, u.Digest = h.body, h.digest
 	}
 	g.Go(func() {
 		if spooled != "" {
@@ -179,4 +182,50 @@ func (k *task) uploadFile(ctx context.Context, g *wa.Group, dir, name, entry str
 		k.t.Logger().Info("artifact uploaded", "name", name, "size", size, "duration", time.Since(start))
 	})
 	return nil
+}
+
+// hashedFile is the body of an uncompressed upload read from the layers:
+// the file itself for each attempt, and its sha256 computed by a second
+// reader on another core while the first attempt sends it (the hash is
+// off the upload's path; the file system is read-only, so both read the
+// same bytes).
+type hashedFile struct {
+	open func() (*os.File, error)
+	size int64
+
+	once sync.Once
+	done chan struct{}
+	sum  string // "" when the file could not be read to its end
+}
+
+func (h *hashedFile) body(context.Context) (io.ReadCloser, error) {
+	f, err := h.open()
+	if err != nil {
+		return nil, err
+	}
+	h.once.Do(func() { go h.hash() })
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, h.size), f}, nil
+}
+
+func (h *hashedFile) hash() {
+	defer close(h.done)
+	f, err := h.open()
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	d := sha256.New()
+	if n, err := io.Copy(d, f); err == nil && n == h.size {
+		h.sum = hex.EncodeToString(d.Sum(nil))
+	}
+}
+
+// digest waits for the hash (asked for once the upload is done).
+func (h *hashedFile) digest() string {
+	h.once.Do(func() { go h.hash() }) // never opened: hash it now
+	<-h.done
+	return h.sum
 }
