@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&o.livelogSeconds, "livelog-seconds", 5, "how long the live-log task prints (one line per 10 ms)")
 	flag.IntVar(&o.artifactMiB, "artifact-mib", 1024, "size of the artifact-upload file in MiB (0 skips)")
 	flag.IntVar(&o.artifactRounds, "artifact-rounds", 2, "interleaved worker/raw-PUT rounds per artifact kind")
+	flag.IntVar(&o.dirFiles, "artifact-dir-files", 10000, "small files in the directory-artifact row (0 skips)")
 	flag.IntVar(&o.cancelN, "cancel-n", 5, "cancellations to time (0 skips)")
 	flag.IntVar(&o.taskImageMiB, "task-image-mib", 256, "size of the task image's data layer in MiB (0 skips the task-image rows)")
 	flag.IntVar(&o.taskImageRounds, "task-image-rounds", 2, "interleaved rounds of the task-image rows")

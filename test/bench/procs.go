@@ -24,7 +24,7 @@ type options struct {
 	overheadN, throughputN, capacity, livelogSeconds, artifactMiB int
 	cancelN, statusPollMs, artifactRounds                         int
 	taskImageMiB, taskImageRounds                                 int
-	pulseCancelN, crashRounds                                     int
+	pulseCancelN, crashRounds, dirFiles                           int
 	curveN, rssTasks                                              int
 	curveCaps                                                     string
 	image, out, bin, pulseURL, workerLogs                         string

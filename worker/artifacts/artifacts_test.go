@@ -356,3 +356,48 @@ func TestLogFile(t *testing.T) {
 		t.Errorf("left %v", left)
 	}
 }
+
+// Large inputs compress in parallel into a valid gzip stream with zlib's
+// header fields, and below ParallelGzipMin the output is Gzip's, byte for
+// byte.
+func TestSpoolSizedParallelGzip(t *testing.T) {
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("Hello Number 42\r\n"), ParallelGzipMin/17+1000)
+	sp, err := SpoolSized(dir, bytes.NewReader(big), true, int64(len(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(sp.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw[9] != GzipOSUnix || !bytes.Equal(raw[4:8], []byte{0, 0, 0, 0}) {
+		t.Errorf("header %x, want mtime 0 and OS %d", raw[:10], GzipOSUnix)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(back, big) {
+		t.Fatalf("round trip: %d bytes, %v", len(back), err)
+	}
+	sum := sha256.Sum256(big)
+	if sp.SHA256 != hex.EncodeToString(sum[:]) || sp.RawSize != int64(len(big)) || sp.Size != int64(len(raw)) {
+		t.Errorf("spooled %+v", sp)
+	}
+	small := big[:ParallelGzipMin-1]
+	a, err := SpoolSized(dir, bytes.NewReader(small), true, int64(len(small)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Spool(dir, bytes.NewReader(small), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := os.ReadFile(a.Path)
+	bb, _ := os.ReadFile(b.Path)
+	if !bytes.Equal(ab, bb) {
+		t.Error("below ParallelGzipMin SpoolSized's output differs from Spool's")
+	}
+}

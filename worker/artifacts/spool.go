@@ -27,6 +27,16 @@ type Spooled struct {
 // Spool copies r into a new file in dir, gzip-compressing it when gz, and
 // hashing what it reads. Memory use is a fixed buffer, whatever the size.
 func Spool(dir string, r io.Reader, gz bool) (*Spooled, error) {
+	return SpoolSized(dir, r, gz, -1)
+}
+
+// ParallelGzipMin is the size from which [SpoolSized] compresses in
+// parallel (see [NewParallelGzip]); smaller inputs keep [Gzip]'s output.
+const ParallelGzipMin = 16 << 20
+
+// SpoolSized is [Spool] for an input of a known size (negative: unknown):
+// at ParallelGzipMin or more, gzip runs on every core.
+func SpoolSized(dir string, r io.Reader, gz bool, size int64) (*Spooled, error) {
 	f, err := os.CreateTemp(dir, "artifact-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -34,8 +44,12 @@ func Spool(dir string, r io.Reader, gz bool) (*Spooled, error) {
 	sp := &Spooled{Path: f.Name(), Gzip: gz}
 	h := sha256.New()
 	var dst io.Writer = f
-	var zw *Gzip
-	if gz {
+	var zw io.WriteCloser
+	switch {
+	case gz && size >= ParallelGzipMin:
+		zw = NewParallelGzip(f)
+		dst = zw
+	case gz:
 		zw = NewGzip(f)
 		dst = zw
 	}

@@ -39,6 +39,9 @@ type ArtifactsConfig struct {
 	// URL createArtifact returns) or "object" (through the object service:
 	// createUpload, PUT, finishUpload, then the queue's finishArtifact).
 	StorageType string `yaml:"storageType"`
+	// ArchiveOnly reads artifacts only through the Docker archive API,
+	// never straight from the stopped container's overlay2 layers.
+	ArchiveOnly bool `yaml:"archiveOnly"`
 }
 
 // Artifact storage types.

@@ -246,6 +246,7 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 			SkipCompression: cfg.Artifacts.SkipCompressionExtensions,
 			Parallelism:     cfg.Artifacts.UploadParallelism,
 			TempDir:         opts.TempDir,
+			Layers:          artifactLayers(cfg, imageDocker),
 		}),
 		chainoftrust.New(cfg.Ed25519SigningKeyLocation, opts.TempDir, opts.Logger.With("feature", chainoftrust.Name)),
 		bulklog.New(opts.TempDir),
@@ -255,6 +256,22 @@ func featureList(cfg *config.Config, opts Options, imageDocker image.Docker, liv
 		interactiveFeature(cfg, opts, imageDocker),
 		allowptrace.New(),
 	}
+}
+
+// artifactLayers is the Docker client when it can describe a container's
+// layers (the real one), for reading artifacts without the archive API,
+// unless the config turns that off.
+func artifactLayers(cfg *config.Config, d image.Docker) artifacts.Layers {
+	if cfg.Artifacts.ArchiveOnly {
+		return nil
+	}
+	if t, ok := d.(trackedImages); ok {
+		d = t.Docker
+	}
+	if l, ok := d.(artifacts.Layers); ok {
+		return l
+	}
+	return nil
 }
 
 // PayloadCheck is the check the worker runs on payloads, built without
