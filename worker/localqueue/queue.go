@@ -376,10 +376,16 @@ func (q *Queue) Close() error { return q.store.Close() }
 // after a shutdown caused by ctx, or the server's error. It does not close
 // q.
 func Serve(ctx context.Context, ln net.Listener, q *Queue) error {
+	return ServeHandler(ctx, ln, q, q.Handler())
+}
+
+// ServeHandler is [Serve] with h in front of the queue: h serves the
+// requests (typically q.Handler() and more beside it) while q runs.
+func ServeHandler(ctx context.Context, ln net.Listener, q *Queue, h http.Handler) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv := &http.Server{
-		Handler:           q.Handler(),
+		Handler:           h,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(q.log.Handler(), slog.LevelWarn),

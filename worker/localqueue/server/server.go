@@ -177,7 +177,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 	}
 	go func() {
 		defer close(q.done)
-		err := serve(ctx, ln, lq, Handler(q.RootURL, lq.Handler(), ui), logger)
+		err := localqueue.ServeHandler(ctx, ln, lq, Handler(q.RootURL, lq.Handler(), ui))
 		closePub()
 		q.err = errors.Join(err, lq.Close())
 	}()
