@@ -101,6 +101,8 @@ func TestContainerRemovedAfterResolution(t *testing.T) {
 		close(g.open)
 		e.waitFor("both containers removed", time.Second, func() bool { return removed(e.docker.Containers()) == 2 })
 		e.waitIdle(2)
+		// The timings record is logged after the removal returns.
+		e.waitFor("both task timings records", time.Second, func() bool { return len(e.logs.records("task timings")) == 2 })
 		recs := e.logs.records("task timings")
 		if len(recs) != 2 {
 			t.Fatalf("%d task timings records, want 2", len(recs))
