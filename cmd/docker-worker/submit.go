@@ -13,7 +13,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/config"
-	"go.dockerworker.dev/docker-worker/worker/slugid"
+	"go.dockerworker.dev/docker-worker/worker/taskdoc"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 )
 
@@ -166,40 +166,15 @@ func loadPartial(path string, c *config.Config) error {
 
 // completeTask turns a payload or partial task definition into a full one.
 func completeTask(doc map[string]any, file string, pool [2]string, now time.Time) (string, map[string]any) {
-	task, payload := splitTask(doc)
-	if task == nil {
-		task = map[string]any{"payload": payload}
-	}
-	taskID, _ := task["taskId"].(string)
-	delete(task, "taskId") // not part of a task definition
-	if taskID == "" {
-		taskID = slugid.Nice()
-	}
-	_, hasQueue := task["taskQueueId"]
-	_, hasProv := task["provisionerId"]
-	if !hasQueue && !hasProv {
-		task["provisionerId"], task["workerType"] = pool[0], pool[1]
-	}
-	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-	setDefault(task, "created", ts(now))
-	setDefault(task, "deadline", ts(now.Add(time.Hour)))
-	setDefault(task, "expires", ts(now.Add(7*24*time.Hour)))
-	meta, _ := task["metadata"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-		task["metadata"] = meta
-	}
-	setDefault(meta, "name", filepath.Base(file))
-	setDefault(meta, "description", "submitted with docker-worker submit")
-	setDefault(meta, "owner", "docker-worker-submit@localhost")
-	setDefault(meta, "source", "https://localhost/docker-worker/submit")
-	return taskID, task
-}
-
-func setDefault(m map[string]any, k string, v any) {
-	if _, ok := m[k]; !ok {
-		m[k] = v
-	}
+	return taskdoc.Complete(doc, taskdoc.Defaults{
+		ProvisionerID: pool[0], WorkerType: pool[1],
+		Metadata: map[string]string{
+			"name":        filepath.Base(file),
+			"description": "submitted with docker-worker submit",
+			"owner":       "docker-worker-submit@localhost",
+			"source":      "https://localhost/docker-worker/submit",
+		},
+	}, now)
 }
 
 // waitResolved polls the task status until its last run is resolved and no

@@ -10,6 +10,7 @@ import (
 
 	"go.dockerworker.dev/docker-worker/schemas"
 	"go.dockerworker.dev/docker-worker/worker/slugid"
+	"go.dockerworker.dev/docker-worker/worker/taskdoc"
 	"go.dockerworker.dev/docker-worker/worker/tc"
 	"go.dockerworker.dev/docker-worker/worker/tcproxy"
 	"go.yaml.in/yaml/v3"
@@ -102,44 +103,18 @@ func (u *UI) validate(req validateRequest) validateResponse {
 // completeTask turns a payload or a partial task definition into a whole
 // one, filling in what is absent.
 func (u *UI) completeTask(doc map[string]any, name string) (string, map[string]any) {
-	task := doc
-	if _, ok := doc["payload"]; !ok {
-		task = map[string]any{"payload": doc}
-	}
-	taskID, _ := task["taskId"].(string)
-	delete(task, "taskId") // not part of a task definition
-	if taskID == "" {
-		taskID = slugid.Nice()
-	}
-	_, hasQueue := task["taskQueueId"]
-	_, hasProv := task["provisionerId"]
-	if !hasQueue && !hasProv {
-		task["provisionerId"], task["workerType"] = u.cfg.ProvisionerID, u.cfg.WorkerType
-	}
-	now := u.cfg.Now()
-	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-	setDefault(task, "created", ts(now))
-	setDefault(task, "deadline", ts(now.Add(time.Hour)))
-	setDefault(task, "expires", ts(now.Add(7*24*time.Hour)))
-	meta, _ := task["metadata"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-		task["metadata"] = meta
-	}
 	if name == "" {
 		name = "submitted from the web page"
 	}
-	setDefault(meta, "name", name)
-	setDefault(meta, "description", "submitted from the docker-worker web page")
-	setDefault(meta, "owner", "docker-worker-ui@localhost")
-	setDefault(meta, "source", u.cfg.RootURL+"/submit")
-	return taskID, task
-}
-
-func setDefault(m map[string]any, k string, v any) {
-	if _, ok := m[k]; !ok {
-		m[k] = v
-	}
+	return taskdoc.Complete(doc, taskdoc.Defaults{
+		ProvisionerID: u.cfg.ProvisionerID, WorkerType: u.cfg.WorkerType,
+		Metadata: map[string]string{
+			"name":        name,
+			"description": "submitted from the docker-worker web page",
+			"owner":       "docker-worker-ui@localhost",
+			"source":      u.cfg.RootURL + "/submit",
+		},
+	}, u.cfg.Now())
 }
 
 // signRequest is the body of POST /ui/api/sign: a request to sign (its
