@@ -72,8 +72,9 @@ type Store interface {
 	// "". A limit below 1 means no limit.
 	PurgeRequests(ctx context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error)
 	// Commit stores the records of c (replacing those with the same taskId,
-	// artifact key, name, path or key), removes the index entries it deletes, records its
-	// nonces and appends its messages to the outbox, atomically.
+	// taskId/runId/name, name, path or key), removes the index entries it
+	// deletes, records its nonces and appends its messages to the outbox,
+	// atomically.
 	Commit(ctx context.Context, c Change) error
 	// Outbox returns up to limit messages of the outbox, oldest first.
 	Outbox(ctx context.Context, limit int) ([]OutboxEntry, error)
