@@ -69,7 +69,7 @@ func (e *env) dirOnce(ctx context.Context, gen, extra string) (secs, before, pea
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	timings := w.takeTimings()
+	timings := w.waitTimings(time.Minute)
 	if len(timings) == 0 {
 		return 0, 0, 0, fmt.Errorf("no task timings from the worker")
 	}

@@ -168,7 +168,7 @@ func (e *env) uploadOnce(ctx context.Context, name, gen string, size int64, s *u
 	if err != nil {
 		return err
 	}
-	timings := w.takeTimings()
+	timings := w.waitTimings(time.Minute)
 	if len(timings) == 0 {
 		return fmt.Errorf("no task timings from the worker")
 	}

@@ -346,6 +346,19 @@ func (w *workerProc) kill() {
 	w.cmd.Wait()
 }
 
+// waitTimings waits up to limit for the worker's task timings and takes
+// them: the worker logs them after removing the run's container, so after
+// the run is resolved.
+func (w *workerProc) waitTimings(limit time.Duration) []map[string]float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		if t := w.takeTimings(); len(t) > 0 || time.Now().After(deadline) {
+			return t
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (w *workerProc) takeTimings() []map[string]float64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()

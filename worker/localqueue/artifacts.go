@@ -227,7 +227,14 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 	if r.State != stateRunning && (r.State != stateException || !r.Resolved.After(rq.now.Add(-artifactGrace))) {
 		return apiErrorf(codeRequestConflict, "Artifacts cannot be created for a task after it is resolved, unless it is resolved 'exception', and even in this case only up to 25 min past resolution. Run %d of task `%s` is %s.", runID, rec.TaskID, r.State)
 	}
-	old, exists := r.Artifacts[name]
+	var old ArtifactRecord
+	exists := false
+	switch prev, err := q.store.Artifact(ctx, rec.TaskID, runID, name); {
+	case err == nil:
+		old, exists = *prev, true
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
 	if exists && !compatible(old, art) {
 		return apiErrorf(codeRequestConflict, "Artifact already exists with different properties, and none of the allowed exceptions apply: storageType %s, contentType %s, expires %s", old.StorageType, old.ContentType, formatTime(old.Expires))
 	}
@@ -243,11 +250,10 @@ func (q *Queue) createArtifact(w http.ResponseWriter, rq *apiRequest) error {
 			UploadID: art.UploadID, Expires: art.Expires,
 		})
 	}
-	if r.Artifacts == nil {
-		r.Artifacts = map[string]ArtifactRecord{}
-	}
-	r.Artifacts[name] = art
-	t.put(rec)
+	// Only the artifact's own record changes: the cost of a create does
+	// not grow with the number of artifacts the run has.
+	art.TaskID, art.RunID = rec.TaskID, runID
+	t.artifacts = append(t.artifacts, &art)
 	if art.Present && art.StorageType != storageS3 {
 		t.msg(msgArtifactCreated(rec, runID, art)) // s3 artifacts are not announced, as on the real queue
 	}
@@ -309,12 +315,14 @@ func (q *Queue) finishArtifact(w http.ResponseWriter, rq *apiRequest) error {
 		return err
 	}
 	runID, _ := strconv.Atoi(rq.params["runId"])
-	var art ArtifactRecord
-	found := false
+	var art *ArtifactRecord
 	if rec != nil && runID < len(rec.Runs) {
-		art, found = rec.Runs[runID].Artifacts[name]
+		art, err = q.store.Artifact(ctx, rec.TaskID, runID, name)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
-	if !found {
+	if art == nil {
 		return apiErrorf(codeResourceNotFound, "Artifact with taskId `%s`, runId %s, name `%s` not found", rq.params["taskId"], rq.params["runId"], name)
 	}
 	if art.StorageType != storageObject {
@@ -333,10 +341,9 @@ func (q *Queue) finishArtifact(w http.ResponseWriter, rq *apiRequest) error {
 			return apiErrorf(codeInputError, "Object storing artifact data does not exist")
 		}
 		art.Present, art.UploadID = true, ""
-		rec.Runs[runID].Artifacts[name] = art
-		t.put(rec)
+		t.artifacts = append(t.artifacts, art)
 	}
-	t.msg(msgArtifactCreated(rec, runID, art))
+	t.msg(msgArtifactCreated(rec, runID, *art))
 	if err := t.commit(); err != nil {
 		return err
 	}
@@ -423,10 +430,10 @@ type objectArtifactContent struct {
 // links (except for formInfo) and checking `queue:get-artifact:<name>` for
 // every name on the way.
 func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRecord, runID int, form artifactForm) error {
+	ctx := rq.r.Context()
 	name := rq.params["name"]
-	arts := rec.Runs[runID].Artifacts
 	var names []string
-	var a ArtifactRecord
+	var a *ArtifactRecord
 	for {
 		names = append(names, name)
 		if form != formInfo {
@@ -434,13 +441,16 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 				return err
 			}
 		}
-		var ok bool
-		a, ok = arts[name]
-		if !ok || !a.Present {
+		var err error
+		a, err = q.store.Artifact(ctx, rec.TaskID, runID, name)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if a == nil || !a.Present {
 			return apiErrorf(codeResourceNotFound, "Artifact not found")
 		}
 		if form == formInfo {
-			q.reply(w, http.StatusOK, artifactToJSON(a))
+			q.reply(w, http.StatusOK, artifactToJSON(*a))
 			return nil
 		}
 		if a.Expires.Before(rq.now) {
@@ -454,7 +464,6 @@ func (q *Queue) serveArtifact(w http.ResponseWriter, rq *apiRequest, rec *TaskRe
 		}
 		name = a.Link
 	}
-	ctx := rq.r.Context()
 	var target string
 	var err error
 	switch a.StorageType {
@@ -507,7 +516,7 @@ func (q *Queue) listArtifacts(w http.ResponseWriter, rq *apiRequest) error {
 	if err != nil || runID >= len(rec.Runs) {
 		return apiErrorf(codeResourceNotFound, "Task with taskId: `%s` has no run with runId: %s", rec.TaskID, rq.params["runId"])
 	}
-	return q.replyArtifactList(w, rq, rec.Runs[runID].Artifacts)
+	return q.replyArtifactList(w, rq, rec.TaskID, runID)
 }
 
 func (q *Queue) listLatestArtifacts(w http.ResponseWriter, rq *apiRequest) error {
@@ -518,30 +527,43 @@ func (q *Queue) listLatestArtifacts(w http.ResponseWriter, rq *apiRequest) error
 	if len(rec.Runs) == 0 {
 		return apiErrorf(codeResourceNotFound, "Task doesn't have any runs")
 	}
-	return q.replyArtifactList(w, rq, rec.Runs[len(rec.Runs)-1].Artifacts)
+	return q.replyArtifactList(w, rq, rec.TaskID, len(rec.Runs)-1)
 }
 
-// replyArtifactList answers one page of the present artifacts, in name
-// order. The continuationToken names the last artifact of the page.
-func (q *Queue) replyArtifactList(w http.ResponseWriter, rq *apiRequest, arts map[string]ArtifactRecord) error {
+// replyArtifactList answers one page of the present artifacts of run
+// runID of taskID, in name order. The continuationToken names the last
+// artifact of the page.
+func (q *Queue) replyArtifactList(w http.ResponseWriter, rq *apiRequest, taskID string, runID int) error {
 	limit, after, err := pageParams(rq)
 	if err != nil {
 		return err
 	}
-	names := make([]string, 0, len(arts))
-	for n, a := range arts {
-		if a.Present && n > after {
-			names = append(names, n)
+	// Read limit+1 present artifacts (to know whether a page follows),
+	// skipping the unfinished object artifacts on the way.
+	var page []*ArtifactRecord
+	for len(page) <= limit {
+		want := limit + 1 - len(page)
+		arts, err := q.store.Artifacts(rq.r.Context(), taskID, runID, after, want)
+		if err != nil {
+			return err
 		}
+		for _, a := range arts {
+			if a.Present {
+				page = append(page, a)
+			}
+		}
+		if len(arts) < want {
+			break
+		}
+		after = arts[len(arts)-1].Name
 	}
-	slices.Sort(names)
 	resp := listArtifactsResponse{Artifacts: []artifactJSON{}}
-	if len(names) > limit {
-		names = names[:limit]
-		resp.ContinuationToken = pageToken(names[limit-1])
+	if len(page) > limit {
+		page = page[:limit]
+		resp.ContinuationToken = pageToken(page[limit-1].Name)
 	}
-	for _, n := range names {
-		resp.Artifacts = append(resp.Artifacts, artifactToJSON(arts[n]))
+	for _, a := range page {
+		resp.Artifacts = append(resp.Artifacts, artifactToJSON(*a))
 	}
 	q.reply(w, http.StatusOK, resp)
 	return nil

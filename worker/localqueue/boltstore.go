@@ -22,10 +22,15 @@ import (
 // access pattern (the Queue serialises its writes anyway).
 
 var (
-	bucketTasks   = []byte("tasks")
-	bucketObjects = []byte("objects")
-	bucketOutbox  = []byte("outbox")
-	bucketSecrets = []byte("secrets")
+	bucketTasks = []byte("tasks")
+	// The runs' artifacts, keyed by artifactKey (taskId/runId/name), so
+	// that a run's artifacts are one name-ordered cursor range. Stores
+	// written before this bucket existed kept them inside the task
+	// records; OpenBoltStore moves them here.
+	bucketArtifacts = []byte("artifacts")
+	bucketObjects   = []byte("objects")
+	bucketOutbox    = []byte("outbox")
+	bucketSecrets   = []byte("secrets")
 	// The index service: entries and namespaces keyed by childKey, so that
 	// the children of a namespace are one cursor range.
 	bucketIndexed    = []byte("index-tasks")
@@ -54,7 +59,12 @@ func OpenBoltStore(path string) (Store, error) {
 		return nil, fmt.Errorf("localqueue: open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketObjects, bucketOutbox, bucketSecrets, bucketIndexed, bucketNamespaces, bucketPurges, bucketNonces} {
+		if tx.Bucket(bucketArtifacts) == nil {
+			if err := migrateArtifacts(tx); err != nil {
+				return fmt.Errorf("move artifacts out of the task records: %w", err)
+			}
+		}
+		for _, b := range [][]byte{bucketTasks, bucketArtifacts, bucketObjects, bucketOutbox, bucketSecrets, bucketIndexed, bucketNamespaces, bucketPurges, bucketNonces} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -69,6 +79,71 @@ func OpenBoltStore(path string) (Store, error) {
 	// delay still lets concurrent requests share one fsync.
 	db.MaxBatchDelay = time.Millisecond
 	return &boltStore{db: db}, nil
+}
+
+// migrateArtifacts moves the artifacts that task records of an older store
+// hold (runs[].artifacts, a map by name) into bucketArtifacts, and rewrites
+// those records without them, in tx: all of them or, after a crash, none.
+func migrateArtifacts(tx *bolt.Tx) error {
+	arts, err := tx.CreateBucket(bucketArtifacts)
+	if err != nil {
+		return err
+	}
+	tasks := tx.Bucket(bucketTasks)
+	if tasks == nil {
+		return nil // a new store
+	}
+	type legacyRuns struct {
+		Runs []struct {
+			Artifacts map[string]*ArtifactRecord `json:"artifacts"`
+		} `json:"runs"`
+	}
+	rewrite := map[string][]byte{}
+	err = tasks.ForEach(func(k, v []byte) error {
+		var old legacyRuns
+		if err := unmarshalRecord(v, &old); err != nil {
+			return fmt.Errorf("task %s: %w", k, err)
+		}
+		moved := false
+		for runID, r := range old.Runs {
+			for name, a := range r.Artifacts {
+				a.TaskID, a.RunID, a.Name = string(k), runID, name
+				b, err := marshalRecord(a)
+				if err != nil {
+					return fmt.Errorf("encode artifact %q of %s/%d: %w", name, k, runID, err)
+				}
+				if err := arts.Put([]byte(a.key()), b); err != nil {
+					return fmt.Errorf("store artifact %q of %s/%d: %w", name, k, runID, err)
+				}
+				moved = true
+			}
+		}
+		if !moved {
+			return nil
+		}
+		// RunRecord has no artifacts field any more: a round trip drops
+		// them and keeps the rest.
+		var rec TaskRecord
+		if err := unmarshalRecord(v, &rec); err != nil {
+			return fmt.Errorf("task %s: %w", k, err)
+		}
+		b, err := marshalRecord(&rec)
+		if err != nil {
+			return fmt.Errorf("encode task %s: %w", k, err)
+		}
+		rewrite[string(k)] = b
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// A bucket must not change during its ForEach.
+	for k, v := range rewrite {
+		if err := tasks.Put([]byte(k), v); err != nil {
+			return fmt.Errorf("store task %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 func (s *boltStore) view(fn func(*bolt.Tx) error) error {
@@ -126,6 +201,18 @@ func (s *boltStore) Each(ctx context.Context, fn func(*TaskRecord) error) error 
 	return nil
 }
 
+func (s *boltStore) Artifact(_ context.Context, taskID string, runID int, name string) (*ArtifactRecord, error) {
+	var a ArtifactRecord
+	if err := s.getOne(bucketArtifacts, artifactKey(taskID, runID, name), fmt.Sprintf("artifact %q of %s/%d", name, taskID, runID), &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+func (s *boltStore) Artifacts(_ context.Context, taskID string, runID int, after string, limit int) ([]*ArtifactRecord, error) {
+	return boltRange[ArtifactRecord](s, bucketArtifacts, runArtifactsPrefix(taskID, runID), after, limit)
+}
+
 func (s *boltStore) Object(_ context.Context, name string) (*ObjectRecord, error) {
 	var o ObjectRecord
 	err := s.view(func(tx *bolt.Tx) error {
@@ -169,6 +256,9 @@ func commitChange(tx *bolt.Tx, c Change) error {
 		if err := tasks.Put([]byte(rec.TaskID), b); err != nil {
 			return fmt.Errorf("store task %s: %w", rec.TaskID, err)
 		}
+	}
+	if err := putAll(tx.Bucket(bucketArtifacts), c.Artifacts, (*ArtifactRecord).key); err != nil {
+		return err
 	}
 	objects := tx.Bucket(bucketObjects)
 	for _, o := range c.Objects {

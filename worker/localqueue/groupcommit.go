@@ -56,6 +56,7 @@ type groupStore struct {
 
 	mu         sync.Mutex
 	tasks      map[string]staged[*TaskRecord]
+	artifacts  map[string]staged[*ArtifactRecord] // by artifactKey
 	objects    map[string]staged[*ObjectRecord]
 	indexed    map[string]staged[*IndexedTaskRecord] // by childKey
 	namespaces map[string]staged[*NamespaceRecord]   // by childKey
@@ -75,7 +76,8 @@ type groupStore struct {
 func newGroupStore(inner Store) *groupStore {
 	return &groupStore{
 		inner: inner, written: make(chan struct{}),
-		tasks: map[string]staged[*TaskRecord]{}, objects: map[string]staged[*ObjectRecord]{},
+		tasks: map[string]staged[*TaskRecord]{}, artifacts: map[string]staged[*ArtifactRecord]{},
+		objects: map[string]staged[*ObjectRecord]{},
 		indexed: map[string]staged[*IndexedTaskRecord]{}, namespaces: map[string]staged[*NamespaceRecord]{},
 	}
 }
@@ -97,6 +99,9 @@ func (g *groupStore) apply(c Change) (uint64, error) {
 	cc := Change{DeleteIndexedTasks: slices.Clone(c.DeleteIndexedTasks), Nonces: slices.Clone(c.Nonces)}
 	for _, rec := range c.Tasks {
 		cc.Tasks = append(cc.Tasks, rec.clone())
+	}
+	for _, a := range c.Artifacts {
+		cc.Artifacts = append(cc.Artifacts, a.clone())
 	}
 	for _, o := range c.Objects {
 		cc.Objects = append(cc.Objects, o.clone())
@@ -126,6 +131,9 @@ func (g *groupStore) apply(c Change) (uint64, error) {
 	seq := g.applied
 	for _, rec := range cc.Tasks {
 		g.tasks[rec.TaskID] = staged[*TaskRecord]{rec, seq}
+	}
+	for _, a := range cc.Artifacts {
+		g.artifacts[a.key()] = staged[*ArtifactRecord]{a, seq}
 	}
 	for _, o := range cc.Objects {
 		g.objects[o.Name] = staged[*ObjectRecord]{o, seq}
@@ -197,6 +205,7 @@ func (g *groupStore) writeLocked() {
 	} else {
 		g.durable = last
 		prune(g.tasks, last)
+		prune(g.artifacts, last)
 		prune(g.objects, last)
 		prune(g.indexed, last)
 		prune(g.namespaces, last)
@@ -248,6 +257,17 @@ func (g *groupStore) Get(ctx context.Context, taskID string) (*TaskRecord, error
 	return g.inner.Get(ctx, taskID)
 }
 
+func (g *groupStore) Artifact(ctx context.Context, taskID string, runID int, name string) (*ArtifactRecord, error) {
+	a, ok, err := lookup(g, g.artifacts, artifactKey(taskID, runID, name))
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		return a.clone(), nil
+	}
+	return g.inner.Artifact(ctx, taskID, runID, name)
+}
+
 func (g *groupStore) Object(ctx context.Context, name string) (*ObjectRecord, error) {
 	o, ok, err := lookup(g, g.objects, name)
 	switch {
@@ -292,6 +312,13 @@ func (g *groupStore) Each(ctx context.Context, fn func(*TaskRecord) error) error
 		return err
 	}
 	return g.inner.Each(ctx, fn)
+}
+
+func (g *groupStore) Artifacts(ctx context.Context, taskID string, runID int, after string, limit int) ([]*ArtifactRecord, error) {
+	if err := g.sync(); err != nil {
+		return nil, err
+	}
+	return g.inner.Artifacts(ctx, taskID, runID, after, limit)
 }
 
 func (g *groupStore) IndexedTasks(ctx context.Context, namespace, after string, limit int) ([]*IndexedTaskRecord, error) {

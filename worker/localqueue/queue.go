@@ -417,12 +417,14 @@ func ServeHandler(ctx context.Context, ln net.Listener, q *Queue, h http.Handler
 // tx collects one atomic change of the store, and what to do to the
 // indexes once it is committed. Used with q.mu held.
 type tx struct {
-	q       *Queue
-	ctx     context.Context
-	recs    map[string]*TaskRecord
-	order   []string
-	objects []*ObjectRecord
-	msgs    []Message
+	q     *Queue
+	ctx   context.Context
+	recs  map[string]*TaskRecord
+	order []string
+	// artifacts are the artifact records changed, in order.
+	artifacts []*ArtifactRecord
+	objects   []*ObjectRecord
+	msgs      []Message
 	// pending lists the tasks whose last run became pending.
 	pending []string
 	// The index service's changes, by path, in the order first changed.
@@ -470,7 +472,7 @@ func (t *tx) msgOf(build func() Message) {
 
 // commit stores the change and updates the indexes.
 func (t *tx) commit() error {
-	c := Change{Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
+	c := Change{Artifacts: t.artifacts, Objects: t.objects, Messages: t.msgs, PurgeRequests: t.purges, DeleteIndexedTasks: t.deleted}
 	for _, id := range t.order {
 		c.Tasks = append(c.Tasks, t.recs[id])
 	}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,11 +22,13 @@ var (
 	ErrClosed   = errors.New("localqueue: store closed")
 )
 
-// Store keeps the queue's state: task records (with their runs and artifact
-// metadata), object records of the object service, the index service's
-// entries and namespaces, the purge-cache service's requests, a few named
-// secrets, the Hawk nonces seen within the clock-skew window, and the
-// outbox of Pulse messages not yet confirmed by the broker.
+// Store keeps the queue's state: task records (with their runs), the runs'
+// artifact records (each a record of its own, so that creating one artifact
+// writes that artifact only, however many the run has), object records of
+// the object service, the index service's entries and namespaces, the
+// purge-cache service's requests, a few named secrets, the Hawk nonces seen
+// within the clock-skew window, and the outbox of Pulse messages not yet
+// confirmed by the broker.
 //
 // The [Queue] serialises every read-modify-write itself, so a Store only
 // needs to be safe for concurrent use, and to apply each [Change]
@@ -40,6 +43,13 @@ type Store interface {
 	// stops at fn's first error. The Queue calls it in [New] to rebuild its
 	// in-memory indexes.
 	Each(ctx context.Context, fn func(*TaskRecord) error) error
+	// Artifact returns the artifact name of run runID of taskID, or an
+	// error wrapping [ErrNotFound].
+	Artifact(ctx context.Context, taskID string, runID int, name string) (*ArtifactRecord, error)
+	// Artifacts returns up to limit artifacts of run runID of taskID, in
+	// name order, starting after the name after ("" starts at the
+	// beginning). A limit below 1 means no limit.
+	Artifacts(ctx context.Context, taskID string, runID int, after string, limit int) ([]*ArtifactRecord, error)
 	// Object returns the object record of name, or an error wrapping
 	// [ErrNotFound].
 	Object(ctx context.Context, name string) (*ObjectRecord, error)
@@ -62,8 +72,9 @@ type Store interface {
 	// "". A limit below 1 means no limit.
 	PurgeRequests(ctx context.Context, workerPoolID, after string, limit int) ([]*PurgeRecord, error)
 	// Commit stores the records of c (replacing those with the same taskId,
-	// name, path or key), removes the index entries it deletes, records its
-	// nonces and appends its messages to the outbox, atomically.
+	// taskId/runId/name, name, path or key), removes the index entries it
+	// deletes, records its nonces and appends its messages to the outbox,
+	// atomically.
 	Commit(ctx context.Context, c Change) error
 	// Outbox returns up to limit messages of the outbox, oldest first.
 	Outbox(ctx context.Context, limit int) ([]OutboxEntry, error)
@@ -87,7 +98,10 @@ type Store interface {
 
 // Change is one atomic update of a [Store].
 type Change struct {
-	Tasks         []*TaskRecord
+	Tasks []*TaskRecord
+	// Artifacts are artifact records, each replacing the one with the same
+	// TaskID, RunID and Name.
+	Artifacts     []*ArtifactRecord
 	Objects       []*ObjectRecord
 	IndexedTasks  []*IndexedTaskRecord
 	Namespaces    []*NamespaceRecord
@@ -123,24 +137,26 @@ type TaskRecord struct {
 	Runs        []RunRecord    `json:"runs"`
 }
 
-// RunRecord is one run of a task. Zero times are absent.
+// RunRecord is one run of a task. Zero times are absent. Its artifacts are
+// records of their own ([ArtifactRecord], [Store.Artifacts]).
 type RunRecord struct {
-	RunID          int                       `json:"runId"`
-	State          string                    `json:"state"`
-	ReasonCreated  string                    `json:"reasonCreated"`
-	ReasonResolved string                    `json:"reasonResolved,omitempty"`
-	WorkerGroup    string                    `json:"workerGroup,omitempty"`
-	WorkerID       string                    `json:"workerId,omitempty"`
-	Scheduled      time.Time                 `json:"scheduled"`
-	Started        time.Time                 `json:"started,omitzero"`
-	Resolved       time.Time                 `json:"resolved,omitzero"`
-	TakenUntil     time.Time                 `json:"takenUntil,omitzero"`
-	Artifacts      map[string]ArtifactRecord `json:"artifacts,omitempty"`
+	RunID          int       `json:"runId"`
+	State          string    `json:"state"`
+	ReasonCreated  string    `json:"reasonCreated"`
+	ReasonResolved string    `json:"reasonResolved,omitempty"`
+	WorkerGroup    string    `json:"workerGroup,omitempty"`
+	WorkerID       string    `json:"workerId,omitempty"`
+	Scheduled      time.Time `json:"scheduled"`
+	Started        time.Time `json:"started,omitzero"`
+	Resolved       time.Time `json:"resolved,omitzero"`
+	TakenUntil     time.Time `json:"takenUntil,omitzero"`
 }
 
-// ArtifactRecord is one artifact of a run. Which of the type-specific
-// fields are set depends on StorageType.
+// ArtifactRecord is one artifact of a run: run RunID of task TaskID. Which
+// of the type-specific fields are set depends on StorageType.
 type ArtifactRecord struct {
+	TaskID        string    `json:"taskId"`
+	RunID         int       `json:"runId"`
 	Name          string    `json:"name"`
 	StorageType   string    `json:"storageType"` // s3, object, reference, link or error
 	ContentType   string    `json:"contentType"`
@@ -219,17 +235,36 @@ func (r *IndexedTaskRecord) clone() *IndexedTaskRecord {
 	return &c
 }
 
-// clone copies rec deeply enough that mutating the copy's runs and
-// artifacts leaves rec alone (the definition is immutable and shared).
+// clone copies rec deeply enough that mutating the copy's runs leaves rec
+// alone (the definition is immutable and shared).
 func (rec *TaskRecord) clone() *TaskRecord {
 	c := *rec
-	c.Runs = make([]RunRecord, len(rec.Runs))
-	for i, r := range rec.Runs {
-		r.Artifacts = maps.Clone(r.Artifacts)
-		c.Runs[i] = r
+	c.Runs = slices.Clone(rec.Runs)
+	return &c
+}
+
+func (a *ArtifactRecord) clone() *ArtifactRecord {
+	c := *a
+	if a.ContentLength != nil {
+		n := *a.ContentLength
+		c.ContentLength = &n
 	}
 	return &c
 }
+
+// runArtifactsPrefix is the common prefix of the storage keys of run runID
+// of taskID's artifacts (task ids are slugids, without a slash).
+func runArtifactsPrefix(taskID string, runID int) string {
+	return taskID + "/" + strconv.Itoa(runID) + "/"
+}
+
+// artifactKey is the storage key of an artifact: its run's prefix and its
+// name, so that a run's artifacts are one name-ordered key range.
+func artifactKey(taskID string, runID int, name string) string {
+	return runArtifactsPrefix(taskID, runID) + name
+}
+
+func (a *ArtifactRecord) key() string { return artifactKey(a.TaskID, a.RunID, a.Name) }
 
 func (o *ObjectRecord) clone() *ObjectRecord {
 	c := *o
@@ -250,7 +285,7 @@ func newSecret() (string, error) {
 // survives the process.
 func NewMemStore() Store {
 	return &memStore{
-		tasks: map[string]*TaskRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{},
+		tasks: map[string]*TaskRecord{}, artifacts: map[string]map[string]*ArtifactRecord{}, objects: map[string]*ObjectRecord{}, secrets: map[string]string{},
 		indexed: map[string]*IndexedTaskRecord{}, namespaces: map[string]*NamespaceRecord{}, purges: map[string]*PurgeRecord{},
 		nonces: map[string]time.Time{},
 	}
@@ -260,6 +295,7 @@ type memStore struct {
 	mu         sync.RWMutex
 	closed     bool
 	tasks      map[string]*TaskRecord
+	artifacts  map[string]map[string]*ArtifactRecord // by runArtifactsPrefix, then name
 	objects    map[string]*ObjectRecord
 	indexed    map[string]*IndexedTaskRecord // by childKey
 	namespaces map[string]*NamespaceRecord   // by childKey
@@ -300,6 +336,32 @@ func (s *memStore) Each(_ context.Context, fn func(*TaskRecord) error) error {
 		}
 	}
 	return nil
+}
+
+func (s *memStore) Artifact(_ context.Context, taskID string, runID int, name string) (*ArtifactRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	a, ok := s.artifacts[runArtifactsPrefix(taskID, runID)][name]
+	if !ok {
+		return nil, fmt.Errorf("artifact %q of %s/%d: %w", name, taskID, runID, ErrNotFound)
+	}
+	return a.clone(), nil
+}
+
+func (s *memStore) Artifacts(_ context.Context, taskID string, runID int, after string, limit int) ([]*ArtifactRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	arts := memRange(s.artifacts[runArtifactsPrefix(taskID, runID)], "", after, limit)
+	for i, a := range arts {
+		arts[i] = a.clone()
+	}
+	return arts, nil
 }
 
 func (s *memStore) Object(_ context.Context, name string) (*ObjectRecord, error) {
@@ -425,6 +487,13 @@ func (s *memStore) Commit(_ context.Context, c Change) error {
 	}
 	for _, rec := range c.Tasks {
 		s.tasks[rec.TaskID] = rec.clone()
+	}
+	for _, a := range c.Artifacts {
+		run := runArtifactsPrefix(a.TaskID, a.RunID)
+		if s.artifacts[run] == nil {
+			s.artifacts[run] = map[string]*ArtifactRecord{}
+		}
+		s.artifacts[run][a.Name] = a.clone()
 	}
 	for _, o := range c.Objects {
 		s.objects[o.Name] = o.clone()
