@@ -92,7 +92,7 @@ func (e *env) taskImage(ctx context.Context, r *results) error {
 		if run.State != tc.StateCompleted {
 			return 0, fmt.Errorf("task %s: %s/%s", id, run.State, run.ReasonResolved)
 		}
-		ts := w.takeTimings()
+		ts := w.waitTimings(time.Minute) // logged after the container's removal
 		if len(ts) == 0 {
 			return 0, fmt.Errorf("task %s: no timings record", id)
 		}
