@@ -189,7 +189,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	warnIgnored(logger, cfg)
-	w, closeFn, err := buildWorker(ctx, cfg, logger, nil)
+	// No WORKER_METRICS lines: dev's stdout carries the export line that
+	// scripts read, and a one-machine worker feeds no fleet pipeline.
+	w, closeFn, err := buildWorker(ctx, cfg, logger, nil, io.Discard)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return 1

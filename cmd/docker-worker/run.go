@@ -92,7 +92,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	logger = newLogger(stdout, *logLevel, cfg.Logging.Format)
 	warnIgnored(logger, cfg)
-	w, closeFn, err := buildWorker(ctx, cfg, logger, reg)
+	w, closeFn, err := buildWorker(ctx, cfg, logger, reg, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "docker-worker: %v\n", err)
 		return runFailed
@@ -132,10 +132,11 @@ func configArg(fs *flag.FlagSet, flagValue string) (string, error) {
 	return "", fmt.Errorf("one config file only, got %d arguments: %s", fs.NArg(), strings.Join(fs.Args(), " "))
 }
 
-// buildWorker wires the worker (see worker/wiring).
-func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *wiring.Registration) (*wiring.Worker, func(), error) {
+// buildWorker wires the worker (see worker/wiring). metricsOut receives
+// the WORKER_METRICS lines (nil: stdout).
+func buildWorker(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg *wiring.Registration, metricsOut io.Writer) (*wiring.Worker, func(), error) {
 	hostname, _ := os.Hostname()
-	w, err := wiring.Build(ctx, cfg, wiring.Options{Logger: logger, Version: version, Hostname: hostname, Registration: reg})
+	w, err := wiring.Build(ctx, cfg, wiring.Options{Logger: logger, Version: version, Hostname: hostname, Registration: reg, Stdout: metricsOut})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"io"
 	"net"
@@ -80,11 +81,14 @@ func startDevLogs(t *testing.T, bin, dataDir string, args ...string) (*queueEnv,
 	}
 	exited := make(chan struct{})
 	line := make(chan string, 1)
+	var rest bytes.Buffer // stdout after the export line: must stay empty
+	restDone := make(chan struct{})
 	go func() {
+		defer close(restDone)
 		r := bufio.NewReader(out)
 		s, _ := r.ReadString('\n')
 		line <- s
-		io.Copy(io.Discard, r)
+		io.Copy(&rest, r)
 	}()
 	go func() { cmd.Wait(); close(exited) }()
 	stopped := false
@@ -104,6 +108,15 @@ func startDevLogs(t *testing.T, bin, dataDir string, args ...string) (*queueEnv,
 	}
 	t.Cleanup(func() {
 		stop()
+		select {
+		case <-restDone:
+			// Scripts read dev's stdout for the export line (WORKER_METRICS
+			// lines, for one, would break them).
+			if r := strings.TrimSpace(rest.String()); r != "" {
+				t.Errorf("dev wrote more than its export line to stdout: %.300q", r)
+			}
+		case <-time.After(10 * time.Second):
+		}
 		if t.Failed() {
 			t.Logf("dev output:\n%s", logs.String())
 		}
